@@ -1,0 +1,149 @@
+"""The paper exchange: simulated fills against the last known price, with Binance's fee and filter
+rules (SPEC §2). The buy fee is taken from the base asset received, the sell fee from the quote
+proceeds, as Binance does without BNB."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from domain import channel as ch
+from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
+from domain.model import OrderStatus, Side, Symbol, TimeInForce
+from domain.ports import Execution, PriceSource
+
+# Exchange filters of the seeded symbols, as Binance spot lists them (exchangeInfo, 2025).
+SEED_SYMBOLS: tuple[dict[str, object], ...] = (
+    {
+        "symbol": "BTCUSDT",
+        "base_asset": "BTC",
+        "quote_asset": "USDT",
+        "step_size": Decimal("0.00001"),
+        "min_qty": Decimal("0.00001"),
+        "tick_size": Decimal("0.01"),
+        "min_notional": Decimal(5),
+    },
+    {
+        "symbol": "ETHUSDT",
+        "base_asset": "ETH",
+        "quote_asset": "USDT",
+        "step_size": Decimal("0.0001"),
+        "min_qty": Decimal("0.0001"),
+        "tick_size": Decimal("0.01"),
+        "min_notional": Decimal(5),
+    },
+)
+
+
+@dataclass
+class _PaperOrder:
+    execution: Execution
+
+
+class PaperExchange:
+    """Fills MARKET orders at the current price; LIMIT IOC sells at the current price when it is at
+    or above the limit (else nothing); LIMIT GTC sells at their limit price when the market has
+    reached it — the engine only sends them on the tick that reaches it (SPEC §4 rule 6, 10)."""
+
+    name = "paper"
+    rests_limit_orders = False
+
+    def __init__(self, prices: PriceSource, fee_rate: Decimal = ch.DEFAULT_FEE_RATE) -> None:
+        self.prices = prices
+        self._fee_rate = fee_rate
+        self._orders: dict[str, _PaperOrder] = {}
+        self._ids = itertools.count(1)
+
+    def fee_rate(self, symbol: Symbol) -> Decimal:
+        return self._fee_rate
+
+    async def _price(self, symbol: Symbol) -> tuple[Decimal, datetime]:
+        quote = await self.prices.current_price(symbol)
+        if quote is None:
+            raise NoPrice(f"No market price is known for {symbol.symbol} yet.", symbol=symbol.symbol)
+        return quote[0], datetime.now(UTC)
+
+    def _fill(
+        self,
+        symbol: Symbol,
+        coid: str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        at: datetime,
+        status: OrderStatus = OrderStatus.FILLED,
+    ) -> Execution:
+        if coid in self._orders:
+            # Same client order id: Binance refuses a duplicate; we return the original fill.
+            return self._orders[coid].execution
+        quote = qty * price
+        if side is Side.BUY:
+            fee, fee_asset = qty * self._fee_rate, symbol.base_asset
+        else:
+            fee, fee_asset = quote * self._fee_rate, symbol.quote_asset
+        execution = Execution(
+            client_order_id=coid,
+            exchange_order_id=f"paper-{next(self._ids)}",
+            status=status if qty > 0 else OrderStatus.EXPIRED,
+            side=side,
+            executed_quantity=qty,
+            quote_quantity=quote,
+            fee=fee if qty > 0 else Decimal(0),
+            fee_asset=fee_asset,
+            executed_at=at,
+        )
+        self._orders[coid] = _PaperOrder(execution)
+        return execution
+
+    def _check(self, symbol: Symbol, qty: Decimal, price: Decimal) -> None:
+        try:
+            ch.check_order_filters(qty, price, symbol.filters, "Order")
+        except FilterFailure as e:
+            raise PermanentExchangeError(e.message, **e.details) from e
+
+    async def market_buy(
+        self,
+        symbol: Symbol,
+        client_order_id: str,
+        *,
+        quote_amount: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> Execution:
+        price, at = await self._price(symbol)
+        if quote_amount is not None:
+            qty = ch.buy_quantity_for_quote(quote_amount, price, symbol.filters)
+        else:
+            assert quantity is not None
+            qty = quantity
+        self._check(symbol, qty, price)
+        return self._fill(symbol, client_order_id, Side.BUY, qty, price, at)
+
+    async def market_sell(self, symbol: Symbol, client_order_id: str, quantity: Decimal) -> Execution:
+        price, at = await self._price(symbol)
+        self._check(symbol, quantity, price)
+        return self._fill(symbol, client_order_id, Side.SELL, quantity, price, at)
+
+    async def limit_sell(
+        self,
+        symbol: Symbol,
+        client_order_id: str,
+        quantity: Decimal,
+        price: Decimal,
+        time_in_force: TimeInForce,
+    ) -> Execution:
+        market, at = await self._price(symbol)
+        self._check(symbol, quantity, price)
+        if market < price:
+            return self._fill(symbol, client_order_id, Side.SELL, Decimal(0), price, at)
+        fill_price = market if time_in_force is TimeInForce.IOC else price
+        return self._fill(symbol, client_order_id, Side.SELL, quantity, fill_price, at)
+
+    async def cancel_order(self, symbol: Symbol, client_order_id: str) -> Execution | None:
+        order = self._orders.get(client_order_id)
+        return order.execution if order else None
+
+    async def get_order(self, symbol: Symbol, client_order_id: str) -> Execution | None:
+        order = self._orders.get(client_order_id)
+        return order.execution if order else None

@@ -1,0 +1,308 @@
+"""The channel strategy's rules (SPEC §4) as pure functions: prices in, decisions out.
+
+No I/O and no floats. Rounding is always explicit and named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from domain.errors import FilterFailure, ValidationError
+from domain.model import SymbolFilters
+
+HUNDRED = Decimal(100)
+ONE = Decimal(1)
+# min_sell is kept to 8 decimals, rounded *up*: a stored floor can only be above the exact one.
+PRICE_QUANTUM = Decimal("0.00000001")
+# Allowed deviation of an entry's spend from capital_percentage, in percentage points (rule 2).
+ALLOCATION_TOLERANCE_PT = Decimal("0.1")
+DEFAULT_FEE_RATE = Decimal("0.001")
+
+TIMEFRAMES: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "2h": timedelta(hours=2),
+    "4h": timedelta(hours=4),
+    "6h": timedelta(hours=6),
+    "8h": timedelta(hours=8),
+    "12h": timedelta(hours=12),
+    "1d": timedelta(days=1),
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- rounding
+
+
+def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of `step` that is <= value (quantities: LOT_SIZE, rule 9)."""
+    if step <= 0:
+        return value
+    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+
+
+def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """Smallest multiple of `step` that is >= value (limit prices: PRICE_FILTER tick, rule 9)."""
+    if step <= 0:
+        return value
+    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
+
+
+# ---------------------------------------------------------------- levels and validation
+
+
+@dataclass(frozen=True)
+class Levels:
+    base: Decimal  # B
+    entry: Decimal  # E = B * (1 + b/100)
+    exit: Decimal  # X = T * (1 - s/100)
+    top: Decimal  # T
+
+
+def levels(base: Decimal, top: Decimal, buy_threshold: Decimal, sell_threshold: Decimal) -> Levels:
+    """Entry and exit levels of a channel (SPEC §4)."""
+    return Levels(
+        base=base,
+        entry=base * (ONE + buy_threshold / HUNDRED),
+        exit=top * (ONE - sell_threshold / HUNDRED),
+        top=top,
+    )
+
+
+def smallest_workable_top(
+    base: Decimal,
+    buy_threshold: Decimal,
+    sell_threshold: Decimal,
+    min_profit: Decimal,
+    fee_rate: Decimal,
+    tick_size: Decimal = PRICE_QUANTUM,
+) -> Decimal:
+    """Smallest top T with X >= E * (1 + m/100) / (1 - f)^2 (rule 11), rounded up to the tick."""
+    entry = base * (ONE + buy_threshold / HUNDRED)
+    needed_exit = entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2)
+    return round_up_to_step(needed_exit / (ONE - sell_threshold / HUNDRED), tick_size)
+
+
+def validate_channel(
+    base: Decimal,
+    top: Decimal,
+    capital_percentage: Decimal,
+    buy_threshold: Decimal,
+    sell_threshold: Decimal,
+    min_profit: Decimal,
+    fee_rate: Decimal,
+    timeframe: str,
+    tick_size: Decimal = PRICE_QUANTUM,
+) -> Levels:
+    """Check a channel's parameters (SPEC §4 parameters and rule 11); return its levels.
+
+    Raises `ValidationError` naming the field and, for a narrow channel, the smallest workable top.
+    """
+    for name, value in (("basePrice", base), ("topPrice", top)):
+        if not value.is_finite() or value <= 0:
+            raise ValidationError(f"{name} must be a positive number.", field=name)
+    if top <= base:
+        raise ValidationError(f"topPrice ({top}) must be above basePrice ({base}).", field="topPrice")
+    if not (0 < capital_percentage <= 100):
+        raise ValidationError("capitalPercentage must be greater than 0 and at most 100.", field="capitalPercentage")
+    for name, value in (("buyThreshold", buy_threshold), ("sellThreshold", sell_threshold)):
+        if not (0 <= value < 100):
+            raise ValidationError(f"{name} must be at least 0 and below 100.", field=name)
+    if not (0 <= min_profit < 1000):
+        raise ValidationError("minProfit must be at least 0 and below 1000.", field="minProfit")
+    if timeframe not in TIMEFRAMES:
+        raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
+    lv = levels(base, top, buy_threshold, sell_threshold)
+    if lv.exit <= lv.entry or lv.exit < lv.entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2):
+        smallest = smallest_workable_top(base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size)
+        raise ValidationError(
+            f"The channel is too narrow to yield the minimum profit of {min_profit}% after fees: "
+            f"the exit level {lv.exit.normalize():f} is below what an entry at "
+            f"{lv.entry.normalize():f} needs. The smallest workable topPrice is "
+            f"{smallest.normalize():f}.",
+            field="topPrice",
+            smallest_workable_top=str(smallest.normalize()),
+        )
+    return lv
+
+
+def validate_percentage(name: str, value: Decimal, upper: Decimal = Decimal(1000)) -> None:
+    if not value.is_finite() or not (0 <= value < upper):
+        raise ValidationError(f"{name} must be at least 0 and below {upper}.", field=name)
+
+
+# ---------------------------------------------------------------- rules 1, 4, 5, 6: triggers
+
+
+def entry_triggered(prev: Decimal, cur: Decimal, lv: Levels) -> bool:
+    """Rule 1: the price rose through E while still under X (`prev < E <= cur` and `cur < X`)."""
+    return prev < lv.entry <= cur < lv.exit
+
+
+def exit_triggered(prev: Decimal, cur: Decimal, lv: Levels) -> bool:
+    """Rule 4: the price turned down through X (`prev > X >= cur`)."""
+    return prev > lv.exit >= cur
+
+
+def rearm_triggered(price: Decimal, lv: Levels) -> bool:
+    """Rule 1: a disarmed strategy is re-armed when the price touches the base (`price <= B`)."""
+    return price <= lv.base
+
+
+def channel_broken(candle_close: Decimal, lv: Levels) -> bool:
+    """Rule 5: a closed candle of the strategy's timeframe below B breaks the channel."""
+    return candle_close < lv.base
+
+
+def scheduled_sell_triggered(cur: Decimal, scheduled_exit_price: Decimal) -> bool:
+    """Rule 6: a scheduled position sells as soon as the price reaches its exit price."""
+    return cur >= scheduled_exit_price
+
+
+# ---------------------------------------------------------------- rules 2, 3, 9: sizes and prices
+
+
+def entry_quote_amount(bankroll: Decimal, capital_percentage: Decimal) -> Decimal:
+    """Rule 2: each entry spends p% of the bankroll (quote asset), to 8 decimals, rounded down."""
+    return round_down_to_step(bankroll * capital_percentage / HUNDRED, PRICE_QUANTUM)
+
+
+def max_open_positions(capital_percentage: Decimal) -> int:
+    """Rule 2: at most floor(100/p) positions of a strategy at once."""
+    return int((HUNDRED / capital_percentage).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def allocation_deviation_pt(spent: Decimal, bankroll: Decimal, capital_percentage: Decimal) -> Decimal:
+    """|spent / bankroll * 100 - p| in percentage points (rule 2 requires <= 0.1)."""
+    return abs(spent / bankroll * HUNDRED - capital_percentage)
+
+
+def buy_quantity_for_quote(quote: Decimal, price: Decimal, filters: SymbolFilters) -> Decimal:
+    """Gross quantity a MARKET buy of `quote` gets at `price`, rounded down to the lot step (rule 9)."""
+    return round_down_to_step(quote / price, filters.step_size)
+
+
+def check_order_filters(quantity: Decimal, price: Decimal, filters: SymbolFilters, what: str) -> None:
+    """Rule 11: LOT_SIZE (minimum and step) and MIN_NOTIONAL apply to every order."""
+    if quantity < filters.min_qty or quantity <= 0:
+        raise FilterFailure(
+            f"{what}: quantity {quantity.normalize():f} is below the exchange's minimum "
+            f"{filters.min_qty.normalize():f} (LOT_SIZE).",
+            filter="LOT_SIZE",
+        )
+    if round_down_to_step(quantity, filters.step_size) != quantity:
+        raise FilterFailure(
+            f"{what}: quantity {quantity.normalize():f} is not a multiple of the lot step "
+            f"{filters.step_size.normalize():f} (LOT_SIZE).",
+            filter="LOT_SIZE",
+        )
+    notional = quantity * price
+    if notional < filters.min_notional:
+        raise FilterFailure(
+            f"{what}: order value {notional.normalize():f} is below the exchange's minimum "
+            f"{filters.min_notional.normalize():f} (MIN_NOTIONAL).",
+            filter="MIN_NOTIONAL",
+        )
+
+
+@dataclass(frozen=True)
+class BuyResult:
+    """What a filled buy leaves in the position (rule 9)."""
+
+    quantity: Decimal  # Q: net of a base-asset fee, rounded down to the step
+    dust: Decimal  # net - Q
+    cost: Decimal  # C: quote spent, a quote-asset fee included
+    fee_in_quote: Decimal  # the buy fee valued in the quote asset
+
+
+def position_from_buy(
+    gross_quantity: Decimal,
+    quote_spent: Decimal,
+    fee: Decimal,
+    fee_asset: str,
+    base_asset: str,
+    quote_asset: str,
+    average_price: Decimal,
+    filters: SymbolFilters,
+    fee_asset_price_in_quote: Decimal | None = None,
+) -> BuyResult:
+    """Rule 9: a fee in the base asset reduces the quantity; in the quote asset (or BNB, valued in
+    quote at the fill) it adds to the cost. The net quantity is rounded down to the step; the rest
+    is dust."""
+    net = gross_quantity
+    cost = quote_spent
+    if fee_asset == base_asset:
+        net = gross_quantity - fee
+        fee_in_quote = fee * average_price
+    elif fee_asset == quote_asset:
+        cost = quote_spent + fee
+        fee_in_quote = fee
+    else:
+        if fee_asset_price_in_quote is None:
+            raise ValueError(f"a fee paid in {fee_asset} needs its price in {quote_asset}")
+        fee_in_quote = fee * fee_asset_price_in_quote
+        cost = quote_spent + fee_in_quote
+    quantity = round_down_to_step(net, filters.step_size)
+    return BuyResult(quantity=quantity, dust=net - quantity, cost=cost, fee_in_quote=fee_in_quote)
+
+
+def min_sell_price(cost: Decimal, quantity: Decimal, min_profit: Decimal, fee_rate: Decimal) -> Decimal:
+    """Rule 3: `min_sell = C * (1 + m/100) / (Q * (1 - f))`, rounded up to 8 decimals.
+
+    Selling Q at or above it returns at least C * (1 + m/100) after the sell fee.
+    """
+    exact = cost * (ONE + min_profit / HUNDRED) / (quantity * (ONE - fee_rate))
+    return round_up_to_step(exact, PRICE_QUANTUM)
+
+
+def limit_sell_price(min_sell: Decimal, filters: SymbolFilters) -> Decimal:
+    """Rule 9: a limit sell price is min_sell rounded *up* to the tick, never down."""
+    return round_up_to_step(min_sell, filters.tick_size)
+
+
+@dataclass(frozen=True)
+class SellResult:
+    proceeds: Decimal  # quote received after the sell fee
+    fee: Decimal  # quote
+    profit: Decimal  # proceeds - cost (negative only for an acceptLoss sell)
+
+
+def sell_result(quote_received: Decimal, fee: Decimal, cost: Decimal) -> SellResult:
+    """Rule 7: the sell fee comes out of the quote proceeds; profit = proceeds after fees - C."""
+    proceeds = quote_received - fee
+    return SellResult(proceeds=proceeds, fee=fee, profit=proceeds - cost)
+
+
+# ---------------------------------------------------------------- rule 10: timeframe closes
+
+
+def timeframe_delta(timeframe: str) -> timedelta:
+    try:
+        return TIMEFRAMES[timeframe]
+    except KeyError:
+        raise ValidationError(f"Unknown timeframe {timeframe!r}.", field="timeframe") from None
+
+
+def candle_open_time(at: datetime, timeframe: str) -> datetime:
+    """Open time of the timeframe candle containing `at`: multiples of the timeframe since the epoch."""
+    delta = timeframe_delta(timeframe)
+    n = (at - EPOCH) // delta
+    return EPOCH + n * delta
+
+
+def replay_path(prev_close: Decimal | None, o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
+    """Rule 10: a candle's price path, O->L->H->C when rising or flat, O->H->L->C when falling,
+    joined to the previous close. Repeated points are dropped."""
+    points = [o, low, h, c] if c >= o else [o, h, low, c]
+    path: list[Decimal] = []
+    last = prev_close
+    for p in points:
+        if p != last:
+            path.append(p)
+            last = p
+    return path

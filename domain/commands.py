@@ -1,0 +1,124 @@
+"""Commands: what a user (or the engine) asks the domain to do. Imperative names, plain data.
+
+`client_id` is the client on whose behalf the command runs; objects of another client are
+reported as not found. `None` means a trusted system caller (CLI, engine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class CreateClient:
+    name: str
+
+
+@dataclass(frozen=True)
+class CreateStrategy:
+    client_id: int
+    symbol: str
+    name: str
+    base_price: Decimal
+    top_price: Decimal
+    capital_percentage: Decimal = Decimal(20)
+    buy_threshold: Decimal = Decimal(2)
+    sell_threshold: Decimal = Decimal(2)
+    min_profit: Decimal = Decimal("0.5")
+    timeframe: str = "4h"
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class UpdateStrategy:
+    """Change a strategy's channel or parameters; `None` keeps a value. Re-arms it (rule 5)."""
+
+    strategy_id: int
+    client_id: int | None = None
+    name: str | None = None
+    base_price: Decimal | None = None
+    top_price: Decimal | None = None
+    capital_percentage: Decimal | None = None
+    buy_threshold: Decimal | None = None
+    sell_threshold: Decimal | None = None
+    min_profit: Decimal | None = None
+    timeframe: str | None = None
+
+
+@dataclass(frozen=True)
+class SetStrategyActive:
+    strategy_id: int
+    is_active: bool
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AllocateCapital:
+    strategy_id: int
+    amount: Decimal
+    client_id: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class WithdrawProfit:
+    strategy_id: int
+    amount: Decimal
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Buy:
+    """Rule 8: a manual buy, by quote amount or by base quantity (exactly one)."""
+
+    strategy_id: int
+    quote_amount: Decimal | None = None
+    quantity: Decimal | None = None
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Sell:
+    """Rule 8: sell a position now (never below min_sell unless `accept_loss`), or schedule it."""
+
+    position_id: int
+    is_scheduled: bool = False
+    accept_loss: bool = False
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSell:
+    """Rule 6: schedule a position at its min_sell for `min_profit` (the strategy's by default)."""
+
+    position_id: int
+    min_profit: Decimal | None = None
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CancelScheduledSell:
+    position_id: int
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ProcessPriceMove:
+    """Apply rules 1, 4 and 6 to a price update `prev -> cur` of a symbol."""
+
+    symbol_id: int
+    prev: Decimal
+    cur: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ProcessCandleClose:
+    """Apply rule 5 to a closed candle of `interval`."""
+
+    symbol_id: int
+    interval: str
+    close: Decimal
+    close_time: datetime

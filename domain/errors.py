@@ -1,0 +1,64 @@
+"""The domain's errors. Each carries a stable `code` that the API exposes as `extensions.code`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class ValidationError(DomainError):
+    code = "VALIDATION"
+
+
+class InsufficientCapital(DomainError):
+    code = "INSUFFICIENT_CAPITAL"
+
+
+class WouldSellAtLoss(DomainError):
+    code = "WOULD_SELL_AT_LOSS"
+
+
+class FilterFailure(DomainError):
+    """An order that cannot meet the exchange's filters (LOT_SIZE, NOTIONAL, PRICE_FILTER)."""
+
+    code = "FILTER_FAILURE"
+
+
+class InvalidState(DomainError):
+    """The operation does not apply to the object's current state (e.g. selling a closed position)."""
+
+    code = "INVALID_STATE"
+
+
+class NoPrice(DomainError):
+    """No known market price for the symbol yet."""
+
+    code = "NO_PRICE"
+
+
+class ExchangeError(DomainError):
+    code = "EXCHANGE_ERROR"
+
+
+class TemporaryExchangeError(ExchangeError):
+    """Worth retrying later (timeouts, 5xx, rate limits)."""
+
+    code = "EXCHANGE_TEMPORARY"
+
+
+class PermanentExchangeError(ExchangeError):
+    """The exchange refused the request; retrying the same request will not help."""
+
+    code = "EXCHANGE_REJECTED"

@@ -1,0 +1,32 @@
+"""Event types: what happened, in the past tense. Stored as `StrategyEvent` rows and published by
+the live loop."""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventType(enum.StrEnum):
+    STRATEGY_CREATED = "strategy_created"
+    STRATEGY_UPDATED = "strategy_updated"
+    STRATEGY_ACTIVATED = "strategy_activated"
+    STRATEGY_DEACTIVATED = "strategy_deactivated"
+    STRATEGY_REARMED = "strategy_rearmed"
+    CHANNEL_BROKEN = "channel_broken"
+    ENTRY_SKIPPED = "entry_skipped"
+    POSITION_OPENED = "position_opened"
+    POSITION_SCHEDULED = "position_scheduled"
+    SCHEDULE_CANCELLED = "schedule_cancelled"
+    POSITION_CLOSED = "position_closed"
+    POSITION_PARTIALLY_SOLD = "position_partially_sold"
+    CAPITAL_ALLOCATED = "capital_allocated"
+    PROFIT_WITHDRAWN = "profit_withdrawn"
+
+
+class SkipReason(enum.StrEnum):
+    INSUFFICIENT_CAPITAL = "insufficient_capital"
+    NO_CAPITAL = "no_capital"
+    MAX_POSITIONS = "max_positions"
+    FILTER_FAILURE = "filter_failure"
+    ALLOCATION_PRECISION = "allocation_precision"
+    EXCHANGE_REJECTED = "exchange_rejected"

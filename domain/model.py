@@ -1,0 +1,263 @@
+"""Domain entities: plain dataclasses with `Decimal` money and aware UTC datetimes.
+
+They are mapped imperatively onto tables by `domain.adapters.orm`, so the domain stays free of
+persistence code (the cosmicpython way). Entities compare by identity (`eq=False`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+class PositionStatus(enum.StrEnum):
+    OPEN = "open"
+    SCHEDULED = "scheduled"
+    CLOSED = "closed"
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+class OrderStatus(enum.StrEnum):
+    NEW = "new"  # recorded, not yet acknowledged by the exchange
+    OPEN = "open"  # resting on the exchange (limit orders)
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"  # IOC remainder, nothing (more) filled
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # sent, outcome not known: reconciliation settles it
+
+
+class OrderPurpose(enum.StrEnum):
+    ENTRY = "entry"  # rule 1, system buy
+    EXIT = "exit"  # rule 4, system sell
+    SCHEDULED_EXIT = "scheduled_exit"  # rule 6
+    MANUAL_BUY = "manual_buy"  # rule 8
+    MANUAL_SELL = "manual_sell"  # rule 8, never below min_sell
+    LOSS_EXIT = "loss_exit"  # rule 8, acceptLoss
+
+
+class AllocationKind(enum.StrEnum):
+    DEPOSIT = "deposit"  # principal in
+    WITHDRAWAL = "withdrawal"  # principal out
+    LOSS = "loss"  # realised loss of an acceptLoss sell: reduces principal
+    PROFIT = "profit"  # realised profit of a sell: segregated
+    PROFIT_WITHDRAWAL = "profit_withdrawal"  # profit paid out
+
+    @property
+    def is_profit(self) -> bool:
+        return self in (AllocationKind.PROFIT, AllocationKind.PROFIT_WITHDRAWAL)
+
+
+@dataclass(eq=False)
+class Client:
+    name: str
+    api_key: str | None = None
+    api_secret_encrypted: str | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SymbolFilters:
+    """Binance-style exchange filters (LOT_SIZE, PRICE_FILTER, MIN_NOTIONAL/NOTIONAL)."""
+
+    step_size: Decimal
+    min_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+
+
+@dataclass(eq=False)
+class Symbol:
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal
+    min_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+    is_active: bool = True
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def filters(self) -> SymbolFilters:
+        return SymbolFilters(self.step_size, self.min_qty, self.tick_size, self.min_notional)
+
+
+@dataclass(eq=False)
+class Strategy:
+    client_id: int
+    symbol_id: int
+    name: str
+    base_price: Decimal
+    top_price: Decimal
+    capital_percentage: Decimal = Decimal(20)
+    buy_threshold: Decimal = Decimal(2)
+    sell_threshold: Decimal = Decimal(2)
+    min_profit: Decimal = Decimal("0.5")
+    timeframe: str = "4h"
+    is_active: bool = True
+    # Rule 1: one entry per bounce. Armed on creation/re-activation, disarmed by an entry (or an
+    # entry skipped for lack of capital), re-armed when the price touches the base.
+    is_armed: bool = True
+    # Rule 5: set when a timeframe candle closes below the base; no entries until re-armed by the user.
+    channel_broken_at: datetime | None = None
+    # Sequence of entry attempts: part of the deterministic client order id of each entry.
+    entry_seq: int = 0
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_channel_broken(self) -> bool:
+        return self.channel_broken_at is not None
+
+
+@dataclass(eq=False)
+class Position:
+    strategy_id: int
+    symbol_id: int
+    client_id: int
+    entry_price: Decimal  # average fill price of the buy
+    quantity: Decimal  # Q: net quantity after the buy fee, rounded down to the lot step
+    cost: Decimal  # C: quote spent, buy fees included
+    fees: Decimal  # buy fee, valued in the quote asset
+    min_profit: Decimal  # m used for min_sell (the strategy's, or the user's when scheduled by hand)
+    min_sell_price: Decimal  # rule 3
+    dust: Decimal = Decimal(0)  # net quantity below the lot step: recorded, never sold
+    status: PositionStatus = PositionStatus.OPEN
+    exit_price: Decimal | None = None
+    scheduled_exit_price: Decimal | None = None
+    channel_exit_date: datetime | None = None
+    proceeds: Decimal | None = None  # quote received on the sell, after its fee
+    realized_profit: Decimal | None = None
+    sell_seq: int = 0  # sell attempts: part of the deterministic client order id
+    closed_at: datetime | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class Order:
+    client_order_id: str
+    client_id: int
+    symbol_id: int
+    side: Side
+    type: OrderType
+    purpose: OrderPurpose
+    strategy_id: int | None = None
+    position_id: int | None = None
+    time_in_force: TimeInForce | None = None
+    status: OrderStatus = OrderStatus.NEW
+    requested_quantity: Decimal | None = None
+    requested_quote: Decimal | None = None
+    price: Decimal | None = None  # limit price
+    filled_quantity: Decimal = Decimal(0)
+    filled_quote: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    fee_asset: str | None = None
+    exchange_order_id: str | None = None
+    error: str | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class Trade:
+    client_id: int
+    symbol_id: int
+    side: Side
+    price: Decimal
+    quantity: Decimal  # gross executed quantity
+    quote_amount: Decimal  # gross quote of the fill
+    fees: Decimal  # in fee_asset
+    fee_asset: str
+    executed_at: datetime
+    strategy_id: int | None = None
+    position_id: int | None = None
+    order_id: int | None = None
+    profit: Decimal | None = None  # sells: proceeds after fees minus cost
+    notes: str | None = None
+    id: int | None = None
+
+
+@dataclass(eq=False)
+class CapitalAllocation:
+    client_id: int
+    strategy_id: int
+    amount: Decimal  # signed: deposits/profit positive, withdrawals/losses negative
+    kind: AllocationKind
+    is_profit: bool
+    position_id: int | None = None
+    note: str | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class StrategyEvent:
+    """Something that happened to a strategy, kept for the user (and published by the live loop)."""
+
+    strategy_id: int
+    client_id: int
+    type: str
+    message: str
+    position_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class Candle:
+    symbol_id: int
+    interval: str
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A strategy's capital, derived from its allocations and positions (rules 2 and 7)."""
+
+    principal: Decimal  # bankroll: sum of non-profit allocations
+    committed: Decimal  # cost of open and scheduled positions
+    profit: Decimal  # segregated realised profit, net of withdrawals
+
+    @property
+    def free(self) -> Decimal:
+        return self.principal - self.committed
+
+    @property
+    def total(self) -> Decimal:
+        return self.principal + self.profit

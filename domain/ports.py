@@ -1,0 +1,213 @@
+"""Interfaces the domain needs from the outside world (adapters in `domain.adapters`, fakes in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, Self
+
+from domain.model import (
+    Candle,
+    CapitalAllocation,
+    Client,
+    Ledger,
+    Order,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Side,
+    Strategy,
+    StrategyEvent,
+    Symbol,
+    TimeInForce,
+    Trade,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    """Keyset page request: rows with id < `before_id` (newest first), at most `limit` of them."""
+
+    limit: int
+    before_id: int | None = None
+
+
+class ClientRepository(Protocol):
+    async def get(self, client_id: int) -> Client | None: ...
+    async def get_by_name(self, name: str) -> Client | None: ...
+    def add(self, client: Client) -> None: ...
+
+
+class SymbolRepository(Protocol):
+    async def get(self, symbol_id: int) -> Symbol | None: ...
+    async def get_by_name(self, symbol: str) -> Symbol | None: ...
+    async def list(self) -> Sequence[Symbol]: ...
+    def add(self, symbol: Symbol) -> None: ...
+
+
+class StrategyRepository(Protocol):
+    async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None: ...
+    async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]: ...
+    async def list_active_by_symbol(self, symbol_id: int) -> Sequence[Strategy]: ...
+    async def find(self, client_id: int, name: str) -> Strategy | None: ...
+    def add(self, strategy: Strategy) -> None: ...
+
+
+class PositionRepository(Protocol):
+    async def get(self, position_id: int, *, for_update: bool = False) -> Position | None: ...
+    async def list_live_by_strategy(self, strategy_id: int) -> Sequence[Position]:
+        """Open and scheduled positions of a strategy, oldest first."""
+        ...
+
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        status: PositionStatus | None = None,
+        strategy_id: int | None = None,
+        since: datetime | None = None,
+    ) -> Sequence[Position]: ...
+    def add(self, position: Position) -> None: ...
+
+
+class OrderRepository(Protocol):
+    async def get_by_client_order_id(self, client_order_id: str) -> Order | None: ...
+    async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]: ...
+    def add(self, order: Order) -> None: ...
+
+
+class TradeRepository(Protocol):
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        symbol_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+    ) -> Sequence[Trade]: ...
+    def add(self, trade: Trade) -> None: ...
+
+
+class AllocationRepository(Protocol):
+    async def ledger(self, strategy_id: int) -> Ledger:
+        """Principal, committed cost of live positions and segregated profit of one strategy."""
+        ...
+
+    async def client_ledger(self, client_id: int) -> Ledger: ...
+    def add(self, allocation: CapitalAllocation) -> None: ...
+
+
+class EventRepository(Protocol):
+    def add(self, event: StrategyEvent) -> None: ...
+    async def list_by_strategy(self, strategy_id: int, limit: int) -> Sequence[StrategyEvent]: ...
+
+
+class CandleRepository(Protocol):
+    async def upsert(self, candles: Sequence[Candle]) -> int: ...
+    async def history(self, symbol_id: int, interval: str, limit: int) -> Sequence[Candle]:
+        """The latest `limit` candles, oldest first."""
+        ...
+
+    async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. Rolls back on exit unless `commit()` was called (STYLE §2)."""
+
+    clients: ClientRepository
+    symbols: SymbolRepository
+    strategies: StrategyRepository
+    positions: PositionRepository
+    orders: OrderRepository
+    trades: TradeRepository
+    allocations: AllocationRepository
+    events: EventRepository
+    candles: CandleRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *args: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+    async def flush(self) -> None:
+        """Send pending changes so that new rows get their ids (and unique constraints fire)."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+# ---------------------------------------------------------------- exchange
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The exchange's view of one order after a request (fills aggregated)."""
+
+    client_order_id: str
+    exchange_order_id: str
+    status: OrderStatus
+    side: Side
+    executed_quantity: Decimal  # gross, base asset
+    quote_quantity: Decimal  # gross, quote asset
+    fee: Decimal
+    fee_asset: str
+    executed_at: datetime
+    # Price of the fee asset in the quote asset at the fill, when the fee is in a third asset (BNB).
+    fee_asset_price_in_quote: Decimal | None = None
+
+    @property
+    def average_price(self) -> Decimal | None:
+        if self.executed_quantity == 0:
+            return None
+        return self.quote_quantity / self.executed_quantity
+
+
+class Exchange(Protocol):
+    """The exchange port (SPEC §2). Adapters: paper, Binance.
+
+    Adapters raise `TemporaryExchangeError` (retry later, outcome maybe unknown) or
+    `PermanentExchangeError` (refused).
+    """
+
+    name: str
+
+    def fee_rate(self, symbol: Symbol) -> Decimal: ...
+
+    async def market_buy(
+        self,
+        symbol: Symbol,
+        client_order_id: str,
+        *,
+        quote_amount: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> Execution: ...
+
+    async def market_sell(self, symbol: Symbol, client_order_id: str, quantity: Decimal) -> Execution: ...
+
+    async def limit_sell(
+        self,
+        symbol: Symbol,
+        client_order_id: str,
+        quantity: Decimal,
+        price: Decimal,
+        time_in_force: TimeInForce,
+    ) -> Execution: ...
+
+    async def cancel_order(self, symbol: Symbol, client_order_id: str) -> Execution | None: ...
+
+    async def get_order(self, symbol: Symbol, client_order_id: str) -> Execution | None: ...
+
+
+class PriceSource(Protocol):
+    """The last known price of a symbol (live stream, paper book or the latest stored candle)."""
+
+    async def current_price(self, symbol: Symbol) -> tuple[Decimal, datetime] | None: ...

@@ -1,0 +1,864 @@
+"""Use cases. Each service owns its transaction: `async with uow: ...; await uow.commit()`.
+
+Services apply the rules of `domain.channel` (SPEC §4) to entities loaded through the unit of
+work and send orders through the `Exchange` port. A raised error leaves the database unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from domain import channel as ch
+from domain import commands as cmds
+from domain.errors import (
+    FilterFailure,
+    InsufficientCapital,
+    InvalidState,
+    NoPrice,
+    NotFound,
+    PermanentExchangeError,
+    ValidationError,
+    WouldSellAtLoss,
+)
+from domain.events import EventType, SkipReason
+from domain.model import (
+    AllocationKind,
+    CapitalAllocation,
+    Client,
+    Order,
+    OrderPurpose,
+    OrderType,
+    Position,
+    PositionStatus,
+    Side,
+    Strategy,
+    StrategyEvent,
+    Symbol,
+    TimeInForce,
+    Trade,
+)
+from domain.ports import Exchange, Execution, PriceSource, UnitOfWork
+
+MAX_AMOUNT = Decimal("1e15")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_amount(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0 or value > MAX_AMOUNT:
+        raise ValidationError(f"{name} must be a positive number.", field=name)
+
+
+async def _strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None, *, lock: bool = False) -> Strategy:
+    strategy = await uow.strategies.get(strategy_id, for_update=lock)
+    if strategy is None or (client_id is not None and strategy.client_id != client_id):
+        raise NotFound(f"Strategy {strategy_id} not found.", entity="Strategy", id=strategy_id)
+    return strategy
+
+
+async def _position(uow: UnitOfWork, position_id: int, client_id: int | None) -> tuple[Position, Strategy]:
+    position = await uow.positions.get(position_id)
+    if position is None or (client_id is not None and position.client_id != client_id):
+        raise NotFound(f"Position {position_id} not found.", entity="Position", id=position_id)
+    # Lock order: strategy, then position (every money-moving service takes the strategy lock).
+    strategy = await _strategy(uow, position.strategy_id, None, lock=True)
+    locked = await uow.positions.get(position_id, for_update=True)
+    assert locked is not None
+    return locked, strategy
+
+
+async def _symbol(uow: UnitOfWork, symbol_id: int) -> Symbol:
+    symbol = await uow.symbols.get(symbol_id)
+    if symbol is None:
+        raise NotFound(f"Symbol {symbol_id} not found.", entity="Symbol", id=symbol_id)
+    return symbol
+
+
+async def _price(prices: PriceSource, symbol: Symbol) -> Decimal:
+    quote = await prices.current_price(symbol)
+    if quote is None:
+        raise NoPrice(f"No market price is known for {symbol.symbol} yet.", symbol=symbol.symbol)
+    return quote[0]
+
+
+def _event(
+    uow: UnitOfWork,
+    strategy: Strategy,
+    type_: EventType,
+    message: str,
+    position: Position | None = None,
+    **data: object,
+) -> StrategyEvent:
+    assert strategy.id is not None
+    event = StrategyEvent(
+        strategy_id=strategy.id,
+        client_id=strategy.client_id,
+        type=type_.value,
+        message=message,
+        position_id=position.id if position else None,
+        data={k: (str(v) if isinstance(v, Decimal) else v) for k, v in data.items()},
+        created_at=utcnow(),
+    )
+    uow.events.add(event)
+    return event
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def client_order_id(purpose: OrderPurpose, owner_id: int, seq: int) -> str:
+    """Deterministic client order id: `cr-<purpose letter><strategy or position id>-<seq>`.
+
+    At most 36 characters of `[.A-Z:/a-z0-9_-]` (Binance's `newClientOrderId`): a retried job
+    rebuilds the same id, so the exchange and the `orders` table can refuse a second order.
+    """
+    letter = {
+        OrderPurpose.ENTRY: "e",
+        OrderPurpose.MANUAL_BUY: "b",
+        OrderPurpose.EXIT: "x",
+        OrderPurpose.SCHEDULED_EXIT: "s",
+        OrderPurpose.MANUAL_SELL: "m",
+        OrderPurpose.LOSS_EXIT: "l",
+    }[purpose]
+    return f"cr-{letter}{owner_id}-{seq}"
+
+
+# ---------------------------------------------------------------- clients, strategies, capital
+
+
+async def create_client(cmd: cmds.CreateClient, uow: UnitOfWork) -> Client:
+    name = cmd.name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError("name must have 1 to 100 characters.", field="name")
+    async with uow:
+        client = Client(name=name, created_at=utcnow())
+        uow.clients.add(client)
+        await uow.flush()
+        await uow.commit()
+    return client
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError("name must have 1 to 100 characters.", field="name")
+    return name
+
+
+async def create_strategy(cmd: cmds.CreateStrategy, uow: UnitOfWork, exchange: Exchange) -> Strategy:
+    """Create a channel strategy, validated by rule 11. It starts armed (rule 1)."""
+    name = _check_name(cmd.name)
+    async with uow:
+        if await uow.clients.get(cmd.client_id) is None:
+            raise NotFound(f"Client {cmd.client_id} not found.", entity="Client", id=cmd.client_id)
+        symbol = await uow.symbols.get_by_name(cmd.symbol.upper())
+        if symbol is None:
+            raise NotFound(f"Symbol {cmd.symbol} is not known.", entity="Symbol", id=cmd.symbol)
+        ch.validate_channel(
+            cmd.base_price,
+            cmd.top_price,
+            cmd.capital_percentage,
+            cmd.buy_threshold,
+            cmd.sell_threshold,
+            cmd.min_profit,
+            exchange.fee_rate(symbol),
+            cmd.timeframe,
+            symbol.tick_size,
+        )
+        if await uow.strategies.find(cmd.client_id, name) is not None:
+            raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
+        assert symbol.id is not None
+        strategy = Strategy(
+            client_id=cmd.client_id,
+            symbol_id=symbol.id,
+            name=name,
+            base_price=cmd.base_price,
+            top_price=cmd.top_price,
+            capital_percentage=cmd.capital_percentage,
+            buy_threshold=cmd.buy_threshold,
+            sell_threshold=cmd.sell_threshold,
+            min_profit=cmd.min_profit,
+            timeframe=cmd.timeframe,
+            is_active=cmd.is_active,
+            is_armed=True,
+        )
+        uow.strategies.add(strategy)
+        await uow.flush()
+        _event(uow, strategy, EventType.STRATEGY_CREATED, f"Strategy {name!r} created.")
+        await uow.commit()
+    return strategy
+
+
+async def update_strategy(cmd: cmds.UpdateStrategy, uow: UnitOfWork, exchange: Exchange) -> Strategy:
+    """Change a strategy's parameters (validated by rule 11). Updating re-arms it and clears a
+    channel break (rule 5)."""
+    async with uow:
+        strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        symbol = await _symbol(uow, strategy.symbol_id)
+
+        def pick(new: Decimal | None, old: Decimal) -> Decimal:
+            return old if new is None else new
+
+        base = pick(cmd.base_price, strategy.base_price)
+        top = pick(cmd.top_price, strategy.top_price)
+        pct = pick(cmd.capital_percentage, strategy.capital_percentage)
+        buy_t = pick(cmd.buy_threshold, strategy.buy_threshold)
+        sell_t = pick(cmd.sell_threshold, strategy.sell_threshold)
+        min_p = pick(cmd.min_profit, strategy.min_profit)
+        timeframe = cmd.timeframe or strategy.timeframe
+        ch.validate_channel(
+            base, top, pct, buy_t, sell_t, min_p, exchange.fee_rate(symbol), timeframe, symbol.tick_size
+        )
+        if cmd.name is not None:
+            name = _check_name(cmd.name)
+            other = await uow.strategies.find(strategy.client_id, name)
+            if other is not None and other.id != strategy.id:
+                raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
+            strategy.name = name
+        strategy.base_price, strategy.top_price = base, top
+        strategy.capital_percentage, strategy.buy_threshold = pct, buy_t
+        strategy.sell_threshold, strategy.min_profit, strategy.timeframe = sell_t, min_p, timeframe
+        strategy.is_armed = True
+        strategy.channel_broken_at = None
+        _event(uow, strategy, EventType.STRATEGY_UPDATED, "Strategy updated and re-armed.")
+        await uow.commit()
+    return strategy
+
+
+async def set_strategy_active(cmd: cmds.SetStrategyActive, uow: UnitOfWork) -> Strategy:
+    """Activate or pause a strategy. Activation arms it and clears a channel break (rules 1, 5).
+
+    A paused strategy makes no entries; its scheduled sells and exits keep protecting profit."""
+    async with uow:
+        strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        if cmd.is_active:
+            strategy.is_active = True
+            strategy.is_armed = True
+            strategy.channel_broken_at = None
+            _event(uow, strategy, EventType.STRATEGY_ACTIVATED, "Strategy activated and armed.")
+        elif strategy.is_active:
+            strategy.is_active = False
+            _event(uow, strategy, EventType.STRATEGY_DEACTIVATED, "Strategy paused: no new entries.")
+        await uow.commit()
+    return strategy
+
+
+async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork) -> CapitalAllocation:
+    """Add principal to a strategy's bankroll (rule 2)."""
+    _check_amount("amount", cmd.amount)
+    async with uow:
+        strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        assert strategy.id is not None
+        allocation = CapitalAllocation(
+            client_id=strategy.client_id,
+            strategy_id=strategy.id,
+            amount=cmd.amount,
+            kind=AllocationKind.DEPOSIT,
+            is_profit=False,
+            note=cmd.note,
+            created_at=utcnow(),
+        )
+        uow.allocations.add(allocation)
+        await uow.flush()
+        _event(uow, strategy, EventType.CAPITAL_ALLOCATED, f"{_fmt(cmd.amount)} allocated.", amount=cmd.amount)
+        await uow.commit()
+    return allocation
+
+
+async def withdraw_profit(cmd: cmds.WithdrawProfit, uow: UnitOfWork) -> CapitalAllocation:
+    """Pay out segregated profit (rule 7); never more than the strategy's profit balance."""
+    _check_amount("amount", cmd.amount)
+    async with uow:
+        strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        assert strategy.id is not None
+        ledger = await uow.allocations.ledger(strategy.id)
+        if cmd.amount > ledger.profit:
+            raise InsufficientCapital(
+                f"Cannot withdraw {_fmt(cmd.amount)}: the strategy's profit balance is {_fmt(ledger.profit)}.",
+                available=str(ledger.profit),
+            )
+        allocation = CapitalAllocation(
+            client_id=strategy.client_id,
+            strategy_id=strategy.id,
+            amount=-cmd.amount,
+            kind=AllocationKind.PROFIT_WITHDRAWAL,
+            is_profit=True,
+            created_at=utcnow(),
+        )
+        uow.allocations.add(allocation)
+        await uow.flush()
+        _event(uow, strategy, EventType.PROFIT_WITHDRAWN, f"{_fmt(cmd.amount)} of profit withdrawn.", amount=cmd.amount)
+        await uow.commit()
+    return allocation
+
+
+# ---------------------------------------------------------------- orders
+
+
+def _record_execution(order: Order, execution: Execution) -> None:
+    order.status = execution.status
+    order.exchange_order_id = execution.exchange_order_id
+    order.filled_quantity = execution.executed_quantity
+    order.filled_quote = execution.quote_quantity
+    order.average_price = execution.average_price
+    order.fee = execution.fee
+    order.fee_asset = execution.fee_asset
+
+
+async def _send(uow: UnitOfWork, order: Order) -> None:
+    """Record an order before it is sent; its client order id is unique (no double order)."""
+    if await uow.orders.get_by_client_order_id(order.client_order_id) is not None:
+        raise InvalidState(f"Order {order.client_order_id} was already sent.", client_order_id=order.client_order_id)
+    order.created_at = utcnow()
+    uow.orders.add(order)
+    await uow.flush()
+
+
+@dataclass(frozen=True)
+class BuyPlan:
+    quote_amount: Decimal | None
+    quantity: Decimal | None
+    estimated_cost: Decimal
+
+
+def plan_entry(bankroll: Decimal, strategy: Strategy, symbol: Symbol, price: Decimal, fee_rate: Decimal) -> BuyPlan:
+    """Rule 2 and 11: an entry spends p% of the bankroll, within ±0.1 pt after lot rounding,
+    and must meet the filters both now and when its net quantity is sold."""
+    quote = ch.entry_quote_amount(bankroll, strategy.capital_percentage)
+    gross = ch.buy_quantity_for_quote(quote, price, symbol.filters)
+    ch.check_order_filters(gross, price, symbol.filters, "Entry")
+    net = ch.round_down_to_step(gross * (1 - fee_rate), symbol.step_size)
+    ch.check_order_filters(net, price, symbol.filters, "Selling the entry's net quantity")
+    spent = gross * price
+    deviation = ch.allocation_deviation_pt(spent, bankroll, strategy.capital_percentage)
+    if deviation > ch.ALLOCATION_TOLERANCE_PT:
+        raise FilterFailure(
+            f"Lot rounding would make this entry spend {_fmt(spent)} "
+            f"({_fmt(spent / bankroll * 100)}% of the bankroll instead of {_fmt(strategy.capital_percentage)}%).",
+            filter="ALLOCATION_PRECISION",
+        )
+    return BuyPlan(quote_amount=quote, quantity=None, estimated_cost=spent)
+
+
+async def _buy(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    purpose: OrderPurpose,
+    plan: BuyPlan,
+) -> Position:
+    """Send a MARKET buy and turn its fill into a position (rule 9)."""
+    assert strategy.id is not None and symbol.id is not None
+    strategy.entry_seq += 1
+    order = Order(
+        client_order_id=client_order_id(purpose, strategy.id, strategy.entry_seq),
+        client_id=strategy.client_id,
+        symbol_id=symbol.id,
+        strategy_id=strategy.id,
+        side=Side.BUY,
+        type=OrderType.MARKET,
+        purpose=purpose,
+        requested_quote=plan.quote_amount,
+        requested_quantity=plan.quantity,
+    )
+    await _send(uow, order)
+    execution = await exchange.market_buy(
+        symbol, order.client_order_id, quote_amount=plan.quote_amount, quantity=plan.quantity
+    )
+    _record_execution(order, execution)
+    if execution.executed_quantity == 0 or execution.average_price is None:
+        raise PermanentExchangeError(f"The buy order {order.client_order_id} was not filled.")
+    fee_rate = exchange.fee_rate(symbol)
+    bought = ch.position_from_buy(
+        execution.executed_quantity,
+        execution.quote_quantity,
+        execution.fee,
+        execution.fee_asset,
+        symbol.base_asset,
+        symbol.quote_asset,
+        execution.average_price,
+        symbol.filters,
+        execution.fee_asset_price_in_quote,
+    )
+    position = Position(
+        strategy_id=strategy.id,
+        symbol_id=symbol.id,
+        client_id=strategy.client_id,
+        entry_price=execution.average_price,
+        quantity=bought.quantity,
+        cost=bought.cost,
+        fees=bought.fee_in_quote,
+        dust=bought.dust,
+        min_profit=strategy.min_profit,
+        min_sell_price=ch.min_sell_price(bought.cost, bought.quantity, strategy.min_profit, fee_rate),
+        created_at=execution.executed_at,
+    )
+    uow.positions.add(position)
+    await uow.flush()
+    order.position_id = position.id
+    uow.trades.add(
+        Trade(
+            client_id=strategy.client_id,
+            symbol_id=symbol.id,
+            strategy_id=strategy.id,
+            position_id=position.id,
+            order_id=order.id,
+            side=Side.BUY,
+            price=execution.average_price,
+            quantity=execution.executed_quantity,
+            quote_amount=execution.quote_quantity,
+            fees=execution.fee,
+            fee_asset=execution.fee_asset,
+            executed_at=execution.executed_at,
+            notes=purpose.value,
+        )
+    )
+    _event(
+        uow,
+        strategy,
+        EventType.POSITION_OPENED,
+        f"Bought {_fmt(bought.quantity)} {symbol.base_asset} at {_fmt(execution.average_price)} "
+        f"for {_fmt(bought.cost)} {symbol.quote_asset}.",
+        position,
+        price=execution.average_price,
+        quantity=bought.quantity,
+        cost=bought.cost,
+        min_sell_price=position.min_sell_price,
+    )
+    return position
+
+
+def _schedule(
+    uow: UnitOfWork,
+    strategy: Strategy,
+    symbol: Symbol,
+    position: Position,
+    price: Decimal,
+    reason: str,
+    channel_exit_date: datetime | None = None,
+) -> None:
+    position.status = PositionStatus.SCHEDULED
+    position.scheduled_exit_price = ch.limit_sell_price(price, symbol.filters)
+    if channel_exit_date is not None:
+        position.channel_exit_date = channel_exit_date
+    _event(
+        uow,
+        strategy,
+        EventType.POSITION_SCHEDULED,
+        f"Position {position.id} scheduled to sell at {_fmt(position.scheduled_exit_price)} ({reason}).",
+        position,
+        scheduled_exit_price=position.scheduled_exit_price,
+        reason=reason,
+    )
+
+
+async def _sell(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    position: Position,
+    purpose: OrderPurpose,
+    price: Decimal,
+) -> Execution:
+    """Sell a position's quantity. System and manual sells are LIMIT orders that cannot fill below
+    min_sell (rules 3, 4, 6); only LOSS_EXIT is a MARKET order. Records the fill, the returned
+    cost and the segregated profit (rule 7). Returns the execution (possibly unfilled)."""
+    assert position.id is not None and symbol.id is not None
+    quantity = position.quantity
+    ch.check_order_filters(quantity, price, symbol.filters, f"Selling position {position.id}")
+    position.sell_seq += 1
+    limit: Decimal | None = None
+    tif: TimeInForce | None = None
+    if purpose is OrderPurpose.SCHEDULED_EXIT:
+        assert position.scheduled_exit_price is not None
+        limit, tif = position.scheduled_exit_price, TimeInForce.GTC
+    elif purpose is not OrderPurpose.LOSS_EXIT:
+        limit, tif = ch.limit_sell_price(position.min_sell_price, symbol.filters), TimeInForce.IOC
+    order = Order(
+        client_order_id=client_order_id(purpose, position.id, position.sell_seq),
+        client_id=position.client_id,
+        symbol_id=symbol.id,
+        strategy_id=position.strategy_id,
+        position_id=position.id,
+        side=Side.SELL,
+        type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        time_in_force=tif,
+        purpose=purpose,
+        requested_quantity=quantity,
+        price=limit,
+    )
+    await _send(uow, order)
+    if limit is None:
+        execution = await exchange.market_sell(symbol, order.client_order_id, quantity)
+    else:
+        assert tif is not None
+        execution = await exchange.limit_sell(symbol, order.client_order_id, quantity, limit, tif)
+    _record_execution(order, execution)
+    if execution.executed_quantity > 0:
+        _apply_sell(uow, strategy, symbol, position, order, execution, purpose)
+    return execution
+
+
+def _apply_sell(
+    uow: UnitOfWork,
+    strategy: Strategy,
+    symbol: Symbol,
+    position: Position,
+    order: Order,
+    execution: Execution,
+    purpose: OrderPurpose,
+) -> None:
+    assert execution.average_price is not None and position.id is not None
+    sold = execution.executed_quantity
+    full = sold >= position.quantity
+    # A partial fill closes its share of the cost; the remainder keeps the same min_sell.
+    cost = position.cost if full else ch.round_down_to_step(position.cost * sold / position.quantity, Decimal("1e-18"))
+    fee = (
+        execution.fee
+        if execution.fee_asset == symbol.quote_asset
+        else (execution.fee * (execution.fee_asset_price_in_quote or execution.average_price))
+    )
+    result = ch.sell_result(execution.quote_quantity, fee, cost)
+    uow.trades.add(
+        Trade(
+            client_id=position.client_id,
+            symbol_id=position.symbol_id,
+            strategy_id=position.strategy_id,
+            position_id=position.id,
+            order_id=order.id,
+            side=Side.SELL,
+            price=execution.average_price,
+            quantity=sold,
+            quote_amount=execution.quote_quantity,
+            fees=execution.fee,
+            fee_asset=execution.fee_asset,
+            executed_at=execution.executed_at,
+            profit=result.profit,
+            notes=purpose.value,
+        )
+    )
+    if result.profit != 0:
+        kind = AllocationKind.PROFIT if result.profit > 0 else AllocationKind.LOSS
+        uow.allocations.add(
+            CapitalAllocation(
+                client_id=position.client_id,
+                strategy_id=position.strategy_id,
+                position_id=position.id,
+                amount=result.profit,
+                kind=kind,
+                is_profit=kind is AllocationKind.PROFIT,
+                note=f"{purpose.value} of position {position.id}",
+                created_at=execution.executed_at,
+            )
+        )
+    position.proceeds = (position.proceeds or Decimal(0)) + result.proceeds
+    position.realized_profit = (position.realized_profit or Decimal(0)) + result.profit
+    if full:
+        position.status = PositionStatus.CLOSED
+        position.exit_price = execution.average_price
+        position.closed_at = execution.executed_at
+        _event(
+            uow,
+            strategy,
+            EventType.POSITION_CLOSED,
+            f"Sold {_fmt(sold)} {symbol.base_asset} at {_fmt(execution.average_price)}: "
+            f"{'profit' if result.profit >= 0 else 'loss'} {_fmt(result.profit)} {symbol.quote_asset}.",
+            position,
+            price=execution.average_price,
+            quantity=sold,
+            profit=result.profit,
+            reason=purpose.value,
+        )
+    else:
+        position.quantity -= sold
+        position.cost -= cost
+        position.exit_price = execution.average_price
+        _event(
+            uow,
+            strategy,
+            EventType.POSITION_PARTIALLY_SOLD,
+            f"Sold {_fmt(sold)} of position {position.id}; {_fmt(position.quantity)} remain.",
+            position,
+            price=execution.average_price,
+            quantity=sold,
+            profit=result.profit,
+        )
+
+
+async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceSource) -> Position:
+    """Rule 8: a manual MARKET buy by quote amount or quantity, checked against the strategy's free
+    principal and the exchange filters."""
+    if (cmd.quote_amount is None) == (cmd.quantity is None):
+        raise ValidationError("Give exactly one of quoteAmount or quantity.", field="quoteAmount")
+    if cmd.quote_amount is not None:
+        _check_amount("quoteAmount", cmd.quote_amount)
+    if cmd.quantity is not None:
+        _check_amount("quantity", cmd.quantity)
+    async with uow:
+        strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        symbol = await _symbol(uow, strategy.symbol_id)
+        price = await _price(prices, symbol)
+        if cmd.quote_amount is not None:
+            quantity = ch.buy_quantity_for_quote(cmd.quote_amount, price, symbol.filters)
+            plan = BuyPlan(cmd.quote_amount, None, cmd.quote_amount)
+        else:
+            assert cmd.quantity is not None
+            quantity = cmd.quantity
+            plan = BuyPlan(None, cmd.quantity, cmd.quantity * price)
+        ch.check_order_filters(quantity, price, symbol.filters, "Buy")
+        assert strategy.id is not None
+        ledger = await uow.allocations.ledger(strategy.id)
+        if plan.estimated_cost > ledger.free:
+            raise InsufficientCapital(
+                f"This buy needs about {_fmt(plan.estimated_cost)} {symbol.quote_asset} but the "
+                f"strategy's free principal is {_fmt(ledger.free)}.",
+                needed=str(plan.estimated_cost),
+                available=str(ledger.free),
+            )
+        position = await _buy(uow, exchange, strategy, symbol, OrderPurpose.MANUAL_BUY, plan)
+        await uow.commit()
+    return position
+
+
+async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: PriceSource) -> Position:
+    """Rule 8: sell a position now — refused below min_sell unless `accept_loss` (a MARKET sell
+    whose loss reduces principal) — or, with `is_scheduled`, schedule it at min_sell (rule 6)."""
+    if cmd.is_scheduled:
+        return await schedule_sell(cmds.ScheduleSell(cmd.position_id, None, cmd.client_id), uow, exchange)
+    async with uow:
+        position, strategy = await _position(uow, cmd.position_id, cmd.client_id)
+        if position.status is PositionStatus.CLOSED:
+            raise InvalidState(f"Position {position.id} is already closed.", status=position.status.value)
+        symbol = await _symbol(uow, position.symbol_id)
+        price = await _price(prices, symbol)
+        if price < position.min_sell_price and not cmd.accept_loss:
+            raise WouldSellAtLoss(
+                f"The price {_fmt(price)} is below this position's minimum sell price "
+                f"{_fmt(position.min_sell_price)}. Schedule the sell, or pass acceptLoss: true to "
+                f"sell at market anyway.",
+                price=str(price),
+                min_sell_price=str(position.min_sell_price),
+            )
+        purpose = OrderPurpose.LOSS_EXIT if cmd.accept_loss else OrderPurpose.MANUAL_SELL
+        execution = await _sell(uow, exchange, strategy, symbol, position, purpose, price)
+        if execution.executed_quantity == 0:
+            raise WouldSellAtLoss(
+                f"No bid at or above the minimum sell price {_fmt(position.min_sell_price)}; nothing was sold.",
+                min_sell_price=str(position.min_sell_price),
+            )
+        await uow.commit()
+    return position
+
+
+async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Exchange) -> Position:
+    """Rule 6: schedule an open position to sell at its min_sell for `min_profit` (default: the
+    position's), rounded up to the tick."""
+    if cmd.min_profit is not None:
+        ch.validate_percentage("minProfit", cmd.min_profit)
+    async with uow:
+        position, strategy = await _position(uow, cmd.position_id, cmd.client_id)
+        if position.status is PositionStatus.CLOSED:
+            raise InvalidState(f"Position {position.id} is closed.", status=position.status.value)
+        symbol = await _symbol(uow, position.symbol_id)
+        m = position.min_profit if cmd.min_profit is None else cmd.min_profit
+        target = ch.min_sell_price(position.cost, position.quantity, m, exchange.fee_rate(symbol))
+        ch.check_order_filters(position.quantity, target, symbol.filters, f"Selling position {position.id}")
+        _schedule(uow, strategy, symbol, position, target, f"scheduled by the user for {_fmt(m)}% profit")
+        await uow.commit()
+    return position
+
+
+async def cancel_scheduled_sell(cmd: cmds.CancelScheduledSell, uow: UnitOfWork) -> Position:
+    """Rule 6: cancel a schedule; the position is open again."""
+    async with uow:
+        position, strategy = await _position(uow, cmd.position_id, cmd.client_id)
+        if position.status is not PositionStatus.SCHEDULED:
+            raise InvalidState(
+                f"Position {position.id} has no scheduled sell (it is {position.status.value}).",
+                status=position.status.value,
+            )
+        position.status = PositionStatus.OPEN
+        position.scheduled_exit_price = None
+        position.channel_exit_date = None
+        _event(
+            uow,
+            strategy,
+            EventType.SCHEDULE_CANCELLED,
+            f"Scheduled sell of position {position.id} cancelled.",
+            position,
+        )
+        await uow.commit()
+    return position
+
+
+# ---------------------------------------------------------------- engine-driven rules
+
+
+async def _try_entry(
+    uow: UnitOfWork, exchange: Exchange, strategy: Strategy, symbol: Symbol, price: Decimal
+) -> Position | None:
+    """Rules 1 and 2: one entry per bounce, sized at p% of the bankroll, if free principal covers
+    it. A skipped entry disarms the strategy too, and is recorded with its reason."""
+    assert strategy.id is not None
+    strategy.is_armed = False
+    ledger = await uow.allocations.ledger(strategy.id)
+    live = await uow.positions.list_live_by_strategy(strategy.id)
+
+    def skip(reason: SkipReason, message: str) -> None:
+        _event(uow, strategy, EventType.ENTRY_SKIPPED, message, reason=reason.value, price=price)
+
+    if ledger.principal <= 0:
+        skip(SkipReason.NO_CAPITAL, "Entry skipped: no capital is allocated to the strategy.")
+        return None
+    if len(live) >= ch.max_open_positions(strategy.capital_percentage):
+        skip(SkipReason.MAX_POSITIONS, f"Entry skipped: {len(live)} positions are already open.")
+        return None
+    try:
+        plan = plan_entry(ledger.principal, strategy, symbol, price, exchange.fee_rate(symbol))
+    except FilterFailure as e:
+        skip(SkipReason.FILTER_FAILURE, f"Entry skipped: {e.message}")
+        return None
+    if plan.estimated_cost > ledger.free:
+        skip(
+            SkipReason.INSUFFICIENT_CAPITAL,
+            f"Entry skipped: it needs {_fmt(plan.estimated_cost)} but the free principal is {_fmt(ledger.free)}.",
+        )
+        return None
+    try:
+        return await _buy(uow, exchange, strategy, symbol, OrderPurpose.ENTRY, plan)
+    except PermanentExchangeError as e:
+        skip(SkipReason.EXCHANGE_REJECTED, f"Entry skipped: the exchange refused it ({e.message}).")
+        return None
+
+
+def _is_closed(position: Position) -> bool:
+    return position.status is PositionStatus.CLOSED
+
+
+@dataclass
+class TickOutcome:
+    opened: list[Position]
+    closed: list[Position]
+    scheduled: list[Position]
+
+
+async def process_price_move(cmd: cmds.ProcessPriceMove, uow: UnitOfWork, exchange: Exchange) -> TickOutcome:
+    """Apply rules 1 (re-arm, entry), 4 (exit) and 6 (scheduled sells, paper) to `prev -> cur` for
+    every strategy of the symbol, in one transaction. Paused strategies only sell."""
+    outcome = TickOutcome([], [], [])
+    async with uow:
+        symbol = await _symbol(uow, cmd.symbol_id)
+        for strategy in await uow.strategies.list_active_by_symbol(cmd.symbol_id):
+            await _apply_tick(uow, exchange, strategy, symbol, cmd.prev, cmd.cur, outcome)
+        await uow.commit()
+    return outcome
+
+
+async def _apply_tick(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    prev: Decimal,
+    cur: Decimal,
+    outcome: TickOutcome,
+) -> None:
+    assert strategy.id is not None
+    lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
+    if strategy.is_active and not strategy.is_armed and not strategy.is_channel_broken and ch.rearm_triggered(cur, lv):
+        strategy.is_armed = True
+        _event(
+            uow, strategy, EventType.STRATEGY_REARMED, f"Price {_fmt(cur)} touched the base: armed again.", price=cur
+        )
+    live = await uow.positions.list_live_by_strategy(strategy.id)
+    # Rule 6 (paper): a scheduled position sells on the tick that reaches its price.
+    if not getattr(exchange, "rests_limit_orders", False):
+        for position in live:
+            if (
+                position.status is PositionStatus.SCHEDULED
+                and position.scheduled_exit_price is not None
+                and ch.scheduled_sell_triggered(cur, position.scheduled_exit_price)
+            ):
+                execution = await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, cur)
+                if execution.executed_quantity > 0 and _is_closed(position):
+                    outcome.closed.append(position)
+    # Rule 4: exit on the way down through X.
+    if ch.exit_triggered(prev, cur, lv):
+        for position in live:
+            if position.status is not PositionStatus.OPEN:
+                continue
+            if cur >= position.min_sell_price:
+                await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.EXIT, cur)
+                if _is_closed(position):
+                    outcome.closed.append(position)
+                    continue
+                # An unfilled IOC remainder becomes scheduled (rule 4).
+            _schedule(
+                uow,
+                strategy,
+                symbol,
+                position,
+                position.min_sell_price,
+                "exit level crossed below the minimum sell price",
+            )
+            outcome.scheduled.append(position)
+    # Rule 1: entry on the way up through E, once per bounce.
+    if (
+        strategy.is_active
+        and strategy.is_armed
+        and not strategy.is_channel_broken
+        and ch.entry_triggered(prev, cur, lv)
+    ):
+        opened = await _try_entry(uow, exchange, strategy, symbol, cur)
+        if opened is not None:
+            outcome.opened.append(opened)
+
+
+async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, exchange: Exchange) -> list[Strategy]:
+    """Rule 5: a closed candle of a strategy's timeframe below B breaks its channel: no entries, and
+    each open position is scheduled at its min_sell with `channel_exit_date` = the close time."""
+    broken: list[Strategy] = []
+    async with uow:
+        symbol = await _symbol(uow, cmd.symbol_id)
+        for strategy in await uow.strategies.list_active_by_symbol(cmd.symbol_id):
+            if strategy.timeframe != cmd.interval or strategy.is_channel_broken or not strategy.is_active:
+                continue
+            lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
+            if not ch.channel_broken(cmd.close, lv):
+                continue
+            assert strategy.id is not None
+            strategy.channel_broken_at = cmd.close_time
+            strategy.is_armed = False
+            _event(
+                uow,
+                strategy,
+                EventType.CHANNEL_BROKEN,
+                f"A {strategy.timeframe} candle closed at {_fmt(cmd.close)}, below the base {_fmt(lv.base)}: "
+                "channel broken, no new entries.",
+                close=cmd.close,
+                close_time=cmd.close_time.isoformat(),
+            )
+            for position in await uow.positions.list_live_by_strategy(strategy.id):
+                if position.status is PositionStatus.OPEN:
+                    _schedule(
+                        uow,
+                        strategy,
+                        symbol,
+                        position,
+                        position.min_sell_price,
+                        "channel broken",
+                        channel_exit_date=cmd.close_time,
+                    )
+            broken.append(strategy)
+        await uow.commit()
+    return broken
