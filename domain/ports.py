@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from domain.model import (
     Candle,
@@ -41,6 +41,10 @@ class Page:
 class ClientRepository(Protocol):
     async def get(self, client_id: int) -> Client | None: ...
     async def get_by_name(self, name: str) -> Client | None: ...
+    async def exists(self) -> bool:
+        """True when the database holds at least one client."""
+        ...
+
     def add(self, client: Client) -> None: ...
 
 
@@ -119,6 +123,28 @@ class CandleRepository(Protocol):
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None: ...
 
 
+class ReportRepository(Protocol):
+    """Aggregates for the reports (one statement each)."""
+
+    async def strategy_profit(self, strategy_id: int) -> dict[str, Any]: ...
+    async def positions_summary(self, client_id: int | None, since: datetime) -> dict[str, Any]: ...
+    async def trades_summary(self, symbol_id: int, client_id: int | None) -> dict[str, Any]: ...
+
+
+class BatchReader(Protocol):
+    """Batched reads for the API's DataLoaders: one statement per batch, whatever its size."""
+
+    async def strategies(self, ids: Sequence[int]) -> Sequence[Strategy]: ...
+    async def symbols(self, ids: Sequence[int]) -> Sequence[Symbol]: ...
+    async def positions(self, ids: Sequence[int]) -> Sequence[Position]: ...
+    async def trades_by_position(self, position_ids: Sequence[int]) -> Sequence[Trade]: ...
+    async def positions_by_strategy(
+        self, strategy_ids: Sequence[int], status: PositionStatus | None, per_strategy: int
+    ) -> Sequence[Position]: ...
+    async def ledgers(self, strategy_ids: Sequence[int]) -> dict[int, Ledger]: ...
+    async def events_by_strategy(self, strategy_ids: Sequence[int], per_strategy: int) -> Sequence[StrategyEvent]: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Rolls back on exit unless `commit()` was called (STYLE §2)."""
 
@@ -131,6 +157,8 @@ class UnitOfWork(Protocol):
     allocations: AllocationRepository
     events: EventRepository
     candles: CandleRepository
+    reports: ReportRepository
+    batch: BatchReader
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *args: object) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters import orm
 from domain.model import (
+    AllocationKind,
     Candle,
     Client,
     Ledger,
@@ -45,6 +47,9 @@ class SqlAlchemyClientRepository(_Base):
     async def get_by_name(self, name: str) -> Client | None:
         result = await self.session.execute(select(Client).where(orm.clients.c.name == name).limit(1))
         return result.scalar_one_or_none()
+
+    async def exists(self) -> bool:
+        return bool((await self.session.execute(select(select(orm.clients.c.id).exists()))).scalar_one())
 
 
 class SqlAlchemySymbolRepository(_Base):
@@ -241,3 +246,166 @@ class SqlAlchemyCandleRepository(_Base):
         )
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
+
+
+def _sum(column):  # type: ignore[no-untyped-def]
+    return func.coalesce(func.sum(column), ZERO)
+
+
+class SqlAlchemyReportRepository(_Base):
+    async def strategy_profit(self, strategy_id: int) -> dict[str, Any]:
+        p, a, t = orm.positions, orm.capital_allocations, orm.trades
+        closed = p.c.status == PositionStatus.CLOSED.value
+        positions = select(
+            _sum(case((closed, p.c.realized_profit))),
+            func.count().filter(closed),
+            func.count().filter(closed, p.c.realized_profit > 0),
+            func.count().filter(closed, p.c.realized_profit < 0),
+            func.count().filter(~closed),
+        ).where(p.c.strategy_id == strategy_id)
+        withdrawn = select(-_sum(a.c.amount)).where(
+            a.c.strategy_id == strategy_id, a.c.kind == AllocationKind.PROFIT_WITHDRAWAL.value
+        )
+        # Fees valued in quote: sell fees are in quote; buy fees in base are valued at the fill price.
+        fees = select(
+            _sum(case((t.c.fee_asset == orm.symbols.c.quote_asset, t.c.fees), else_=t.c.fees * t.c.price))
+        ).where(t.c.strategy_id == strategy_id, t.c.symbol_id == orm.symbols.c.id)
+        stmt = select(positions.subquery(), withdrawn.scalar_subquery(), fees.scalar_subquery())
+        realized, n_closed, wins, losses, live, withdrawn_v, fees_v = (await self.session.execute(stmt)).one()
+        return {
+            "realized_profit": Decimal(realized),
+            "withdrawn_profit": Decimal(withdrawn_v),
+            "closed_positions": n_closed,
+            "winning_positions": wins,
+            "losing_positions": losses,
+            "live_positions": live,
+            "fees_paid": Decimal(fees_v),
+        }
+
+    async def positions_summary(self, client_id: int | None, since: datetime) -> dict[str, Any]:
+        p = orm.positions
+        closed_in = and_(p.c.status == PositionStatus.CLOSED.value, p.c.closed_at >= since)
+        stmt = select(
+            func.count().filter(p.c.status == PositionStatus.OPEN.value),
+            func.count().filter(p.c.status == PositionStatus.SCHEDULED.value),
+            func.count().filter(closed_in),
+            func.count().filter(p.c.created_at >= since),
+            _sum(case((closed_in, p.c.realized_profit))),
+            _sum(case((p.c.status != PositionStatus.CLOSED.value, p.c.cost))),
+        )
+        if client_id is not None:
+            stmt = stmt.where(p.c.client_id == client_id)
+        n_open, n_sched, n_closed, n_opened, realized, committed = (await self.session.execute(stmt)).one()
+        return {
+            "open": n_open,
+            "scheduled": n_sched,
+            "closed": n_closed,
+            "opened": n_opened,
+            "realized_profit": Decimal(realized),
+            "committed": Decimal(committed),
+        }
+
+    async def trades_summary(self, symbol_id: int, client_id: int | None) -> dict[str, Any]:
+        t = orm.trades
+        buy, sell = t.c.side == "buy", t.c.side == "sell"
+        stmt = select(
+            func.count(),
+            func.count().filter(buy),
+            func.count().filter(sell),
+            _sum(case((buy, t.c.quantity))),
+            _sum(case((sell, t.c.quantity))),
+            _sum(case((buy, t.c.quote_amount))),
+            _sum(case((sell, t.c.quote_amount))),
+            _sum(t.c.profit),
+            func.min(t.c.executed_at),
+            func.max(t.c.executed_at),
+        ).where(t.c.symbol_id == symbol_id)
+        if client_id is not None:
+            stmt = stmt.where(t.c.client_id == client_id)
+        row = (await self.session.execute(stmt)).one()
+        keys = (
+            "trades", "buys", "sells", "bought_quantity", "sold_quantity", "quote_spent",
+            "quote_received", "realized_profit", "first_trade_at", "last_trade_at",
+        )  # fmt: skip
+        return dict(zip(keys, row, strict=True))
+
+
+class SqlAlchemyBatchReader(_Base):
+    async def _by_ids(self, entity, table, ids: Sequence[int]):  # type: ignore[no-untyped-def]
+        if not ids:
+            return []
+        return (await self.session.execute(select(entity).where(table.c.id.in_(ids)))).scalars().all()
+
+    async def strategies(self, ids: Sequence[int]) -> Sequence[Strategy]:
+        return await self._by_ids(Strategy, orm.strategies, ids)
+
+    async def symbols(self, ids: Sequence[int]) -> Sequence[Symbol]:
+        return await self._by_ids(Symbol, orm.symbols, ids)
+
+    async def positions(self, ids: Sequence[int]) -> Sequence[Position]:
+        return await self._by_ids(Position, orm.positions, ids)
+
+    async def trades_by_position(self, position_ids: Sequence[int]) -> Sequence[Trade]:
+        t = orm.trades
+        stmt = select(Trade).where(t.c.position_id.in_(position_ids)).order_by(t.c.id)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def positions_by_strategy(
+        self, strategy_ids: Sequence[int], status: PositionStatus | None, per_strategy: int
+    ) -> Sequence[Position]:
+        """The newest `per_strategy` positions of each strategy, in one statement (a window)."""
+        p = orm.positions
+        rank = func.row_number().over(partition_by=p.c.strategy_id, order_by=p.c.id.desc()).label("rank")
+        inner = select(p.c.id, rank).where(p.c.strategy_id.in_(strategy_ids))
+        if status is not None:
+            inner = inner.where(p.c.status == status.value)
+        ranked = inner.subquery()
+        stmt = (
+            select(Position)
+            .join(ranked, ranked.c.id == p.c.id)
+            .where(ranked.c.rank <= per_strategy)
+            .order_by(p.c.id.desc())
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def ledgers(self, strategy_ids: Sequence[int]) -> dict[int, Ledger]:
+        a, p = orm.capital_allocations, orm.positions
+        alloc = (
+            select(
+                a.c.strategy_id.label("sid"),
+                _sum(case((a.c.is_profit.is_(False), a.c.amount))).label("principal"),
+                _sum(case((a.c.is_profit.is_(True), a.c.amount))).label("profit"),
+            )
+            .where(a.c.strategy_id.in_(strategy_ids))
+            .group_by(a.c.strategy_id)
+            .subquery()
+        )
+        cost = (
+            select(p.c.strategy_id.label("sid"), _sum(p.c.cost).label("committed"))
+            .where(p.c.strategy_id.in_(strategy_ids), p.c.status.in_([s.value for s in LIVE]))
+            .group_by(p.c.strategy_id)
+            .subquery()
+        )
+        s = orm.strategies
+        stmt = (
+            select(s.c.id, alloc.c.principal, alloc.c.profit, cost.c.committed)
+            .outerjoin(alloc, alloc.c.sid == s.c.id)
+            .outerjoin(cost, cost.c.sid == s.c.id)
+            .where(s.c.id.in_(strategy_ids))
+        )
+        return {
+            sid: Ledger(principal=principal or ZERO, committed=committed or ZERO, profit=profit or ZERO)
+            for sid, principal, profit, committed in (await self.session.execute(stmt)).all()
+        }
+
+    async def events_by_strategy(self, strategy_ids: Sequence[int], per_strategy: int) -> Sequence[StrategyEvent]:
+        e = orm.strategy_events
+        rank = func.row_number().over(partition_by=e.c.strategy_id, order_by=e.c.id.desc()).label("rank")
+        ranked = select(e.c.id, rank).where(e.c.strategy_id.in_(strategy_ids)).subquery()
+        stmt = (
+            select(StrategyEvent)
+            .join(ranked, ranked.c.id == e.c.id)
+            .where(ranked.c.rank <= per_strategy)
+            .order_by(e.c.id.desc())
+        )
+        return (await self.session.execute(stmt)).scalars().all()

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import (
 from domain.adapters import orm
 from domain.adapters.repositories import (
     SqlAlchemyAllocationRepository,
+    SqlAlchemyBatchReader,
     SqlAlchemyCandleRepository,
     SqlAlchemyClientRepository,
     SqlAlchemyEventRepository,
     SqlAlchemyOrderRepository,
     SqlAlchemyPositionRepository,
+    SqlAlchemyReportRepository,
     SqlAlchemyStrategyRepository,
     SqlAlchemySymbolRepository,
     SqlAlchemyTradeRepository,
@@ -50,6 +52,8 @@ class SqlAlchemyUnitOfWork:
         self.allocations = SqlAlchemyAllocationRepository(self.session)
         self.events = SqlAlchemyEventRepository(self.session)
         self.candles = SqlAlchemyCandleRepository(self.session)
+        self.reports = SqlAlchemyReportRepository(self.session)
+        self.batch = SqlAlchemyBatchReader(self.session)
         return self
 
     async def __aexit__(self, *args: object) -> None:

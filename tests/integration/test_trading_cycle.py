@@ -3,7 +3,7 @@ channel break, with the ledger checked at each step."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain import commands as cmds
@@ -13,7 +13,7 @@ from domain.adapters.seed import seed_demo
 from domain.model import PositionStatus
 from domain.ports import Page
 
-T0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 async def _tick(app: App, symbol_id: int, prev: str, cur: str) -> services.TickOutcome:

@@ -1,0 +1,171 @@
+"""Read side: queries for the API, scoped to a client when one is given. They never commit.
+
+Objects of another client are reported exactly as missing ones (`NotFound`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from domain.errors import NotFound, ValidationError
+from domain.model import Candle, Ledger, Position, PositionStatus, Strategy, Symbol, Trade
+from domain.ports import Page, PriceSource, UnitOfWork
+
+MAX_HISTORY = 1000
+
+
+async def strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None) -> Strategy:
+    found = await uow.strategies.get(strategy_id)
+    if found is None or (client_id is not None and found.client_id != client_id):
+        raise NotFound(f"Strategy {strategy_id} not found.", entity="Strategy", id=strategy_id)
+    return found
+
+
+async def position(uow: UnitOfWork, position_id: int, client_id: int | None) -> Position:
+    found = await uow.positions.get(position_id)
+    if found is None or (client_id is not None and found.client_id != client_id):
+        raise NotFound(f"Position {position_id} not found.", entity="Position", id=position_id)
+    return found
+
+
+async def client_exists(uow: UnitOfWork, client_id: int, current: int | None) -> None:
+    if (current is not None and client_id != current) or await uow.clients.get(client_id) is None:
+        raise NotFound(f"Client {client_id} not found.", entity="Client", id=client_id)
+
+
+async def symbol(uow: UnitOfWork, name: str) -> Symbol:
+    found = await uow.symbols.get_by_name(name.upper())
+    if found is None:
+        raise NotFound(f"Symbol {name} is not known.", entity="Symbol", id=name)
+    return found
+
+
+async def capital_balance(uow: UnitOfWork, client_id: int, current: int | None) -> Ledger:
+    await client_exists(uow, client_id, current)
+    return await uow.allocations.client_ledger(client_id)
+
+
+@dataclass(frozen=True)
+class ProfitReport:
+    strategy: Strategy
+    ledger: Ledger
+    realized_profit: Decimal  # all realised results, losses included
+    withdrawn_profit: Decimal
+    closed_positions: int
+    winning_positions: int
+    losing_positions: int
+    live_positions: int
+    fees_paid: Decimal  # in the quote asset
+
+
+@dataclass(frozen=True)
+class PositionsReport:
+    days: int
+    since: datetime
+    open: int
+    scheduled: int
+    closed: int  # closed within the period
+    opened: int  # opened within the period
+    realized_profit: Decimal  # of positions closed within the period
+    committed: Decimal  # cost of open and scheduled positions
+    positions: Sequence[Position]
+
+
+@dataclass(frozen=True)
+class TradesReport:
+    symbol: Symbol
+    trades: int
+    buys: int
+    sells: int
+    bought_quantity: Decimal
+    sold_quantity: Decimal
+    quote_spent: Decimal
+    quote_received: Decimal
+    realized_profit: Decimal
+    first_trade_at: datetime | None
+    last_trade_at: datetime | None
+
+
+async def profit_report(uow: UnitOfWork, strategy_id: int, client_id: int | None) -> ProfitReport:
+    found = await strategy(uow, strategy_id, client_id)
+    assert found.id is not None
+    summary = await uow.reports.strategy_profit(found.id)
+    ledger = await uow.allocations.ledger(found.id)
+    return ProfitReport(strategy=found, ledger=ledger, **summary)
+
+
+async def positions_report(uow: UnitOfWork, days: int, client_id: int | None, now: datetime) -> PositionsReport:
+    if not 1 <= days <= 3650:
+        raise ValidationError("days must be between 1 and 3650.", field="days")
+    since = now - timedelta(days=days)
+    summary = await uow.reports.positions_summary(client_id, since)
+    positions = await uow.positions.list(Page(MAX_HISTORY), client_id=client_id, since=since)
+    return PositionsReport(days=days, since=since, positions=positions, **summary)
+
+
+async def trades_report(uow: UnitOfWork, symbol_name: str, client_id: int | None) -> TradesReport:
+    found = await symbol(uow, symbol_name)
+    assert found.id is not None
+    summary = await uow.reports.trades_summary(found.id, client_id)
+    return TradesReport(symbol=found, **summary)
+
+
+async def price_history(uow: UnitOfWork, symbol_name: str, interval: str, limit: int) -> Sequence[Candle]:
+    from domain.channel import TIMEFRAMES
+
+    if interval not in TIMEFRAMES:
+        raise ValidationError(f"interval must be one of {', '.join(TIMEFRAMES)}.", field="interval")
+    if not 1 <= limit <= MAX_HISTORY:
+        raise ValidationError(f"limit must be between 1 and {MAX_HISTORY}.", field="limit")
+    found = await symbol(uow, symbol_name)
+    assert found.id is not None
+    return await uow.candles.history(found.id, interval, limit)
+
+
+async def current_price(
+    uow: UnitOfWork, prices: PriceSource, symbol_name: str
+) -> tuple[Symbol, tuple[Decimal, datetime] | None]:
+    found = await symbol(uow, symbol_name)
+    return found, await prices.current_price(found)
+
+
+async def trades(
+    uow: UnitOfWork,
+    page: Page,
+    client_id: int | None,
+    *,
+    symbol_name: str | None = None,
+    strategy_id: int | None = None,
+    position_id: int | None = None,
+) -> Sequence[Trade]:
+    symbol_id = None
+    if symbol_name is not None:
+        symbol_id = (await symbol(uow, symbol_name)).id
+    if strategy_id is not None:
+        await strategy(uow, strategy_id, client_id)
+    if position_id is not None:
+        await position(uow, position_id, client_id)
+    return await uow.trades.list(
+        page, client_id=client_id, symbol_id=symbol_id, strategy_id=strategy_id, position_id=position_id
+    )
+
+
+async def positions(
+    uow: UnitOfWork,
+    page: Page,
+    client_id: int | None,
+    *,
+    status: PositionStatus | None = None,
+    strategy_id: int | None = None,
+) -> Sequence[Position]:
+    if strategy_id is not None:
+        await strategy(uow, strategy_id, client_id)
+    return await uow.positions.list(page, client_id=client_id, status=status, strategy_id=strategy_id)
+
+
+async def strategies(uow: UnitOfWork, page: Page, client_id: int, current: int | None) -> Sequence[Strategy]:
+    await client_exists(uow, client_id, current)
+    return await uow.strategies.list_by_client(client_id, page)

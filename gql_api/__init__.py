@@ -1,0 +1,1 @@
+"""Criptoren's GraphQL API (Strawberry on Starlette)."""

@@ -1,0 +1,1 @@
+"""Mutations, one module per family. Each: input -> command -> service -> `Type.from_domain`."""

@@ -1,0 +1,37 @@
+"""Capital mutations: allocate principal, withdraw profit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+
+from domain import commands as cmds
+from domain import services
+from gql_api.context import Info
+from gql_api.types import CapitalAllocation, parse_id
+
+
+@strawberry.type
+class CapitalMutations:
+    @strawberry.mutation(description="Add principal (quote asset) to a strategy's bankroll.")
+    async def allocate_capital(
+        self,
+        info: Info,
+        strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")],
+        amount: Annotated[Decimal, strawberry.argument(description='Positive amount in the quote asset, e.g. "2000".')],
+        note: Annotated[str | None, strawberry.argument(description="Free text kept with the allocation.")] = None,
+    ) -> CapitalAllocation:
+        cmd = cmds.AllocateCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id, note)
+        return CapitalAllocation.from_domain(await services.allocate_capital(cmd, info.context.app.uow()))
+
+    @strawberry.mutation(description="Pay out segregated profit; at most the strategy's profit balance.")
+    async def withdraw_profit(
+        self,
+        info: Info,
+        strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")],
+        amount: Annotated[Decimal, strawberry.argument(description="Positive amount in the quote asset.")],
+    ) -> CapitalAllocation:
+        cmd = cmds.WithdrawProfit(parse_id(strategy_id, "Strategy"), amount, info.context.client_id)
+        return CapitalAllocation.from_domain(await services.withdraw_profit(cmd, info.context.app.uow()))

@@ -1,0 +1,94 @@
+"""Strategy mutations: create, update, activate/pause."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+
+from domain import commands as cmds
+from domain import services
+from gql_api.context import Info
+from gql_api.types import Strategy, parse_id
+
+
+@strawberry.input(description="A new channel strategy. Defaults follow the plan: p=20, b=2, s=2, m=0.5, 4h.")
+class CreateStrategyInput:
+    client_id: strawberry.ID = strawberry.field(description="Owner client id.")
+    symbol: str = strawberry.field(description="Symbol, e.g. BTCUSDT.")
+    name: str = strawberry.field(description="Name, unique per client (1 to 100 characters).")
+    base_price: Decimal = strawberry.field(description="B: the channel's floor.")
+    top_price: Decimal = strawberry.field(description="T: the channel's ceiling, above B.")
+    capital_percentage: Decimal = strawberry.field(
+        default=Decimal("20"), description="p: share of the bankroll per entry, 0 < p <= 100."
+    )
+    buy_threshold: Decimal = strawberry.field(default=Decimal("2"), description="b: entry level above B, in %.")
+    sell_threshold: Decimal = strawberry.field(default=Decimal("2"), description="s: exit level under T, in %.")
+    min_profit: Decimal = strawberry.field(default=Decimal("0.5"), description="m: minimum profit per sell, in %.")
+    timeframe: str = strawberry.field(default="4h", description="Candle timeframe for channel breaks.")
+    is_active: bool = strawberry.field(default=True, description="Start active (armed).")
+
+
+@strawberry.input(description="Changes to a strategy; omitted fields keep their value. Updating re-arms it.")
+class UpdateStrategyInput:
+    name: str | None = strawberry.field(default=None, description="New name.")
+    base_price: Decimal | None = strawberry.field(default=None, description="New floor B.")
+    top_price: Decimal | None = strawberry.field(default=None, description="New ceiling T.")
+    capital_percentage: Decimal | None = strawberry.field(default=None, description="New p.")
+    buy_threshold: Decimal | None = strawberry.field(default=None, description="New b.")
+    sell_threshold: Decimal | None = strawberry.field(default=None, description="New s.")
+    min_profit: Decimal | None = strawberry.field(default=None, description="New m (for new positions).")
+    timeframe: str | None = strawberry.field(default=None, description="New timeframe.")
+
+
+@strawberry.type
+class StrategyMutations:
+    @strawberry.mutation(
+        description="Create a channel strategy. Refused (VALIDATION) when the channel cannot yield minProfit after "
+        "fees; the error names the smallest workable topPrice."
+    )
+    async def create_strategy(
+        self, info: Info, input: Annotated[CreateStrategyInput, strawberry.argument(description="The strategy.")]
+    ) -> Strategy:
+        client_id = parse_id(input.client_id, "Client")
+        if info.context.client_id is not None and client_id != info.context.client_id:
+            client_id = -1  # another client's id reads as unknown
+        cmd = cmds.CreateStrategy(
+            client_id=client_id, symbol=input.symbol, name=input.name, base_price=input.base_price,
+            top_price=input.top_price, capital_percentage=input.capital_percentage,
+            buy_threshold=input.buy_threshold, sell_threshold=input.sell_threshold, min_profit=input.min_profit,
+            timeframe=input.timeframe, is_active=input.is_active,
+        )  # fmt: skip
+        app = info.context.app
+        return Strategy.from_domain(await services.create_strategy(cmd, app.uow(), app.exchange))
+
+    @strawberry.mutation(
+        description="Change a strategy's channel or parameters. Re-arms it and clears a channel break."
+    )
+    async def update_strategy(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")],
+        input: Annotated[UpdateStrategyInput, strawberry.argument(description="The changes.")],
+    ) -> Strategy:
+        cmd = cmds.UpdateStrategy(
+            strategy_id=parse_id(id, "Strategy"), client_id=info.context.client_id, name=input.name,
+            base_price=input.base_price, top_price=input.top_price, capital_percentage=input.capital_percentage,
+            buy_threshold=input.buy_threshold, sell_threshold=input.sell_threshold, min_profit=input.min_profit,
+            timeframe=input.timeframe,
+        )  # fmt: skip
+        app = info.context.app
+        return Strategy.from_domain(await services.update_strategy(cmd, app.uow(), app.exchange))
+
+    @strawberry.mutation(
+        description="Activate (arms it, clears a channel break) or pause (no entries; exits and scheduled sells go on)."
+    )
+    async def set_strategy_active(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")],
+        is_active: Annotated[bool, strawberry.argument(description="True to activate, false to pause.")],
+    ) -> Strategy:
+        cmd = cmds.SetStrategyActive(parse_id(id, "Strategy"), is_active, info.context.client_id)
+        return Strategy.from_domain(await services.set_strategy_active(cmd, info.context.app.uow()))

@@ -1,0 +1,180 @@
+"""Queries (SPEC §5). Thin: arguments -> a read of `domain.views` -> `Type.from_domain`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import strawberry
+
+from domain import model, views
+from domain.errors import ValidationError
+from domain.ports import Page
+from gql_api.context import Info
+from gql_api.types import (
+    Candle,
+    CapitalBalance,
+    Connection,
+    Position,
+    PositionsReport,
+    PositionStatus,
+    PriceQuote,
+    ProfitReport,
+    Strategy,
+    Symbol,
+    Trade,
+    TradesReport,
+    connection,
+    decode_cursor,
+    parse_id,
+)
+
+DEFAULT_PAGE = 20
+
+First = Annotated[int, strawberry.argument(description="Page size (at most 100).")]
+After = Annotated[str | None, strawberry.argument(description="Cursor after which the page starts (from pageInfo).")]
+
+
+def page(info: Info, first: int, after: str | None) -> Page:
+    limit = info.context.app.settings.max_page_size
+    if not 1 <= first <= limit:
+        raise ValidationError(f"first must be between 1 and {limit}.", field="first", max=limit)
+    # One extra row tells whether a next page exists.
+    return Page(limit=first + 1, before_id=decode_cursor(after))
+
+
+@strawberry.type(description="Read Criptoren's strategies, positions, trades, capital, reports and prices.")
+class Query:
+    @strawberry.field(description="One strategy by id.")
+    async def strategy(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
+    ) -> Strategy:
+        async with info.context.app.uow() as uow:
+            found = await views.strategy(uow, parse_id(id, "Strategy"), info.context.client_id)
+        return Strategy.from_domain(found)
+
+    @strawberry.field(description="A client's strategies, newest first.")
+    async def strategies(
+        self,
+        info: Info,
+        client_id: Annotated[strawberry.ID, strawberry.argument(description="Client id.")],
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> Connection[Strategy]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.strategies(uow, p, parse_id(client_id, "Client"), info.context.client_id)
+        return connection(list(rows), first, Strategy.from_domain)
+
+    @strawberry.field(description="One position by id.")
+    async def position(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Position id.")]
+    ) -> Position:
+        async with info.context.app.uow() as uow:
+            found = await views.position(uow, parse_id(id, "Position"), info.context.client_id)
+        return Position.from_domain(found)
+
+    @strawberry.field(description="Positions, newest first, optionally of one status and one strategy.")
+    async def positions(
+        self,
+        info: Info,
+        status: Annotated[PositionStatus | None, strawberry.argument(description="Only this status.")] = None,
+        strategy_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this strategy's positions.")
+        ] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> Connection[Position]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.positions(
+                uow, p, info.context.client_id,
+                status=model.PositionStatus(status.value) if status else None,
+                strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
+            )  # fmt: skip
+        return connection(list(rows), first, Position.from_domain)
+
+    @strawberry.field(description="Positions waiting for their scheduled sell, newest first.")
+    async def scheduled_sells(
+        self, info: Info, first: First = DEFAULT_PAGE, after: After = None
+    ) -> Connection[Position]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.positions(uow, p, info.context.client_id, status=model.PositionStatus.SCHEDULED)
+        return connection(list(rows), first, Position.from_domain)
+
+    @strawberry.field(description="Executed trades, newest first, optionally of one symbol, strategy or position.")
+    async def trades(
+        self,
+        info: Info,
+        symbol: Annotated[str | None, strawberry.argument(description="Only this symbol, e.g. BTCUSDT.")] = None,
+        strategy_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this strategy.")] = None,
+        position_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this position.")] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> Connection[Trade]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.trades(
+                uow, p, info.context.client_id, symbol_name=symbol,
+                strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
+                position_id=parse_id(position_id, "Position") if position_id is not None else None,
+            )  # fmt: skip
+        return connection(list(rows), first, Trade.from_domain)
+
+    @strawberry.field(description="A client's capital over all strategies: principal, committed, free, profit, total.")
+    async def capital_balance(
+        self, info: Info, client_id: Annotated[strawberry.ID, strawberry.argument(description="Client id.")]
+    ) -> CapitalBalance:
+        async with info.context.app.uow() as uow:
+            ledger = await views.capital_balance(uow, parse_id(client_id, "Client"), info.context.client_id)
+        return CapitalBalance.from_domain(ledger)
+
+    @strawberry.field(description="Accumulated profit of a strategy.")
+    async def profit_report(
+        self, info: Info, strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
+    ) -> ProfitReport:
+        async with info.context.app.uow() as uow:
+            report = await views.profit_report(uow, parse_id(strategy_id, "Strategy"), info.context.client_id)
+        return ProfitReport.from_domain(report)
+
+    @strawberry.field(description="Open, scheduled and recently closed positions with their results.")
+    async def positions_report(
+        self, info: Info, days: Annotated[int, strawberry.argument(description="Period in days (1 to 3650).")] = 30
+    ) -> PositionsReport:
+        async with info.context.app.uow() as uow:
+            report = await views.positions_report(uow, days, info.context.client_id, datetime.now(UTC))
+        return PositionsReport.from_domain(report)
+
+    @strawberry.field(description="Trade history summary of one symbol (use `trades` for the trades themselves).")
+    async def trades_report(
+        self, info: Info, symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")]
+    ) -> TradesReport:
+        async with info.context.app.uow() as uow:
+            report = await views.trades_report(uow, symbol, info.context.client_id)
+        return TradesReport.from_domain(report)
+
+    @strawberry.field(description="Candles of a symbol, oldest first (the latest `limit`).")
+    async def price_history(
+        self,
+        info: Info,
+        symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")],
+        interval: Annotated[str, strawberry.argument(description="Candle interval: 1m, 5m, 15m, 1h, 4h, 1d…")] = "4h",
+        limit: Annotated[int, strawberry.argument(description="Number of candles (1 to 1000).")] = 100,
+    ) -> list[Candle]:
+        async with info.context.app.uow() as uow:
+            candles = await views.price_history(uow, symbol, interval, limit)
+        return [Candle.from_domain(c) for c in candles]
+
+    @strawberry.field(description="The last known price of a symbol.")
+    async def current_price(
+        self, info: Info, symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")]
+    ) -> PriceQuote:
+        async with info.context.app.uow() as uow:
+            found, quote = await views.current_price(uow, info.context.app.prices, symbol)
+        return PriceQuote(symbol=found.symbol, price=quote[0] if quote else None, at=quote[1] if quote else None)
+
+    @strawberry.field(description="The symbols Criptoren can trade, with their exchange filters.")
+    async def symbols(self, info: Info) -> list[Symbol]:
+        async with info.context.app.uow() as uow:
+            return [Symbol.from_domain(s) for s in await uow.symbols.list()]

@@ -1,0 +1,459 @@
+"""GraphQL types. Each wraps a domain object (`from_domain`) and resolves nested objects through the
+request's DataLoaders. Every type and field carries a description: it is the API's documentation."""
+
+from __future__ import annotations
+
+import base64
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
+
+import strawberry
+
+from domain import channel as ch
+from domain import model, views
+from domain.errors import NotFound, ValidationError
+from domain.model import Ledger
+from gql_api.context import Info
+
+T = TypeVar("T")
+
+
+def parse_id(value: strawberry.ID | str | int, entity: str) -> int:
+    """Our ids are integers: anything else cannot exist, so it is NOT_FOUND."""
+    try:
+        parsed = int(str(value))
+    except ValueError:
+        raise NotFound(f"{entity} {value} not found.", entity=entity, id=str(value)) from None
+    if not 0 < parsed < 2**31:
+        raise NotFound(f"{entity} {value} not found.", entity=entity, id=str(value))
+    return parsed
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"cursor:{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind != "cursor":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("after is not a cursor returned by this API.", field="after") from None
+
+
+def d(description: str) -> Decimal:
+    """A Decimal field with a description (helper for readability)."""
+    return strawberry.field(description=description)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- enums
+
+
+@strawberry.enum(description="Lifecycle of a position (SPEC §4).")
+class PositionStatus(enum.Enum):
+    OPEN = strawberry.enum_value("open", description="Held; sold by the exit rule when profitable.")
+    SCHEDULED = strawberry.enum_value(
+        "scheduled", description="Waiting to sell at its scheduled exit price (at least its minimum sell price)."
+    )
+    CLOSED = strawberry.enum_value("closed", description="Sold.")
+
+
+@strawberry.enum(description="Side of a trade.")
+class Side(enum.Enum):
+    BUY = strawberry.enum_value("buy", description="Bought the base asset.")
+    SELL = strawberry.enum_value("sell", description="Sold the base asset.")
+
+
+@strawberry.enum(description="What a strategy will do on the next price move.")
+class StrategyState(enum.Enum):
+    ARMED = strawberry.enum_value("armed", description="Active; buys when the price rises through the entry level.")
+    WAITING_FOR_BASE = strawberry.enum_value(
+        "waiting_for_base",
+        description="Active; already entered on this bounce, re-armed when the price touches the base.",
+    )
+    CHANNEL_BROKEN = strawberry.enum_value(
+        "channel_broken",
+        description="A candle closed below the base: no entries until the channel is updated or re-activated.",
+    )
+    PAUSED = strawberry.enum_value("paused", description="Inactive: no entries; exits and scheduled sells still work.")
+
+
+# ---------------------------------------------------------------- pagination
+
+
+@strawberry.type(description="Where a page ends, and whether there is more.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="True when another page follows this one.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` to get the next page.")
+
+
+@strawberry.type(description="An item of a page, with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque cursor of this item.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of items, newest first (Relay-style connection).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page with their cursors.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+    @strawberry.field(description="The items of this page, without cursors.")
+    def nodes(self) -> list[T]:
+        return [e.node for e in self.edges]
+
+
+def connection(rows: list, limit: int, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
+    """Build a page from `limit + 1` fetched rows (the extra row only says there is more)."""
+    page = rows[:limit]
+    edges = [Edge(cursor=encode_cursor(r.id), node=wrap(r)) for r in page]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None),
+    )
+
+
+# ---------------------------------------------------------------- objects
+
+
+@strawberry.type(description="A tradable market and its exchange filters (Binance LOT_SIZE, PRICE_FILTER, NOTIONAL).")
+class Symbol:
+    id: strawberry.ID = strawberry.field(description="Symbol id.")
+    symbol: str = strawberry.field(description="Exchange symbol, e.g. BTCUSDT.")
+    base_asset: str = strawberry.field(description="Asset bought and sold, e.g. BTC.")
+    quote_asset: str = strawberry.field(description="Asset prices and capital are in, e.g. USDT.")
+    step_size: Decimal = d("Quantities are multiples of this lot step (LOT_SIZE).")
+    min_qty: Decimal = d("Smallest order quantity (LOT_SIZE).")
+    tick_size: Decimal = d("Prices are multiples of this tick (PRICE_FILTER).")
+    min_notional: Decimal = d("Smallest order value in the quote asset (MIN_NOTIONAL).")
+
+    @classmethod
+    def from_domain(cls, s: model.Symbol) -> Symbol:
+        return cls(
+            id=strawberry.ID(str(s.id)), symbol=s.symbol, base_asset=s.base_asset, quote_asset=s.quote_asset,
+            step_size=s.step_size, min_qty=s.min_qty, tick_size=s.tick_size, min_notional=s.min_notional,
+        )  # fmt: skip
+
+
+@strawberry.type(description="A strategy's capital (rules 2 and 7 of the strategy): principal and segregated profit.")
+class CapitalBalance:
+    principal: Decimal = d("Bankroll: the sum of non-profit allocations (deposits minus withdrawals and losses).")
+    committed: Decimal = d("Cost of the open and scheduled positions.")
+    free: Decimal = d("Principal not committed to positions: what new entries can spend.")
+    profit: Decimal = d("Realised profit, kept apart from the principal, net of withdrawals.")
+    total: Decimal = d("Principal plus profit.")
+
+    @classmethod
+    def from_domain(cls, ledger: Ledger) -> CapitalBalance:
+        return cls(
+            principal=ledger.principal, committed=ledger.committed, free=ledger.free,
+            profit=ledger.profit, total=ledger.total,
+        )  # fmt: skip
+
+
+@strawberry.type(description="The price levels of a channel.")
+class Levels:
+    base: Decimal = d("B: the channel's floor (basePrice). A candle closing below it breaks the channel.")
+    entry: Decimal = d("E = B × (1 + buyThreshold/100): rising through it buys.")
+    exit: Decimal = d("X = T × (1 − sellThreshold/100): falling through it sells positions at a profit.")
+    top: Decimal = d("T: the channel's ceiling (topPrice).")
+
+
+@strawberry.type(
+    description="Something that happened to a strategy: entries, skips and their reasons, schedules, sells."
+)
+class StrategyEvent:
+    id: strawberry.ID = strawberry.field(description="Event id.")
+    type: str = strawberry.field(description="Event type, e.g. position_opened, entry_skipped, channel_broken.")
+    message: str = strawberry.field(description="What happened, in words.")
+    position_id: strawberry.ID | None = strawberry.field(description="The position concerned, if any.")
+    data: strawberry.scalars.JSON = strawberry.field(description="Details (prices, reasons) as JSON.")
+    created_at: datetime = strawberry.field(description="When it happened (UTC).")
+
+    @classmethod
+    def from_domain(cls, e: model.StrategyEvent) -> StrategyEvent:
+        return cls(
+            id=strawberry.ID(str(e.id)), type=e.type, message=e.message,
+            position_id=strawberry.ID(str(e.position_id)) if e.position_id else None,
+            data=e.data, created_at=e.created_at,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+@strawberry.type(description="A channel-trading strategy on one symbol (SPEC §4).")
+class Strategy:
+    id: strawberry.ID = strawberry.field(description="Strategy id.")
+    client_id: strawberry.ID = strawberry.field(description="Owner client id.")
+    name: str = strawberry.field(description="Name, unique per client.")
+    base_price: Decimal = d("B: the channel's floor.")
+    top_price: Decimal = d("T: the channel's ceiling.")
+    capital_percentage: Decimal = d("p: share of the bankroll each entry spends, in percent.")
+    buy_threshold: Decimal = d("b: entry level above the base, in percent.")
+    sell_threshold: Decimal = d("s: exit level under the top, in percent.")
+    min_profit: Decimal = d("m: minimum profit of every system sell, in percent, after fees.")
+    timeframe: str = strawberry.field(description="Candle timeframe judged for channel breaks, e.g. 4h.")
+    is_active: bool = strawberry.field(description="False when paused: no entries.")
+    is_armed: bool = strawberry.field(description="True when the next rise through the entry level buys.")
+    channel_broken_at: datetime | None = strawberry.field(
+        description="Close time of the candle that broke the channel."
+    )
+    created_at: datetime | None = strawberry.field(description="Creation time (UTC).")
+    updated_at: datetime | None = strawberry.field(description="Last change (UTC).")
+    symbol_id: strawberry.Private[int]
+    strategy_id: strawberry.Private[int]
+
+    @classmethod
+    def from_domain(cls, s: model.Strategy) -> Strategy:
+        assert s.id is not None
+        return cls(
+            id=strawberry.ID(str(s.id)), client_id=strawberry.ID(str(s.client_id)), name=s.name,
+            base_price=s.base_price, top_price=s.top_price, capital_percentage=s.capital_percentage,
+            buy_threshold=s.buy_threshold, sell_threshold=s.sell_threshold, min_profit=s.min_profit,
+            timeframe=s.timeframe, is_active=s.is_active, is_armed=s.is_armed,
+            channel_broken_at=s.channel_broken_at, created_at=s.created_at, updated_at=s.updated_at,
+            symbol_id=s.symbol_id, strategy_id=s.id,
+        )  # fmt: skip
+
+    @strawberry.field(description="What the strategy will do on the next price move.")
+    def state(self) -> StrategyState:
+        if not self.is_active:
+            return StrategyState.PAUSED
+        if self.channel_broken_at is not None:
+            return StrategyState.CHANNEL_BROKEN
+        return StrategyState.ARMED if self.is_armed else StrategyState.WAITING_FOR_BASE
+
+    @strawberry.field(description="The channel's levels B, E, X, T.")
+    def levels(self) -> Levels:
+        lv = ch.levels(self.base_price, self.top_price, self.buy_threshold, self.sell_threshold)
+        return Levels(base=lv.base, entry=lv.entry, exit=lv.exit, top=lv.top)
+
+    @strawberry.field(description="The traded symbol.")
+    async def symbol(self, info: Info) -> Symbol:
+        return Symbol.from_domain(await info.context.loaders.symbol.load(self.symbol_id))
+
+    @strawberry.field(description="The strategy's capital: principal, committed, free, profit.")
+    async def balance(self, info: Info) -> CapitalBalance:
+        return CapitalBalance.from_domain(await info.context.loaders.ledger.load(self.strategy_id))
+
+    @strawberry.field(description="The strategy's newest positions (at most 100), optionally of one status.")
+    async def positions(
+        self,
+        info: Info,
+        status: Annotated[PositionStatus | None, strawberry.argument(description="Only this status.")] = None,
+    ) -> list[Position]:
+        domain_status = model.PositionStatus(status.value) if status else None
+        rows = await info.context.loaders.positions_of(domain_status).load(self.strategy_id)
+        return [Position.from_domain(p) for p in rows]
+
+    @strawberry.field(description="The strategy's newest events (at most 100).")
+    async def events(self, info: Info) -> list[StrategyEvent]:
+        rows = await info.context.loaders.events_by_strategy.load(self.strategy_id)
+        return [StrategyEvent.from_domain(e) for e in rows]
+
+
+@strawberry.type(description="An executed buy or sell.")
+class Trade:
+    id: strawberry.ID = strawberry.field(description="Trade id.")
+    side: Side = strawberry.field(description="Buy or sell.")
+    price: Decimal = d("Average fill price.")
+    quantity: Decimal = d("Gross quantity filled (base asset).")
+    quote_amount: Decimal = d("Gross value filled (quote asset).")
+    fees: Decimal = d("Fee charged, in `feeAsset`.")
+    fee_asset: str = strawberry.field(description="Asset the fee was charged in.")
+    profit: Decimal | None = d("Sells: proceeds after fees minus the position's cost.")
+    notes: str | None = strawberry.field(description="Why it happened (entry, exit, scheduled_exit, manual_buy, …).")
+    executed_at: datetime = strawberry.field(description="Execution time (UTC).")
+    position_id: strawberry.ID | None = strawberry.field(description="Position the trade belongs to.")
+    strategy_id: strawberry.ID | None = strawberry.field(description="Strategy the trade belongs to.")
+    symbol_id: strawberry.Private[int]
+    raw_position_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_domain(cls, t: model.Trade) -> Trade:
+        return cls(
+            id=strawberry.ID(str(t.id)), side=Side(t.side.value), price=t.price, quantity=t.quantity,
+            quote_amount=t.quote_amount, fees=t.fees, fee_asset=t.fee_asset, profit=t.profit, notes=t.notes,
+            executed_at=t.executed_at,
+            position_id=strawberry.ID(str(t.position_id)) if t.position_id else None,
+            strategy_id=strawberry.ID(str(t.strategy_id)) if t.strategy_id else None,
+            symbol_id=t.symbol_id, raw_position_id=t.position_id,
+        )  # fmt: skip
+
+    @strawberry.field(description="The traded symbol.")
+    async def symbol(self, info: Info) -> Symbol:
+        return Symbol.from_domain(await info.context.loaders.symbol.load(self.symbol_id))
+
+    @strawberry.field(description="The position this trade opened or closed.")
+    async def position(self, info: Info) -> Position | None:
+        if self.raw_position_id is None:
+            return None
+        found = await info.context.loaders.position.load(self.raw_position_id)
+        return Position.from_domain(found) if found else None
+
+
+@strawberry.type(description="Base asset held by a strategy, from one buy until its sell.")
+class Position:
+    id: strawberry.ID = strawberry.field(description="Position id.")
+    status: PositionStatus = strawberry.field(description="Open, scheduled or closed.")
+    entry_price: Decimal = d("Average buy price.")
+    quantity: Decimal = d("Q: net quantity held (after the buy fee, rounded down to the lot step).")
+    cost: Decimal = d("C: quote spent on the buy, fees included.")
+    fees: Decimal = d("Buy fee, valued in the quote asset.")
+    dust: Decimal = d("Quantity below the lot step left by the buy fee: recorded, never sold.")
+    min_profit: Decimal = d("m used for this position's minimum sell price, in percent.")
+    min_sell_price: Decimal = d("C × (1 + m/100) / (Q × (1 − fee)): the system never sells below it.")
+    scheduled_exit_price: Decimal | None = d("Price a scheduled position sells at (≥ its minimum sell price).")
+    exit_price: Decimal | None = d("Average sell price, once sold.")
+    channel_exit_date: datetime | None = strawberry.field(
+        description="Close time of the candle that broke the channel and scheduled this position."
+    )
+    proceeds: Decimal | None = d("Quote received on the sell, after its fee.")
+    realized_profit: Decimal | None = d("Proceeds minus cost, once sold (negative only for an acceptLoss sell).")
+    created_at: datetime | None = strawberry.field(description="When it was bought (UTC).")
+    closed_at: datetime | None = strawberry.field(description="When it was sold (UTC).")
+    strategy_id: strawberry.ID = strawberry.field(description="Strategy id.")
+    raw_strategy_id: strawberry.Private[int]
+    symbol_id: strawberry.Private[int]
+    position_id: strawberry.Private[int]
+
+    @classmethod
+    def from_domain(cls, p: model.Position) -> Position:
+        assert p.id is not None
+        return cls(
+            id=strawberry.ID(str(p.id)), status=PositionStatus(p.status.value), entry_price=p.entry_price,
+            quantity=p.quantity, cost=p.cost, fees=p.fees, dust=p.dust, min_profit=p.min_profit,
+            min_sell_price=p.min_sell_price, scheduled_exit_price=p.scheduled_exit_price,
+            exit_price=p.exit_price, channel_exit_date=p.channel_exit_date, proceeds=p.proceeds,
+            realized_profit=p.realized_profit, created_at=p.created_at, closed_at=p.closed_at,
+            strategy_id=strawberry.ID(str(p.strategy_id)), raw_strategy_id=p.strategy_id,
+            symbol_id=p.symbol_id, position_id=p.id,
+        )  # fmt: skip
+
+    @strawberry.field(description="The strategy that holds the position.")
+    async def strategy(self, info: Info) -> Strategy:
+        return Strategy.from_domain(await info.context.loaders.strategy.load(self.raw_strategy_id))
+
+    @strawberry.field(description="The traded symbol.")
+    async def symbol(self, info: Info) -> Symbol:
+        return Symbol.from_domain(await info.context.loaders.symbol.load(self.symbol_id))
+
+    @strawberry.field(description="The buy and sell trades of the position, oldest first.")
+    async def trades(self, info: Info) -> list[Trade]:
+        return [Trade.from_domain(t) for t in await info.context.loaders.trades_by_position.load(self.position_id)]
+
+
+@strawberry.type(description="A capital movement of a strategy's ledger.")
+class CapitalAllocation:
+    id: strawberry.ID = strawberry.field(description="Allocation id.")
+    strategy_id: strawberry.ID = strawberry.field(description="Strategy id.")
+    amount: Decimal = d("Signed amount in the quote asset.")
+    kind: str = strawberry.field(description="deposit, withdrawal, loss, profit or profit_withdrawal.")
+    is_profit: bool = strawberry.field(description="True for segregated profit (never part of the bankroll).")
+    note: str | None = strawberry.field(description="Free text.")
+    created_at: datetime | None = strawberry.field(description="When it was recorded (UTC).")
+
+    @classmethod
+    def from_domain(cls, a: model.CapitalAllocation) -> CapitalAllocation:
+        return cls(
+            id=strawberry.ID(str(a.id)), strategy_id=strawberry.ID(str(a.strategy_id)), amount=a.amount,
+            kind=a.kind.value, is_profit=a.is_profit, note=a.note, created_at=a.created_at,
+        )  # fmt: skip
+
+
+@strawberry.type(description="One candle of price history.")
+class Candle:
+    open_time: datetime = strawberry.field(description="Open time (UTC).")
+    close_time: datetime = strawberry.field(description="Close time (UTC).")
+    open: Decimal = d("Open price.")
+    high: Decimal = d("High price.")
+    low: Decimal = d("Low price.")
+    close: Decimal = d("Close price.")
+    volume: Decimal = d("Volume in the base asset.")
+
+    @classmethod
+    def from_domain(cls, c: model.Candle) -> Candle:
+        return cls(
+            open_time=c.open_time, close_time=c.close_time, open=c.open, high=c.high, low=c.low,
+            close=c.close, volume=c.volume,
+        )  # fmt: skip
+
+
+@strawberry.type(description="The last known price of a symbol.")
+class PriceQuote:
+    symbol: str = strawberry.field(description="Symbol, e.g. BTCUSDT.")
+    price: Decimal | None = d("Last known price; null when none is known yet.")
+    at: datetime | None = strawberry.field(description="When that price was seen (UTC).")
+
+
+@strawberry.type(description="Accumulated profit of a strategy.")
+class ProfitReport:
+    strategy: Strategy = strawberry.field(description="The strategy.")
+    balance: CapitalBalance = strawberry.field(description="Its capital now.")
+    realized_profit: Decimal = d("Sum of the results of its closed positions (losses included).")
+    withdrawn_profit: Decimal = d("Profit paid out.")
+    closed_positions: int = strawberry.field(description="Positions sold.")
+    winning_positions: int = strawberry.field(description="Positions sold at a profit.")
+    losing_positions: int = strawberry.field(description="Positions sold at a loss (acceptLoss only).")
+    live_positions: int = strawberry.field(description="Open and scheduled positions.")
+    fees_paid: Decimal = d("Fees of all its trades, valued in the quote asset.")
+
+    @classmethod
+    def from_domain(cls, r: views.ProfitReport) -> ProfitReport:
+        return cls(
+            strategy=Strategy.from_domain(r.strategy), balance=CapitalBalance.from_domain(r.ledger),
+            realized_profit=r.realized_profit, withdrawn_profit=r.withdrawn_profit,
+            closed_positions=r.closed_positions, winning_positions=r.winning_positions,
+            losing_positions=r.losing_positions, live_positions=r.live_positions, fees_paid=r.fees_paid,
+        )  # fmt: skip
+
+
+@strawberry.type(description="Positions over the last days: counts, results and the positions themselves.")
+class PositionsReport:
+    days: int = strawberry.field(description="Length of the period, in days.")
+    since: datetime = strawberry.field(description="Start of the period (UTC).")
+    open: int = strawberry.field(description="Positions open now.")
+    scheduled: int = strawberry.field(description="Positions scheduled now.")
+    closed: int = strawberry.field(description="Positions closed within the period.")
+    opened: int = strawberry.field(description="Positions opened within the period.")
+    realized_profit: Decimal = d("Results of the positions closed within the period.")
+    committed: Decimal = d("Cost of the open and scheduled positions.")
+    positions: list[Position] = strawberry.field(
+        description="Positions open now or opened or closed within the period (newest first, at most 1000)."
+    )
+
+    @classmethod
+    def from_domain(cls, r: views.PositionsReport) -> PositionsReport:
+        return cls(
+            days=r.days, since=r.since, open=r.open, scheduled=r.scheduled, closed=r.closed, opened=r.opened,
+            realized_profit=r.realized_profit, committed=r.committed,
+            positions=[Position.from_domain(p) for p in r.positions],
+        )  # fmt: skip
+
+
+@strawberry.type(description="Summary of the trades of one symbol.")
+class TradesReport:
+    symbol: Symbol = strawberry.field(description="The symbol.")
+    trades: int = strawberry.field(description="Number of trades.")
+    buys: int = strawberry.field(description="Number of buys.")
+    sells: int = strawberry.field(description="Number of sells.")
+    bought_quantity: Decimal = d("Base asset bought (gross).")
+    sold_quantity: Decimal = d("Base asset sold.")
+    quote_spent: Decimal = d("Quote asset spent on buys (gross).")
+    quote_received: Decimal = d("Quote asset received on sells (gross, before fees).")
+    realized_profit: Decimal = d("Sum of the sells' results.")
+    first_trade_at: datetime | None = strawberry.field(description="First trade (UTC).")
+    last_trade_at: datetime | None = strawberry.field(description="Last trade (UTC).")
+
+    @classmethod
+    def from_domain(cls, r: views.TradesReport) -> TradesReport:
+        return cls(
+            symbol=Symbol.from_domain(r.symbol), trades=r.trades, buys=r.buys, sells=r.sells,
+            bought_quantity=r.bought_quantity, sold_quantity=r.sold_quantity, quote_spent=r.quote_spent,
+            quote_received=r.quote_received, realized_profit=r.realized_profit,
+            first_trade_at=r.first_trade_at, last_trade_at=r.last_trade_at,
+        )  # fmt: skip

@@ -1,0 +1,206 @@
+"""Bad input gets a clear error with a stable `extensions.code`, and changes nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from domain import commands as cmds
+from domain import services
+from domain.adapters import orm
+from domain.adapters.bootstrap import App
+from domain.adapters.seed import seed_demo
+from tests.e2e.conftest import GraphQLClient
+
+
+async def snapshot(app: App) -> dict[str, list[Any]]:
+    """Every row of every table: a failed mutation must leave it identical."""
+    tables: dict[str, list[Any]] = {}
+    async with app.engine.connect() as conn:
+        for table in orm.metadata.sorted_tables:
+            rows = await conn.execute(text(f"SELECT row_to_json(t)::text FROM {table.name} t ORDER BY id"))
+            tables[table.name] = [r[0] for r in rows]
+    return tables
+
+
+@pytest.fixture
+async def world(db: App) -> dict[str, str]:
+    """The demo, an ETH strategy with 1000 USDT, one open position and one closed one."""
+    await seed_demo(db.uow, db.exchange)
+    s = await services.create_strategy(
+        cmds.CreateStrategy(1, "ETHUSDT", "ETH", Decimal("2400"), Decimal("2800")), db.uow(), db.exchange
+    )
+    assert s.id is not None
+    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())
+    db.price_book.set("ETHUSDT", Decimal("2450"))
+    open_p = await services.buy(cmds.Buy(s.id, quote_amount=Decimal("100")), db.uow(), db.exchange, db.prices)
+    closed_p = await services.buy(cmds.Buy(s.id, quote_amount=Decimal("100")), db.uow(), db.exchange, db.prices)
+    assert closed_p.id is not None
+    await services.sell(cmds.Sell(closed_p.id, accept_loss=True), db.uow(), db.exchange, db.prices)
+    return {"strategy": str(s.id), "open": str(open_p.id), "closed": str(closed_p.id)}
+
+
+CREATE = "mutation($i: CreateStrategyInput!) { createStrategy(input: $i) { id } }"
+
+
+def strategy_input(**changes: Any) -> dict[str, Any]:
+    base = {"clientId": "1", "symbol": "ETHUSDT", "name": "new", "basePrice": "2000", "topPrice": "2600"}
+    return {**base, **changes}
+
+
+CASES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("top below base", CREATE, {"i": strategy_input(topPrice="1900")}, "VALIDATION"),
+    ("top equal base", CREATE, {"i": strategy_input(topPrice="2000")}, "VALIDATION"),
+    ("negative base", CREATE, {"i": strategy_input(basePrice="-5")}, "VALIDATION"),
+    ("non-numeric base", CREATE, {"i": strategy_input(basePrice="abc")}, "VALIDATION"),
+    ("NaN base", CREATE, {"i": strategy_input(basePrice="NaN")}, "VALIDATION"),
+    ("float-looking junk", CREATE, {"i": strategy_input(topPrice="1e")}, "VALIDATION"),
+    ("capital 0", CREATE, {"i": strategy_input(capitalPercentage="0")}, "VALIDATION"),
+    ("capital over 100", CREATE, {"i": strategy_input(capitalPercentage="100.01")}, "VALIDATION"),
+    ("bad timeframe", CREATE, {"i": strategy_input(timeframe="3h")}, "VALIDATION"),
+    ("narrow channel", CREATE, {"i": strategy_input(topPrice="2090")}, "VALIDATION"),
+    ("empty name", CREATE, {"i": strategy_input(name="  ")}, "VALIDATION"),
+    ("duplicate name", CREATE, {"i": strategy_input(name="ETH")}, "VALIDATION"),
+    ("unknown symbol", CREATE, {"i": strategy_input(symbol="DOGEUSDT")}, "NOT_FOUND"),
+    ("unknown client", CREATE, {"i": strategy_input(clientId="999")}, "NOT_FOUND"),
+    ("malformed client id", CREATE, {"i": strategy_input(clientId="x1")}, "NOT_FOUND"),
+    (
+        "negative allocation",
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "-10") { id } }',
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    (
+        "zero allocation",
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "0") { id } }',
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    (
+        "allocation to unknown strategy",
+        'mutation { allocateCapital(strategyId: "999", amount: "10") { id } }',
+        {},
+        "NOT_FOUND",
+    ),
+    (
+        "allocation with a float",
+        "mutation($s: ID!) { allocateCapital(strategyId: $s, amount: true) { id } }",
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    (
+        "buy with both amounts",
+        'mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "10", quantity: "1") { id } }',
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    ("buy with no amount", "mutation($s: ID!) { buy(strategyId: $s) { id } }", {"s": "{strategy}"}, "VALIDATION"),
+    (
+        "buy with a negative amount",
+        'mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "-100") { id } }',
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    (
+        "buy over free principal",
+        'mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "5000") { id } }',
+        {"s": "{strategy}"},
+        "INSUFFICIENT_CAPITAL",
+    ),
+    (
+        "buy under min notional",
+        'mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "1") { id } }',
+        {"s": "{strategy}"},
+        "FILTER_FAILURE",
+    ),
+    (
+        "buy off the lot step",
+        'mutation($s: ID!) { buy(strategyId: $s, quantity: "0.012345") { id } }',
+        {"s": "{strategy}"},
+        "FILTER_FAILURE",
+    ),
+    ("sell below min_sell", "mutation($p: ID!) { sell(positionId: $p) { id } }", {"p": "{open}"}, "WOULD_SELL_AT_LOSS"),
+    ("sell a closed position", "mutation($p: ID!) { sell(positionId: $p) { id } }", {"p": "{closed}"}, "INVALID_STATE"),
+    ("sell an unknown position", 'mutation { sell(positionId: "12345") { id } }', {}, "NOT_FOUND"),
+    (
+        "schedule with negative profit",
+        'mutation($p: ID!) { scheduleSell(positionId: $p, minProfit: "-1") { id } }',
+        {"p": "{open}"},
+        "VALIDATION",
+    ),
+    (
+        "cancel a schedule that does not exist",
+        "mutation($p: ID!) { cancelScheduledSell(id: $p) { id } }",
+        {"p": "{open}"},
+        "INVALID_STATE",
+    ),
+    (
+        "withdraw more profit than there is",
+        'mutation($s: ID!) { withdrawProfit(strategyId: $s, amount: "1") { id } }',
+        {"s": "{strategy}"},
+        "INSUFFICIENT_CAPITAL",
+    ),
+    (
+        "update into a narrow channel",
+        'mutation($s: ID!) { updateStrategy(id: $s, input: {topPrice: "2450"}) { id } }',
+        {"s": "{strategy}"},
+        "VALIDATION",
+    ),
+    ("page too large", "{ positions(first: 1000) { nodes { id } } }", {}, "VALIDATION"),
+    ("page size zero", "{ positions(first: 0) { nodes { id } } }", {}, "VALIDATION"),
+    ("forged cursor", '{ positions(after: "bm9wZQ==") { nodes { id } } }', {}, "VALIDATION"),
+    ("unknown field", "{ positions { nodes { nope } } }", {}, "GRAPHQL_VALIDATION_FAILED"),
+    ("bad interval", '{ priceHistory(symbol: "BTCUSDT", interval: "7m") { close } }', {}, "VALIDATION"),
+    ("history too long", '{ priceHistory(symbol: "BTCUSDT", limit: 100000) { close } }', {}, "VALIDATION"),
+    ("unknown symbol price", '{ currentPrice(symbol: "NOPE") { price } }', {}, "NOT_FOUND"),
+    ("report over a bad period", "{ positionsReport(days: 0) { open } }", {}, "VALIDATION"),
+]
+
+
+@pytest.mark.parametrize(("name", "query", "variables", "code"), CASES, ids=[c[0] for c in CASES])
+async def test_bad_input_is_refused_with_a_code_and_changes_nothing(
+    db: App, gql: GraphQLClient, world: dict[str, str], name: str, query: str, variables: dict[str, Any], code: str
+) -> None:
+    variables = {k: v.format(**world) if isinstance(v, str) else v for k, v in variables.items()}
+    before = await snapshot(db)
+    error = await gql.error(query, **variables)
+    assert error["extensions"]["code"] == code, error
+    assert error["message"] and "Traceback" not in error["message"]
+    assert await snapshot(db) == before
+
+
+async def test_narrow_channel_error_names_the_smallest_workable_top(db: App, gql: GraphQLClient) -> None:
+    await seed_demo(db.uow, db.exchange)
+    error = await gql.error(CREATE, i=strategy_input(topPrice="2090"))
+    smallest = error["extensions"]["details"]["smallest_workable_top"]
+    assert smallest in error["message"]
+    ok = await gql.data(CREATE, i=strategy_input(topPrice=smallest))
+    assert ok["createStrategy"]["id"]
+
+
+async def test_unexpected_errors_are_masked(db: App, gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domain import views
+
+    async def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(views, "strategy", boom)
+    error = await gql.error('{ strategy(id: "1") { id } }')
+    assert error["extensions"]["code"] == "INTERNAL"
+    assert "secret" not in error["message"]
+
+
+async def test_buy_without_a_known_price_is_refused(db: App, gql: GraphQLClient) -> None:
+    client = await services.create_client(cmds.CreateClient("no prices"), db.uow())
+    assert client.id is not None
+    s = await services.create_strategy(
+        cmds.CreateStrategy(client.id, "ETHUSDT", "ETH", Decimal("2400"), Decimal("2800")), db.uow(), db.exchange
+    )
+    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())  # type: ignore[arg-type]
+    before = await snapshot(db)
+    error = await gql.error('mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "100") { id } }', s=str(s.id))
+    assert error["extensions"]["code"] == "NO_PRICE"
+    assert await snapshot(db) == before
