@@ -82,10 +82,14 @@ def smallest_workable_top(
     fee_rate: Decimal,
     tick_size: Decimal = PRICE_QUANTUM,
 ) -> Decimal:
-    """Smallest top T with X >= E * (1 + m/100) / (1 - f)^2 (rule 11), rounded up to the tick."""
+    """Smallest top T, a multiple of the tick, with X >= E * (1 + m/100) / (1 - f)^2 (rule 11) and
+    X above E (an entry needs `cur < X`)."""
     entry = base * (ONE + buy_threshold / HUNDRED)
     needed_exit = entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2)
-    return round_up_to_step(needed_exit / (ONE - sell_threshold / HUNDRED), tick_size)
+    top = round_up_to_step(needed_exit / (ONE - sell_threshold / HUNDRED), tick_size)
+    while top * (ONE - sell_threshold / HUNDRED) <= entry:
+        top += tick_size
+    return top
 
 
 def validate_channel(
@@ -108,12 +112,15 @@ def validate_channel(
             raise ValidationError(f"{name} must be a positive number.", field=name)
     if top <= base:
         raise ValidationError(f"topPrice ({top}) must be above basePrice ({base}).", field="topPrice")
-    if not (0 < capital_percentage <= 100):
+    if not capital_percentage.is_finite() or not (0 < capital_percentage <= 100):
         raise ValidationError("capitalPercentage must be greater than 0 and at most 100.", field="capitalPercentage")
-    for name, value in (("buyThreshold", buy_threshold), ("sellThreshold", sell_threshold)):
-        if not (0 <= value < 100):
-            raise ValidationError(f"{name} must be at least 0 and below 100.", field=name)
-    if not (0 <= min_profit < 1000):
+    # b > 0: with E = B the tick that enters would also re-arm (price <= B), and noise around B
+    # would stack entries (rule 1).
+    if not buy_threshold.is_finite() or not (0 < buy_threshold < 100):
+        raise ValidationError("buyThreshold must be greater than 0 and below 100.", field="buyThreshold")
+    if not sell_threshold.is_finite() or not (0 <= sell_threshold < 100):
+        raise ValidationError("sellThreshold must be at least 0 and below 100.", field="sellThreshold")
+    if not min_profit.is_finite() or not (0 <= min_profit < 1000):
         raise ValidationError("minProfit must be at least 0 and below 1000.", field="minProfit")
     if timeframe not in TIMEFRAMES:
         raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
@@ -126,7 +133,7 @@ def validate_channel(
             f"{lv.entry.normalize():f} needs. The smallest workable topPrice is "
             f"{smallest.normalize():f}.",
             field="topPrice",
-            smallest_workable_top=str(smallest.normalize()),
+            smallest_workable_top=f"{smallest.normalize():f}",
         )
     return lv
 

@@ -112,6 +112,8 @@ class ProcessPriceMove:
     prev: Decimal
     cur: Decimal
     at: datetime
+    # Only these strategies (the engine's index says which a move concerns); None: all of the symbol.
+    strategy_ids: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,38 @@ class ProcessCandleClose:
     interval: str
     close: Decimal
     close_time: datetime
+    strategy_ids: frozenset[int] | None = None
+
+
+# ---------------------------------------------------------------- credentials and sessions
+
+
+@dataclass(frozen=True)
+class CreateClientWithCredentials:
+    """A new client with a fresh API key and secret (the secret is shown once)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class IssueCredentials:
+    """Replace a client's API key and secret; every session of the client ends."""
+
+    client_id: int
+
+
+@dataclass(frozen=True)
+class Login:
+    api_key: str
+    api_secret: str
+
+
+@dataclass(frozen=True)
+class RefreshSession:
+    refresh_token: str
+
+
+@dataclass(frozen=True)
+class Logout:
+    refresh_token: str
+    client_id: int | None = None

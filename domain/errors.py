@@ -62,3 +62,9 @@ class PermanentExchangeError(ExchangeError):
     """The exchange refused the request; retrying the same request will not help."""
 
     code = "EXCHANGE_REJECTED"
+
+
+class Unauthenticated(DomainError):
+    """Missing, invalid or expired credentials or tokens. Deliberately vague: it never says which."""
+
+    code = "UNAUTHENTICATED"

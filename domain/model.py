@@ -69,11 +69,13 @@ class AllocationKind(enum.StrEnum):
 @dataclass(eq=False)
 class Client:
     name: str
-    api_key: str | None = None
-    api_secret_encrypted: str | None = None
+    api_key: str | None = None  # public half of the client's API credentials (login)
+    api_secret_encrypted: str | None = None  # the exchange secret, encrypted (never the plain secret)
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # scrypt hash of the client's API secret (login); the secret itself is shown once, never stored.
+    api_secret_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,3 +263,33 @@ class Ledger:
     @property
     def total(self) -> Decimal:
         return self.principal + self.profit
+
+
+@dataclass(eq=False)
+class RefreshToken:
+    """A refresh token, stored as the SHA-256 of the token (the token itself is given out once).
+
+    Tokens of one login form a *family*: each refresh rotates the token (the old one is marked
+    `rotated_at`), and a rotated token presented again revokes the whole family."""
+
+    client_id: int
+    family_id: str
+    token_hash: str
+    expires_at: datetime
+    created_at: datetime | None = None
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(eq=False)
+class AuditEntry:
+    """One mutation as asked and answered: who, when, what (secrets redacted), and the outcome."""
+
+    mutation: str
+    arguments: dict[str, Any]
+    client_id: int | None = None
+    result: dict[str, Any] | None = None
+    error_code: str | None = None  # None: it succeeded
+    created_at: datetime | None = None
+    id: int | None = None

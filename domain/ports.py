@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, Self
 
 from domain.model import (
+    AuditEntry,
     Candle,
     CapitalAllocation,
     Client,
@@ -17,6 +18,7 @@ from domain.model import (
     OrderStatus,
     Position,
     PositionStatus,
+    RefreshToken,
     Side,
     Strategy,
     StrategyEvent,
@@ -41,6 +43,7 @@ class Page:
 class ClientRepository(Protocol):
     async def get(self, client_id: int) -> Client | None: ...
     async def get_by_name(self, name: str) -> Client | None: ...
+    async def get_by_api_key(self, api_key: str) -> Client | None: ...
     async def exists(self) -> bool:
         """True when the database holds at least one client."""
         ...
@@ -52,13 +55,33 @@ class SymbolRepository(Protocol):
     async def get(self, symbol_id: int) -> Symbol | None: ...
     async def get_by_name(self, symbol: str) -> Symbol | None: ...
     async def list(self) -> Sequence[Symbol]: ...
+    async def watched(self) -> Sequence[Symbol]:
+        """Symbols the market workers consume: those with an active strategy or live positions."""
+        ...
+
     def add(self, symbol: Symbol) -> None: ...
 
 
 class StrategyRepository(Protocol):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None: ...
     async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]: ...
-    async def list_active_by_symbol(self, symbol_id: int) -> Sequence[Strategy]: ...
+    async def list_active_by_symbol(
+        self, symbol_id: int, strategy_ids: Collection[int] | None = None
+    ) -> Sequence[Strategy]:
+        """Strategies the engine looks at (active, or holding positions), locked for update."""
+        ...
+
+    async def lock_for_tick(
+        self, symbol_id: int, strategy_ids: Collection[int] | None = None
+    ) -> Sequence[tuple[Strategy, Decimal, list[Position]]]:
+        """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal
+        and its open and scheduled positions, strategy rows locked — in one round trip."""
+        ...
+
+    async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
+        """Strategies of a symbol (no lock), optionally only some."""
+        ...
+
     async def find(self, client_id: int, name: str) -> Strategy | None: ...
     def add(self, strategy: Strategy) -> None: ...
 
@@ -67,6 +90,12 @@ class PositionRepository(Protocol):
     async def get(self, position_id: int, *, for_update: bool = False) -> Position | None: ...
     async def list_live_by_strategy(self, strategy_id: int) -> Sequence[Position]:
         """Open and scheduled positions of a strategy, oldest first."""
+        ...
+
+    async def list_live_by_strategies(
+        self, strategy_ids: Collection[int], *, for_update: bool = False
+    ) -> Sequence[Position]:
+        """Open and scheduled positions of several strategies, oldest first."""
         ...
 
     async def list(
@@ -106,6 +135,10 @@ class AllocationRepository(Protocol):
         ...
 
     async def client_ledger(self, client_id: int) -> Ledger: ...
+    async def principal(self, strategy_id: int) -> Decimal:
+        """The strategy's bankroll: the sum of its non-profit allocations (rule 2)."""
+        ...
+
     def add(self, allocation: CapitalAllocation) -> None: ...
 
 
@@ -122,6 +155,14 @@ class CandleRepository(Protocol):
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None: ...
 
+    async def aggregate(
+        self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
+    ) -> Candle | None:
+        """The `interval` candle [open_time, close_time) built from stored finer candles, if any."""
+        ...
+
+    async def last_close_time(self, symbol_id: int, interval: str) -> datetime | None: ...
+
 
 class ReportRepository(Protocol):
     """Aggregates for the reports (one statement each)."""
@@ -129,6 +170,23 @@ class ReportRepository(Protocol):
     async def strategy_profit(self, strategy_id: int) -> dict[str, Any]: ...
     async def positions_summary(self, client_id: int | None, since: datetime) -> dict[str, Any]: ...
     async def trades_summary(self, symbol_id: int, client_id: int | None) -> dict[str, Any]: ...
+
+
+class RefreshTokenRepository(Protocol):
+    async def get_by_hash(self, token_hash: str, *, for_update: bool = False) -> RefreshToken | None: ...
+    async def revoke_family(self, family_id: str, at: datetime) -> int:
+        """Revoke every token of a family not revoked yet; returns how many."""
+        ...
+
+    async def revoke_client(self, client_id: int, at: datetime) -> int: ...
+    def add(self, token: RefreshToken) -> None: ...
+
+
+class AuditRepository(Protocol):
+    def add(self, entry: AuditEntry) -> None: ...
+    async def list_by_client(self, client_id: int, limit: int) -> Sequence[AuditEntry]:
+        """The client's newest entries first."""
+        ...
 
 
 class BatchReader(Protocol):
@@ -159,6 +217,8 @@ class UnitOfWork(Protocol):
     candles: CandleRepository
     reports: ReportRepository
     batch: BatchReader
+    refresh_tokens: RefreshTokenRepository
+    audit: AuditRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *args: object) -> None: ...

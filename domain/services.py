@@ -6,12 +6,14 @@ work and send orders through the `Exchange` port. A raised error leaves the data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain import channel as ch
 from domain import commands as cmds
+from domain.engine import StrategySnapshot
 from domain.errors import (
     FilterFailure,
     InsufficientCapital,
@@ -27,8 +29,10 @@ from domain.model import (
     AllocationKind,
     CapitalAllocation,
     Client,
+    Ledger,
     Order,
     OrderPurpose,
+    OrderStatus,
     OrderType,
     Position,
     PositionStatus,
@@ -313,13 +317,29 @@ def _record_execution(order: Order, execution: Execution) -> None:
     order.fee_asset = execution.fee_asset
 
 
-async def _send(uow: UnitOfWork, order: Order) -> None:
-    """Record an order before it is sent; its client order id is unique (no double order)."""
-    if await uow.orders.get_by_client_order_id(order.client_order_id) is not None:
-        raise InvalidState(f"Order {order.client_order_id} was already sent.", client_order_id=order.client_order_id)
+FINAL_UNFILLED = (OrderStatus.EXPIRED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+async def _order_id(exchange: Exchange, symbol: Symbol, next_id: Callable[[], str]) -> tuple[str, Execution | None]:
+    """The client order id of the next order, and the exchange's order under that id, if any.
+
+    Ids come from a sequence kept on the locked strategy or position row, so two transactions
+    cannot build the same one, and the id is unique in `orders` (no double order). The exchange is
+    asked first: an order sent by an earlier attempt whose transaction never committed (a crash
+    between send and record) is taken as it is, never sent twice — unless it ended without any
+    fill, in which case that attempt left nothing and the next id is used.
+    """
+    while True:
+        coid = next_id()
+        existing = await exchange.get_order(symbol, coid)
+        if existing is None or existing.executed_quantity > 0 or existing.status not in FINAL_UNFILLED:
+            return coid, existing
+
+
+def _record_order(uow: UnitOfWork, order: Order) -> None:
+    """The order row is written with the rest of the transaction (no round trip before sending)."""
     order.created_at = utcnow()
     uow.orders.add(order)
-    await uow.flush()
 
 
 @dataclass(frozen=True)
@@ -358,9 +378,15 @@ async def _buy(
 ) -> Position:
     """Send a MARKET buy and turn its fill into a position (rule 9)."""
     assert strategy.id is not None and symbol.id is not None
-    strategy.entry_seq += 1
+    strategy_id = strategy.id
+
+    def next_id() -> str:
+        strategy.entry_seq += 1
+        return client_order_id(purpose, strategy_id, strategy.entry_seq)
+
+    coid, execution = await _order_id(exchange, symbol, next_id)
     order = Order(
-        client_order_id=client_order_id(purpose, strategy.id, strategy.entry_seq),
+        client_order_id=coid,
         client_id=strategy.client_id,
         symbol_id=symbol.id,
         strategy_id=strategy.id,
@@ -370,9 +396,9 @@ async def _buy(
         requested_quote=plan.quote_amount,
         requested_quantity=plan.quantity,
     )
-    await _send(uow, order)
-    execution = await exchange.market_buy(
-        symbol, order.client_order_id, quote_amount=plan.quote_amount, quantity=plan.quantity
+    _record_order(uow, order)
+    execution = execution or await exchange.market_buy(
+        symbol, coid, quote_amount=plan.quote_amount, quantity=plan.quantity
     )
     _record_execution(order, execution)
     if execution.executed_quantity == 0 or execution.average_price is None:
@@ -476,7 +502,13 @@ async def _sell(
     assert position.id is not None and symbol.id is not None
     quantity = position.quantity
     ch.check_order_filters(quantity, price, symbol.filters, f"Selling position {position.id}")
-    position.sell_seq += 1
+    position_id = position.id
+
+    def next_id() -> str:
+        position.sell_seq += 1
+        return client_order_id(purpose, position_id, position.sell_seq)
+
+    coid, execution = await _order_id(exchange, symbol, next_id)
     limit: Decimal | None = None
     tif: TimeInForce | None = None
     if purpose is OrderPurpose.SCHEDULED_EXIT:
@@ -485,7 +517,7 @@ async def _sell(
     elif purpose is not OrderPurpose.LOSS_EXIT:
         limit, tif = ch.limit_sell_price(position.min_sell_price, symbol.filters), TimeInForce.IOC
     order = Order(
-        client_order_id=client_order_id(purpose, position.id, position.sell_seq),
+        client_order_id=coid,
         client_id=position.client_id,
         symbol_id=symbol.id,
         strategy_id=position.strategy_id,
@@ -497,14 +529,15 @@ async def _sell(
         requested_quantity=quantity,
         price=limit,
     )
-    await _send(uow, order)
-    if limit is None:
-        execution = await exchange.market_sell(symbol, order.client_order_id, quantity)
-    else:
-        assert tif is not None
-        execution = await exchange.limit_sell(symbol, order.client_order_id, quantity, limit, tif)
+    _record_order(uow, order)
+    if execution is None and limit is None:
+        execution = await exchange.market_sell(symbol, coid, quantity)
+    elif execution is None:
+        assert tif is not None and limit is not None
+        execution = await exchange.limit_sell(symbol, coid, quantity, limit, tif)
     _record_execution(order, execution)
     if execution.executed_quantity > 0:
+        await uow.flush()  # the trade refers to the order's id
         _apply_sell(uow, strategy, symbol, position, order, execution, purpose)
     return execution
 
@@ -616,6 +649,9 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
             quantity = cmd.quantity
             plan = BuyPlan(None, cmd.quantity, cmd.quantity * price)
         ch.check_order_filters(quantity, price, symbol.filters, "Buy")
+        # Rule 9: the buy fee comes out of the base asset; what remains must be sellable (rule 11).
+        net = ch.round_down_to_step(quantity * (1 - exchange.fee_rate(symbol)), symbol.step_size)
+        ch.check_order_filters(net, price, symbol.filters, "Selling this buy's net quantity")
         assert strategy.id is not None
         ledger = await uow.allocations.ledger(strategy.id)
         if plan.estimated_cost > ledger.free:
@@ -662,7 +698,8 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
 
 async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Exchange) -> Position:
     """Rule 6: schedule an open position to sell at its min_sell for `min_profit` (default: the
-    position's), rounded up to the tick."""
+    position's), rounded up to the tick. The user's `min_profit` becomes the position's: its
+    minimum sell price follows it, so no system sell of it goes below that price (rule 3)."""
     if cmd.min_profit is not None:
         ch.validate_percentage("minProfit", cmd.min_profit)
     async with uow:
@@ -673,6 +710,7 @@ async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Excha
         m = position.min_profit if cmd.min_profit is None else cmd.min_profit
         target = ch.min_sell_price(position.cost, position.quantity, m, exchange.fee_rate(symbol))
         ch.check_order_filters(position.quantity, target, symbol.filters, f"Selling position {position.id}")
+        position.min_profit, position.min_sell_price = m, target
         _schedule(uow, strategy, symbol, position, target, f"scheduled by the user for {_fmt(m)}% profit")
         await uow.commit()
     return position
@@ -705,14 +743,20 @@ async def cancel_scheduled_sell(cmd: cmds.CancelScheduledSell, uow: UnitOfWork) 
 
 
 async def _try_entry(
-    uow: UnitOfWork, exchange: Exchange, strategy: Strategy, symbol: Symbol, price: Decimal
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    price: Decimal,
+    live: Sequence[Position],
+    principal: Decimal,
 ) -> Position | None:
     """Rules 1 and 2: one entry per bounce, sized at p% of the bankroll, if free principal covers
-    it. A skipped entry disarms the strategy too, and is recorded with its reason."""
+    it. A skipped entry disarms the strategy too, and is recorded with its reason. `live` are the
+    strategy's open and scheduled positions, `principal` its bankroll (read under its lock)."""
     assert strategy.id is not None
     strategy.is_armed = False
-    ledger = await uow.allocations.ledger(strategy.id)
-    live = await uow.positions.list_live_by_strategy(strategy.id)
+    ledger = Ledger(principal=principal, committed=sum((p.cost for p in live), Decimal(0)), profit=Decimal(0))
 
     def skip(reason: SkipReason, message: str) -> None:
         _event(uow, strategy, EventType.ENTRY_SKIPPED, message, reason=reason.value, price=price)
@@ -747,19 +791,53 @@ def _is_closed(position: Position) -> bool:
 
 @dataclass
 class TickOutcome:
-    opened: list[Position]
-    closed: list[Position]
-    scheduled: list[Position]
+    opened: list[Position] = field(default_factory=list)
+    closed: list[Position] = field(default_factory=list)
+    scheduled: list[Position] = field(default_factory=list)
+    # The engine's view of every strategy looked at, after the move (to refresh its index).
+    snapshots: list[StrategySnapshot] = field(default_factory=list)
 
 
-async def process_price_move(cmd: cmds.ProcessPriceMove, uow: UnitOfWork, exchange: Exchange) -> TickOutcome:
-    """Apply rules 1 (re-arm, entry), 4 (exit) and 6 (scheduled sells, paper) to `prev -> cur` for
-    every strategy of the symbol, in one transaction. Paused strategies only sell."""
-    outcome = TickOutcome([], [], [])
+def snapshot(strategy: Strategy, live: Sequence[Position]) -> StrategySnapshot:
+    """The engine index's view of a strategy and its live positions."""
+    assert strategy.id is not None
+    return StrategySnapshot.of(
+        strategy.id, strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold,
+        strategy.timeframe, strategy.is_active, strategy.is_armed, strategy.is_channel_broken,
+        has_open_positions=any(p.status is PositionStatus.OPEN for p in live),
+        scheduled=[
+            (p.id, p.scheduled_exit_price)
+            for p in live
+            if p.status is PositionStatus.SCHEDULED and p.id is not None and p.scheduled_exit_price is not None
+        ],
+    )  # fmt: skip
+
+
+async def engine_snapshots(
+    uow: UnitOfWork, symbol_id: int, strategy_ids: Collection[int] | None = None
+) -> list[StrategySnapshot]:
+    """Snapshots of a symbol's strategies (all, or some) for the engine's index. Read only."""
     async with uow:
-        symbol = await _symbol(uow, cmd.symbol_id)
-        for strategy in await uow.strategies.list_active_by_symbol(cmd.symbol_id):
-            await _apply_tick(uow, exchange, strategy, symbol, cmd.prev, cmd.cur, outcome)
+        strategies = await uow.strategies.list_by_symbol(symbol_id, strategy_ids)
+        live = await uow.positions.list_live_by_strategies([s.id for s in strategies if s.id is not None])
+    by_strategy: dict[int, list[Position]] = {}
+    for p in live:
+        by_strategy.setdefault(p.strategy_id, []).append(p)
+    return [snapshot(s, by_strategy.get(s.id or 0, [])) for s in strategies]
+
+
+async def process_price_move(
+    cmd: cmds.ProcessPriceMove, uow: UnitOfWork, exchange: Exchange, symbol: Symbol | None = None
+) -> TickOutcome:
+    """Apply rules 1 (re-arm, entry), 4 (exit) and 6 (scheduled sells, paper) to `prev -> cur` for
+    the symbol's strategies (or those of `cmd.strategy_ids`), in one transaction. Paused strategies
+    only sell. `symbol` may be passed by a caller that has it (the engine), saving a query."""
+    outcome = TickOutcome()
+    async with uow:
+        if symbol is None:
+            symbol = await _symbol(uow, cmd.symbol_id)
+        for strategy, principal, live in await uow.strategies.lock_for_tick(cmd.symbol_id, cmd.strategy_ids):
+            await _apply_tick(uow, exchange, strategy, symbol, cmd.prev, cmd.cur, outcome, live, principal)
         await uow.commit()
     return outcome
 
@@ -772,6 +850,8 @@ async def _apply_tick(
     prev: Decimal,
     cur: Decimal,
     outcome: TickOutcome,
+    live: list[Position],
+    principal: Decimal,
 ) -> None:
     assert strategy.id is not None
     lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
@@ -780,7 +860,6 @@ async def _apply_tick(
         _event(
             uow, strategy, EventType.STRATEGY_REARMED, f"Price {_fmt(cur)} touched the base: armed again.", price=cur
         )
-    live = await uow.positions.list_live_by_strategy(strategy.id)
     # Rule 6 (paper): a scheduled position sells on the tick that reaches its price.
     if not getattr(exchange, "rests_limit_orders", False):
         for position in live:
@@ -819,9 +898,13 @@ async def _apply_tick(
         and not strategy.is_channel_broken
         and ch.entry_triggered(prev, cur, lv)
     ):
-        opened = await _try_entry(uow, exchange, strategy, symbol, cur)
+        opened = await _try_entry(
+            uow, exchange, strategy, symbol, cur, [p for p in live if not _is_closed(p)], principal
+        )
         if opened is not None:
             outcome.opened.append(opened)
+            live.append(opened)
+    outcome.snapshots.append(snapshot(strategy, [p for p in live if not _is_closed(p)]))
 
 
 async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, exchange: Exchange) -> list[Strategy]:
@@ -830,8 +913,9 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
     broken: list[Strategy] = []
     async with uow:
         symbol = await _symbol(uow, cmd.symbol_id)
-        for strategy in await uow.strategies.list_active_by_symbol(cmd.symbol_id):
-            if strategy.timeframe != cmd.interval or strategy.is_channel_broken or not strategy.is_active:
+        for strategy in await uow.strategies.list_active_by_symbol(cmd.symbol_id, cmd.strategy_ids):
+            # A paused strategy holding positions breaks too: its open positions are parked all the same.
+            if strategy.timeframe != cmd.interval or strategy.is_channel_broken:
                 continue
             lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
             if not ch.channel_broken(cmd.close, lv):
@@ -862,3 +946,46 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
             broken.append(strategy)
         await uow.commit()
     return broken
+
+
+# ---------------------------------------------------------------- reconciliation
+
+UNSETTLED = (OrderStatus.NEW, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+async def reconcile_orders(uow: UnitOfWork, exchange: Exchange) -> int:
+    """Settle every order not in a final state with what the exchange says of it (by client order
+    id): fills of resting sells close their positions (rule 7 bookkeeping included); an order the
+    exchange never received is marked rejected. Idempotent: only new fills are applied."""
+    settled = 0
+    async with uow:
+        for order in await uow.orders.list_by_status(UNSETTLED):
+            symbol = await _symbol(uow, order.symbol_id)
+            execution = await exchange.get_order(symbol, order.client_order_id)
+            if execution is None:
+                if order.status in (OrderStatus.NEW, OrderStatus.UNKNOWN):
+                    order.status = OrderStatus.REJECTED
+                    order.error = "The exchange has no order with this client order id."
+                    settled += 1
+                continue
+            new_quantity = execution.executed_quantity - order.filled_quantity
+            if new_quantity > 0 and order.side is Side.SELL and order.position_id is not None:
+                position, strategy = await _position(uow, order.position_id, None)
+                delta = Execution(
+                    client_order_id=execution.client_order_id,
+                    exchange_order_id=execution.exchange_order_id,
+                    status=execution.status,
+                    side=execution.side,
+                    executed_quantity=new_quantity,
+                    quote_quantity=execution.quote_quantity - order.filled_quote,
+                    fee=execution.fee - order.fee,
+                    fee_asset=execution.fee_asset,
+                    executed_at=execution.executed_at,
+                    fee_asset_price_in_quote=execution.fee_asset_price_in_quote,
+                )
+                _apply_sell(uow, strategy, symbol, position, order, delta, order.purpose)
+            if execution.status is not order.status or new_quantity:
+                _record_execution(order, execution)
+                settled += 1
+        await uow.commit()
+    return settled

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
 from domain.adapters.bootstrap import App, bootstrap
 from domain.adapters.config import Settings
+from domain.errors import Unauthenticated
+from gql_api.auth import access_tokens, authenticate, authenticate_connection, bearer_token
+from gql_api.broadcast import Broadcaster
 from gql_api.context import Context, make_context
+from gql_api.hardening import BodySizeLimit, RateLimit
 from gql_api.schema import schema
 
 log = logging.getLogger("criptoren.api")
@@ -23,16 +31,45 @@ log = logging.getLogger("criptoren.api")
 
 class CriptorenGraphQL(GraphQL[Context, None]):
     def __init__(self, app: App) -> None:
-        super().__init__(schema, graphql_ide=None if app.settings.is_prod else "graphiql")
+        super().__init__(
+            schema,
+            graphql_ide=None if app.settings.is_prod else "graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
         self.app = app
+        self.broadcaster = Broadcaster(app.redis, app.bus.channel("*"))
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
-        return make_context(self.app, request, response)
+        context = make_context(self.app, request, response, broadcaster=self.broadcaster)
+        # HTTP: `Authorization: Bearer <token>`. WebSocket: the token comes in connection_init.
+        token = bearer_token(request.headers.get("authorization")) if request.scope["type"] == "http" else None
+        if token is not None:
+            try:
+                context.client_id = await authenticate(self.app, token)
+            except Unauthenticated as e:
+                context.auth_error = e.message  # private fields then answer UNAUTHENTICATED
+        return context
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Strawberry answers 400 to a JSONDecodeError only: not UTF-8, or not an object or a list
+        # (a batch), is a body it cannot read either.
+        try:
+            value = json.loads(data)
+        except UnicodeDecodeError as e:
+            raise json.JSONDecodeError("the body is not UTF-8 JSON", "", 0) from e
+        if not isinstance(value, dict | list):
+            raise json.JSONDecodeError("the body is not a JSON object", "", 0)
+        return value
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        await authenticate_connection(context)
+        return UNSET
 
 
 def create_app(settings: Settings | None = None, app: App | None = None) -> Starlette:
     """Build the ASGI app. `app` (already bootstrapped) is used as is, e.g. by the tests."""
     application = app or bootstrap(settings)
+    access_tokens(application.settings)  # fail fast: CRIPTOREN_ENV=prod needs CRIPTOREN_SECRET_KEY
     graphql = CriptorenGraphQL(application)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -45,14 +82,21 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         log.info("Criptoren API ready (exchange: %s)", application.exchange.name)
         yield
+        await graphql.broadcaster.stop()
         if app is None:
             await application.close()
 
+    settings = application.settings
     starlette = Starlette(
+        middleware=[
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(RateLimit, criptoren=application),
+        ],
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
         ],
         lifespan=lifespan,
     )

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import strawberry
 
-from domain import model, views
+from domain import auth, model, views
 from domain.errors import ValidationError
 from domain.ports import Page
 from gql_api.context import Info
+from gql_api.permissions import IsAuthenticated
 from gql_api.types import (
     Candle,
     CapitalBalance,
+    Client,
     Connection,
     Position,
     PositionsReport,
@@ -35,6 +37,20 @@ First = Annotated[int, strawberry.argument(description="Page size (at most 100).
 After = Annotated[str | None, strawberry.argument(description="Cursor after which the page starts (from pageInfo).")]
 
 
+OwnClient = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="Client id: your own (the default). Another client's id is NOT_FOUND."),
+]
+
+
+def own_client(info: Info, client_id: strawberry.ID | None) -> int:
+    """The client a request names, defaulting to the current one (the views refuse any other)."""
+    if client_id is None:
+        assert info.context.client_id is not None  # IsAuthenticated ran first
+        return info.context.client_id
+    return parse_id(client_id, "Client")
+
+
 def page(info: Info, first: int, after: str | None) -> Page:
     limit = info.context.app.settings.max_page_size
     if not 1 <= first <= limit:
@@ -45,7 +61,12 @@ def page(info: Info, first: int, after: str | None) -> Page:
 
 @strawberry.type(description="Read Criptoren's strategies, positions, trades, capital, reports and prices.")
 class Query:
-    @strawberry.field(description="One strategy by id.")
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The client the access token acts for.")
+    async def me(self, info: Info) -> Client:
+        assert info.context.client_id is not None
+        return Client.from_domain(await auth.current_client(info.context.app.uow(), info.context.client_id))
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="One strategy by id.")
     async def strategy(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
     ) -> Strategy:
@@ -53,20 +74,20 @@ class Query:
             found = await views.strategy(uow, parse_id(id, "Strategy"), info.context.client_id)
         return Strategy.from_domain(found)
 
-    @strawberry.field(description="A client's strategies, newest first.")
+    @strawberry.field(permission_classes=[IsAuthenticated], description="A client's strategies, newest first.")
     async def strategies(
         self,
         info: Info,
-        client_id: Annotated[strawberry.ID, strawberry.argument(description="Client id.")],
+        client_id: OwnClient = None,
         first: First = DEFAULT_PAGE,
         after: After = None,
     ) -> Connection[Strategy]:
         p = page(info, first, after)
         async with info.context.app.uow() as uow:
-            rows = await views.strategies(uow, p, parse_id(client_id, "Client"), info.context.client_id)
+            rows = await views.strategies(uow, p, own_client(info, client_id), info.context.client_id)
         return connection(list(rows), first, Strategy.from_domain)
 
-    @strawberry.field(description="One position by id.")
+    @strawberry.field(permission_classes=[IsAuthenticated], description="One position by id.")
     async def position(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Position id.")]
     ) -> Position:
@@ -74,7 +95,10 @@ class Query:
             found = await views.position(uow, parse_id(id, "Position"), info.context.client_id)
         return Position.from_domain(found)
 
-    @strawberry.field(description="Positions, newest first, optionally of one status and one strategy.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Positions, newest first, optionally of one status and one strategy.",
+    )
     async def positions(
         self,
         info: Info,
@@ -94,7 +118,9 @@ class Query:
             )  # fmt: skip
         return connection(list(rows), first, Position.from_domain)
 
-    @strawberry.field(description="Positions waiting for their scheduled sell, newest first.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated], description="Positions waiting for their scheduled sell, newest first."
+    )
     async def scheduled_sells(
         self, info: Info, first: First = DEFAULT_PAGE, after: After = None
     ) -> Connection[Position]:
@@ -103,7 +129,10 @@ class Query:
             rows = await views.positions(uow, p, info.context.client_id, status=model.PositionStatus.SCHEDULED)
         return connection(list(rows), first, Position.from_domain)
 
-    @strawberry.field(description="Executed trades, newest first, optionally of one symbol, strategy or position.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Executed trades, newest first, optionally of one symbol, strategy or position.",
+    )
     async def trades(
         self,
         info: Info,
@@ -122,15 +151,16 @@ class Query:
             )  # fmt: skip
         return connection(list(rows), first, Trade.from_domain)
 
-    @strawberry.field(description="A client's capital over all strategies: principal, committed, free, profit, total.")
-    async def capital_balance(
-        self, info: Info, client_id: Annotated[strawberry.ID, strawberry.argument(description="Client id.")]
-    ) -> CapitalBalance:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="A client's capital over all strategies: principal, committed, free, profit, total.",
+    )
+    async def capital_balance(self, info: Info, client_id: OwnClient = None) -> CapitalBalance:
         async with info.context.app.uow() as uow:
-            ledger = await views.capital_balance(uow, parse_id(client_id, "Client"), info.context.client_id)
+            ledger = await views.capital_balance(uow, own_client(info, client_id), info.context.client_id)
         return CapitalBalance.from_domain(ledger)
 
-    @strawberry.field(description="Accumulated profit of a strategy.")
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Accumulated profit of a strategy.")
     async def profit_report(
         self, info: Info, strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
     ) -> ProfitReport:
@@ -138,7 +168,10 @@ class Query:
             report = await views.profit_report(uow, parse_id(strategy_id, "Strategy"), info.context.client_id)
         return ProfitReport.from_domain(report)
 
-    @strawberry.field(description="Open, scheduled and recently closed positions with their results.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Open, scheduled and recently closed positions with their results.",
+    )
     async def positions_report(
         self, info: Info, days: Annotated[int, strawberry.argument(description="Period in days (1 to 3650).")] = 30
     ) -> PositionsReport:
@@ -146,7 +179,10 @@ class Query:
             report = await views.positions_report(uow, days, info.context.client_id, datetime.now(UTC))
         return PositionsReport.from_domain(report)
 
-    @strawberry.field(description="Trade history summary of one symbol (use `trades` for the trades themselves).")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Trade history summary of one symbol (use `trades` for the trades themselves).",
+    )
     async def trades_report(
         self, info: Info, symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")]
     ) -> TradesReport:

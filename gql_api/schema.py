@@ -1,4 +1,4 @@
-"""The schema: queries and mutations, the Decimal scalar, error codes, abuse limits."""
+"""The schema: queries, mutations and subscriptions, the Decimal scalar, error codes, abuse limits."""
 
 from __future__ import annotations
 
@@ -8,35 +8,45 @@ import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 
-from gql_api.errors import ErrorCodes
+from gql_api.errors import ErrorCodes, classify
+from gql_api.hardening import OperationGuards
+from gql_api.mutations.auth import AuthMutations
 from gql_api.mutations.capital import CapitalMutations
 from gql_api.mutations.orders import OrderMutations
 from gql_api.mutations.strategies import StrategyMutations
 from gql_api.queries import Query
 from gql_api.scalars import DecimalScalar
+from gql_api.subscriptions import Subscription
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
 
 
-@strawberry.type(description="Change strategies, capital and positions. A failed mutation changes nothing.")
-class Mutation(StrategyMutations, CapitalMutations, OrderMutations):
+@strawberry.type(
+    description="Log in, and change strategies, capital and positions. A failed mutation changes nothing; every "
+    "mutation is recorded in the audit log."
+)
+class Mutation(AuthMutations, StrategyMutations, CapitalMutations, OrderMutations):
     pass
 
 
 class CriptorenSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[no-untyped-def, override]
         # Expected errors (domain, validation) are not logged as failures; ErrorCodes logs the rest.
-        return None
+        # Errors that bypass the extensions (an exception before execution) get their codes here.
+        if isinstance(errors, list):
+            errors[:] = [classify(e) for e in errors]
 
 
 schema = CriptorenSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(scalar_map={decimal.Decimal: DecimalScalar}),
     extensions=[
         ErrorCodes,
+        OperationGuards,
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

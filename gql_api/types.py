@@ -170,6 +170,7 @@ class Levels:
 )
 class StrategyEvent:
     id: strawberry.ID = strawberry.field(description="Event id.")
+    strategy_id: strawberry.ID = strawberry.field(description="The strategy it happened to.")
     type: str = strawberry.field(description="Event type, e.g. position_opened, entry_skipped, channel_broken.")
     message: str = strawberry.field(description="What happened, in words.")
     position_id: strawberry.ID | None = strawberry.field(description="The position concerned, if any.")
@@ -179,7 +180,8 @@ class StrategyEvent:
     @classmethod
     def from_domain(cls, e: model.StrategyEvent) -> StrategyEvent:
         return cls(
-            id=strawberry.ID(str(e.id)), type=e.type, message=e.message,
+            id=strawberry.ID(str(e.id)), strategy_id=strawberry.ID(str(e.strategy_id)), type=e.type,
+            message=e.message,
             position_id=strawberry.ID(str(e.position_id)) if e.position_id else None,
             data=e.data, created_at=e.created_at,  # type: ignore[arg-type]
         )  # fmt: skip
@@ -457,3 +459,15 @@ class TradesReport:
             quote_received=r.quote_received, realized_profit=r.realized_profit,
             first_trade_at=r.first_trade_at, last_trade_at=r.last_trade_at,
         )  # fmt: skip
+
+
+@strawberry.type(description="A client: the owner of strategies, positions and capital.")
+class Client:
+    id: strawberry.ID = strawberry.field(description="Client id.")
+    name: str = strawberry.field(description="Name.")
+    api_key: str | None = strawberry.field(description="The public half of the client's API credentials.")
+    created_at: datetime | None = strawberry.field(description="Creation time (UTC).")
+
+    @classmethod
+    def from_domain(cls, c: model.Client) -> Client:
+        return cls(id=strawberry.ID(str(c.id)), name=c.name, api_key=c.api_key, created_at=c.created_at)

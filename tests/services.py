@@ -74,3 +74,37 @@ def drop_database(admin_url: str, url: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_url() -> str:
+    """The Redis given by the environment, else 127.0.0.1:6379 when reachable, else an embedded one.
+    Tests isolate themselves with a key prefix of their own (see `redis_prefix`)."""
+    for var in ("TEST_REDIS_URL", "REDIS_URL"):
+        if os.environ.get(var):
+            return os.environ[var]
+    import redis
+
+    try:
+        redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=2).ping()
+        return LOCAL_REDIS
+    except redis.RedisError:
+        pass
+    global _embedded_dir
+    from domain.adapters.embedded import embedded_redis_url
+
+    if _embedded_dir is None:
+        _embedded_dir = tempfile.TemporaryDirectory(prefix="criptoren-test-")
+    return embedded_redis_url(Path(_embedded_dir.name))
+
+
+def redis_prefix() -> str:
+    return f"criptoren-test-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_keys(redis_client, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    """Remove every key of a test run (its prefix), leaving the server as it was."""
+    async for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+        await redis_client.delete(key)

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     binance_testnet: bool = True
     market_source: Literal["auto", "binance", "replay", "synthetic"] = "auto"
     replay_file: Path | None = None
+    replay_speed: float = Field(default=60.0, description="replay: times faster than real time (0: no waiting)")
+    redis_prefix: str = Field(default="criptoren", description="prefix of every Redis key, channel and arq queue")
+    synthetic_seed: int = 7
+    lease_seconds: float = Field(default=5.0, description="a dead worker's symbols are taken over after this")
     fee_rate: Decimal = Decimal("0.001")
     criptoren_secret_key: str | None = None
     criptoren_env: Literal["dev", "prod"] = "dev"
@@ -35,6 +39,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_page_size: int = 100
+    access_token_minutes: int = Field(default=15, description="lifetime of an access token (JWT)")
+    refresh_token_days: int = Field(default=30, description="lifetime of a refresh token (each refresh renews it)")
+    rate_limit_per_minute: int = Field(default=600, description="API requests per client (or per IP) a minute")
+    max_body_bytes: int = Field(default=100_000, description="largest HTTP request body the API reads")
 
     @property
     def is_prod(self) -> bool:

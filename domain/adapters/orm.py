@@ -86,11 +86,45 @@ clients = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False),
+    # The client's API key (login); unique, looked up on every login.
     Column("api_key", String(100), unique=True),
-    # Encrypted at rest (Fernet); never the plain secret.
+    # The exchange secret, encrypted at rest (Fernet); never the plain secret.
     Column("api_secret_encrypted", Text),
     _created(),
     _updated(),
+    # scrypt hash of the client's API secret (`domain.auth.hash_secret`); the secret is never stored.
+    Column("api_secret_hash", String(200)),
+)
+
+# Refresh tokens (SHA-256 of the token), one family per login; see `domain.auth`.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("client_id", Integer, ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
+    Column("family_id", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("rotated_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    _created(),
+    Index("ix_refresh_tokens_family", "family_id"),
+    Index("ix_refresh_tokens_client", "client_id"),
+)
+
+# Every mutation as asked and answered (`domain.audit`). Rows outlive their client (SET NULL).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("client_id", Integer, ForeignKey("clients.id", ondelete="SET NULL")),
+    Column("mutation", String(60), nullable=False),
+    Column("arguments", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("result", JSONB),
+    Column("error_code", String(40)),
+    _created(),
+    Index("ix_audit_log_client_id_desc", "client_id", text("id DESC")),
+    Index("ix_audit_log_created_at", "created_at"),
 )
 
 symbols = Table(
@@ -307,3 +341,5 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.CapitalAllocation, capital_allocations, eager_defaults=True)
     mapper_registry.map_imperatively(model.StrategyEvent, strategy_events, eager_defaults=True)
     mapper_registry.map_imperatively(model.Candle, historical_prices, eager_defaults=True)
+    mapper_registry.map_imperatively(model.RefreshToken, refresh_tokens, eager_defaults=True)
+    mapper_registry.map_imperatively(model.AuditEntry, audit_log, eager_defaults=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters import orm
 from domain.model import (
     AllocationKind,
+    AuditEntry,
     Candle,
     Client,
     Ledger,
@@ -21,6 +23,7 @@ from domain.model import (
     OrderStatus,
     Position,
     PositionStatus,
+    RefreshToken,
     Strategy,
     StrategyEvent,
     Symbol,
@@ -51,6 +54,10 @@ class SqlAlchemyClientRepository(_Base):
     async def exists(self) -> bool:
         return bool((await self.session.execute(select(select(orm.clients.c.id).exists()))).scalar_one())
 
+    async def get_by_api_key(self, api_key: str) -> Client | None:
+        result = await self.session.execute(select(Client).where(orm.clients.c.api_key == api_key))
+        return result.scalar_one_or_none()
+
 
 class SqlAlchemySymbolRepository(_Base):
     async def get(self, symbol_id: int) -> Symbol | None:
@@ -64,11 +71,46 @@ class SqlAlchemySymbolRepository(_Base):
         result = await self.session.execute(select(Symbol).order_by(orm.symbols.c.symbol))
         return result.scalars().all()
 
+    async def watched(self) -> Sequence[Symbol]:
+        s, t, p = orm.symbols, orm.strategies, orm.positions
+        active = select(t.c.id).where(t.c.symbol_id == s.c.id, t.c.is_active).exists()
+        live = select(p.c.id).where(p.c.symbol_id == s.c.id, p.c.status.in_([x.value for x in LIVE])).exists()
+        stmt = select(Symbol).where(s.c.is_active, or_(active, live)).order_by(s.c.symbol)
+        return (await self.session.execute(stmt)).scalars().all()
+
 
 def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
     if page.before_id is not None:
         stmt = stmt.where(table.c.id < page.before_id)
     return stmt.order_by(table.c.id.desc()).limit(page.limit)
+
+
+@functools.cache
+def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
+    """The engine's hot query, built once (statement construction costs more than running it):
+    strategies of a symbol that are active or hold positions, each with its principal and live
+    positions; strategy rows locked. Positions of a strategy change only under its lock."""
+    t, p, a = orm.strategies, orm.positions, orm.capital_allocations
+    live = [s.value for s in LIVE]
+    principal = (
+        select(_sum(a.c.amount))
+        .where(a.c.strategy_id == t.c.id, a.c.is_profit.is_(False))
+        .scalar_subquery()
+        .label("principal")
+    )
+    held = p.alias("held")
+    has_live = select(held.c.id).where(held.c.strategy_id == t.c.id, held.c.status.in_(live)).exists()
+    stmt = (
+        select(Strategy, principal, Position)
+        .select_from(t)
+        .outerjoin(p, and_(p.c.strategy_id == t.c.id, p.c.status.in_(live)))
+        .where(t.c.symbol_id == bindparam("symbol_id"), or_(t.c.is_active, has_live))
+        .order_by(t.c.id, p.c.id)
+        .with_for_update(of=t)
+    )
+    if by_ids:
+        stmt = stmt.where(t.c.id.in_(bindparam("ids", expanding=True)))
+    return stmt
 
 
 class SqlAlchemyStrategyRepository(_Base):
@@ -80,7 +122,31 @@ class SqlAlchemyStrategyRepository(_Base):
         stmt = _keyset(select(Strategy).where(t.c.client_id == client_id), t, page)
         return (await self.session.execute(stmt)).scalars().all()
 
-    async def list_active_by_symbol(self, symbol_id: int) -> Sequence[Strategy]:
+    async def lock_for_tick(
+        self, symbol_id: int, strategy_ids: Collection[int] | None = None
+    ) -> Sequence[tuple[Strategy, Decimal, list[Position]]]:
+        params: dict[str, Any] = {"symbol_id": symbol_id}
+        if strategy_ids is not None:
+            params["ids"] = list(strategy_ids)
+        out: dict[int, tuple[Strategy, Decimal, list[Position]]] = {}
+        for strategy, amount, position in (
+            await self.session.execute(_tick_statement(strategy_ids is not None), params)
+        ).all():
+            entry = out.setdefault(strategy.id, (strategy, Decimal(amount), []))
+            if position is not None:
+                entry[2].append(position)
+        return list(out.values())
+
+    async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
+        t = orm.strategies
+        stmt = select(Strategy).where(t.c.symbol_id == symbol_id).order_by(t.c.id)
+        if strategy_ids is not None:
+            stmt = stmt.where(t.c.id.in_(list(strategy_ids)))
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def list_active_by_symbol(
+        self, symbol_id: int, strategy_ids: Collection[int] | None = None
+    ) -> Sequence[Strategy]:
         """Strategies the engine must look at: active ones, and paused ones that still hold positions
         (their exits and scheduled sells keep working). Locked for the transaction."""
         t, p = orm.strategies, orm.positions
@@ -91,6 +157,8 @@ class SqlAlchemyStrategyRepository(_Base):
             .order_by(t.c.id)
             .with_for_update()
         )
+        if strategy_ids is not None:
+            stmt = stmt.where(t.c.id.in_(list(strategy_ids)))
         return (await self.session.execute(stmt)).scalars().all()
 
     async def find(self, client_id: int, name: str) -> Strategy | None:
@@ -111,6 +179,19 @@ class SqlAlchemyPositionRepository(_Base):
             .order_by(t.c.id)
             .with_for_update()
         )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def list_live_by_strategies(
+        self, strategy_ids: Collection[int], *, for_update: bool = False
+    ) -> Sequence[Position]:
+        t = orm.positions
+        stmt = (
+            select(Position)
+            .where(t.c.strategy_id.in_(list(strategy_ids)), t.c.status.in_([s.value for s in LIVE]))
+            .order_by(t.c.id)
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalars().all()
 
     async def list(
@@ -182,6 +263,11 @@ class SqlAlchemyAllocationRepository(_Base):
         cost = (await self.session.execute(committed)).scalar_one()
         return Ledger(principal=Decimal(principal), committed=Decimal(cost), profit=Decimal(profit))
 
+    async def principal(self, strategy_id: int) -> Decimal:
+        a = orm.capital_allocations
+        stmt = select(_sum(a.c.amount)).where(a.c.strategy_id == strategy_id, a.c.is_profit.is_(False))
+        return Decimal((await self.session.execute(stmt)).scalar_one())
+
     async def ledger(self, strategy_id: int) -> Ledger:
         return await self._ledger(
             orm.capital_allocations.c.strategy_id == strategy_id, orm.positions.c.strategy_id == strategy_id
@@ -238,6 +324,33 @@ class SqlAlchemyCandleRepository(_Base):
         )
         rows = (await self.session.execute(stmt)).scalars().all()
         return list(reversed(rows))
+
+    async def aggregate(
+        self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
+    ) -> Candle | None:
+        t = orm.historical_prices
+        stmt = select(
+            func.count(),
+            func.array_agg(aggregate_order_by(t.c.open, t.c.open_time.asc()))[1],
+            func.max(t.c.high),
+            func.min(t.c.low),
+            func.array_agg(aggregate_order_by(t.c.close, t.c.open_time.desc()))[1],
+            func.coalesce(func.sum(t.c.volume), ZERO),
+        ).where(
+            t.c.symbol_id == symbol_id,
+            t.c.interval == source_interval,
+            t.c.open_time >= open_time,
+            t.c.close_time <= close_time,
+        )
+        n, o, h, low, c, v = (await self.session.execute(stmt)).one()
+        if not n:
+            return None
+        return Candle(symbol_id, interval, open_time, close_time, o, h, low, c, v)
+
+    async def last_close_time(self, symbol_id: int, interval: str) -> datetime | None:
+        t = orm.historical_prices
+        stmt = select(func.max(t.c.close_time)).where(t.c.symbol_id == symbol_id, t.c.interval == interval)
+        return (await self.session.execute(stmt)).scalar_one()
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None:
         t = orm.historical_prices
@@ -408,4 +521,31 @@ class SqlAlchemyBatchReader(_Base):
             .where(ranked.c.rank <= per_strategy)
             .order_by(e.c.id.desc())
         )
+        return (await self.session.execute(stmt)).scalars().all()
+
+
+class SqlAlchemyRefreshTokenRepository(_Base):
+    async def get_by_hash(self, token_hash: str, *, for_update: bool = False) -> RefreshToken | None:
+        stmt = select(RefreshToken).where(orm.refresh_tokens.c.token_hash == token_hash)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def _revoke(self, where, at: datetime) -> int:  # type: ignore[no-untyped-def]
+        t = orm.refresh_tokens
+        stmt = update(t).where(where, t.c.revoked_at.is_(None)).values(revoked_at=at)
+        result = await self.session.execute(stmt)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def revoke_family(self, family_id: str, at: datetime) -> int:
+        return await self._revoke(orm.refresh_tokens.c.family_id == family_id, at)
+
+    async def revoke_client(self, client_id: int, at: datetime) -> int:
+        return await self._revoke(orm.refresh_tokens.c.client_id == client_id, at)
+
+
+class SqlAlchemyAuditRepository(_Base):
+    async def list_by_client(self, client_id: int, limit: int) -> Sequence[AuditEntry]:
+        t = orm.audit_log
+        stmt = select(AuditEntry).where(t.c.client_id == client_id).order_by(t.c.id.desc()).limit(limit)
         return (await self.session.execute(stmt)).scalars().all()

@@ -9,13 +9,19 @@ import strawberry
 
 from domain import commands as cmds
 from domain import services
+from gql_api.audit import Audited
 from gql_api.context import Info
+from gql_api.permissions import IsAuthenticated
 from gql_api.types import CapitalAllocation, parse_id
 
 
 @strawberry.type
 class CapitalMutations:
-    @strawberry.mutation(description="Add principal (quote asset) to a strategy's bankroll.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Add principal (quote asset) to a strategy's bankroll.",
+    )
     async def allocate_capital(
         self,
         info: Info,
@@ -26,7 +32,11 @@ class CapitalMutations:
         cmd = cmds.AllocateCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id, note)
         return CapitalAllocation.from_domain(await services.allocate_capital(cmd, info.context.app.uow()))
 
-    @strawberry.mutation(description="Pay out segregated profit; at most the strategy's profit balance.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Pay out segregated profit; at most the strategy's profit balance.",
+    )
     async def withdraw_profit(
         self,
         info: Info,

@@ -9,15 +9,19 @@ import strawberry
 
 from domain import commands as cmds
 from domain import services
+from gql_api.audit import Audited
 from gql_api.context import Info
+from gql_api.permissions import IsAuthenticated
 from gql_api.types import Position, parse_id
 
 
 @strawberry.type
 class OrderMutations:
     @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
         description="Buy at market for a strategy, by quote amount or by quantity (exactly one). Checked against "
-        "the strategy's free principal (INSUFFICIENT_CAPITAL) and the exchange filters (FILTER_FAILURE)."
+        "the strategy's free principal (INSUFFICIENT_CAPITAL) and the exchange filters (FILTER_FAILURE).",
     )
     async def buy(
         self,
@@ -33,9 +37,11 @@ class OrderMutations:
         return Position.from_domain(await services.buy(cmd, app.uow(), app.exchange, app.prices))
 
     @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
         description="Sell a position now, never below its minimum sell price (WOULD_SELL_AT_LOSS) unless acceptLoss "
         "is true (a market sell whose loss reduces principal); or, with isScheduled, schedule it at its minimum "
-        "sell price."
+        "sell price.",
     )
     async def sell(
         self,
@@ -53,8 +59,10 @@ class OrderMutations:
         return Position.from_domain(await services.sell(cmd, app.uow(), app.exchange, app.prices))
 
     @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
         description="Schedule an open position to sell at its minimum sell price for minProfit (default: the "
-        "position's), rounded up to the tick."
+        "position's), rounded up to the tick.",
     )
     async def schedule_sell(
         self,
@@ -68,7 +76,11 @@ class OrderMutations:
         app = info.context.app
         return Position.from_domain(await services.schedule_sell(cmd, app.uow(), app.exchange))
 
-    @strawberry.mutation(description="Cancel a scheduled sell: the position is open again.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Cancel a scheduled sell: the position is open again.",
+    )
     async def cancel_scheduled_sell(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Position id.")]
     ) -> Position:

@@ -9,13 +9,17 @@ import strawberry
 
 from domain import commands as cmds
 from domain import services
+from gql_api.audit import Audited
 from gql_api.context import Info
+from gql_api.permissions import IsAuthenticated
 from gql_api.types import Strategy, parse_id
 
 
 @strawberry.input(description="A new channel strategy. Defaults follow the plan: p=20, b=2, s=2, m=0.5, 4h.")
 class CreateStrategyInput:
-    client_id: strawberry.ID = strawberry.field(description="Owner client id.")
+    client_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Owner client id: your own (the default). Another client's id is NOT_FOUND."
+    )
     symbol: str = strawberry.field(description="Symbol, e.g. BTCUSDT.")
     name: str = strawberry.field(description="Name, unique per client (1 to 100 characters).")
     base_price: Decimal = strawberry.field(description="B: the channel's floor.")
@@ -45,14 +49,17 @@ class UpdateStrategyInput:
 @strawberry.type
 class StrategyMutations:
     @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
         description="Create a channel strategy. Refused (VALIDATION) when the channel cannot yield minProfit after "
-        "fees; the error names the smallest workable topPrice."
+        "fees; the error names the smallest workable topPrice.",
     )
     async def create_strategy(
         self, info: Info, input: Annotated[CreateStrategyInput, strawberry.argument(description="The strategy.")]
     ) -> Strategy:
-        client_id = parse_id(input.client_id, "Client")
-        if info.context.client_id is not None and client_id != info.context.client_id:
+        assert info.context.client_id is not None  # IsAuthenticated ran first
+        client_id = info.context.client_id if input.client_id is None else parse_id(input.client_id, "Client")
+        if client_id != info.context.client_id:
             client_id = -1  # another client's id reads as unknown
         cmd = cmds.CreateStrategy(
             client_id=client_id, symbol=input.symbol, name=input.name, base_price=input.base_price,
@@ -64,7 +71,9 @@ class StrategyMutations:
         return Strategy.from_domain(await services.create_strategy(cmd, app.uow(), app.exchange))
 
     @strawberry.mutation(
-        description="Change a strategy's channel or parameters. Re-arms it and clears a channel break."
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Change a strategy's channel or parameters. Re-arms it and clears a channel break.",
     )
     async def update_strategy(
         self,
@@ -82,7 +91,10 @@ class StrategyMutations:
         return Strategy.from_domain(await services.update_strategy(cmd, app.uow(), app.exchange))
 
     @strawberry.mutation(
-        description="Activate (arms it, clears a channel break) or pause (no entries; exits and scheduled sells go on)."
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Activate (arms it, clears a channel break) or pause (no entries; exits and scheduled sells "
+        "go on).",
     )
     async def set_strategy_active(
         self,

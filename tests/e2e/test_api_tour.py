@@ -16,10 +16,10 @@ mutation($input: CreateStrategyInput!) {
 
 
 async def test_tour(db: App, gql: GraphQLClient) -> None:
-    await seed_demo(db.uow, db.exchange)
+    await seed_demo(db.uow, db.exchange)  # `gql` logs in as its client (1) at the first request
     created = await gql.data(
         CREATE,
-        input={"clientId": "1", "symbol": "ETHUSDT", "name": "ETH channel", "basePrice": "2400", "topPrice": "2800"},
+        input={"symbol": "ETHUSDT", "name": "ETH channel", "basePrice": "2400", "topPrice": "2800"},
     )
     strategy = created["createStrategy"]
     assert strategy["state"] == "ARMED"
@@ -66,7 +66,7 @@ async def test_tour(db: App, gql: GraphQLClient) -> None:
         query($s: ID!) {
           positions(strategyId: $s) { nodes { id status trades { side price } strategy { name } symbol { symbol } } }
           trades(symbol: "ETHUSDT") { nodes { side } }
-          capitalBalance(clientId: "1") { principal committed free profit total }
+          capitalBalance { principal committed free profit total }
           profitReport(strategyId: $s) { realizedProfit closedPositions winningPositions balance { profit } }
           positionsReport(days: 7) { closed opened }
           tradesReport(symbol: "ETHUSDT") { trades buys sells }

@@ -1,0 +1,164 @@
+"""Binance public market streams (no API key): `<symbol>@aggTrade` ticks and `<symbol>@kline_1m`
+closed candles, through python-binance's `BinanceSocketManager` (combined stream
+`/stream?streams=a/b`).
+
+Resilience (the live-loop issue): a stream that errors, closes or stays silent for
+`stall_seconds` is treated as dropped; we reconnect with exponential backoff and jitter, and on
+reconnect fetch the 1m klines closed during the gap over REST and replay their paths (O->L->H->C /
+O->H->L->C) as ticks before the live ones, so no level crossing is skipped. Aggregate trade ids are
+the ticks' `seq`: duplicated messages (same or older id) are dropped.
+
+`api_url` / `stream_url` point the unmodified library at another host (tests use a local
+Binance on 127.0.0.1): python-binance reads `API_URL` on the client and `STREAM_URL` on the socket
+manager (SPEC §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from binance import AsyncClient, BinanceSocketManager
+
+from domain import channel as ch
+from domain.market import ClosedCandle, MarketEvent, Tick
+
+log = logging.getLogger("criptoren.market.binance")
+
+
+class StreamDropped(Exception):
+    pass
+
+
+def _ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def kline_candle(symbol: str, interval: str, row: Sequence[Any]) -> ClosedCandle:
+    """A REST kline row `[openTime, open, high, low, close, volume, closeTime, …]`."""
+    open_time = _ms(int(row[0]))
+    return ClosedCandle(
+        symbol, interval, open_time, open_time + ch.timeframe_delta(interval),
+        Decimal(row[1]), Decimal(row[2]), Decimal(row[3]), Decimal(row[4]), Decimal(row[5]),
+    )  # fmt: skip
+
+
+class BinanceMarket:
+    name = "binance"
+    fills_at_levels = False
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        stream_url: str | None = None,
+        testnet: bool = False,
+        stall_seconds: float = 30.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.api_url = api_url
+        self.stream_url = stream_url
+        self.testnet = testnet
+        self.stall_seconds = stall_seconds
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.reconnects = 0
+        self._client: AsyncClient | None = None
+
+    @staticmethod
+    async def ping(testnet: bool = False) -> bool:
+        client = await AsyncClient.create(testnet=testnet)
+        await client.close_connection()
+        return True
+
+    async def client(self) -> AsyncClient:
+        if self._client is None:
+            client = AsyncClient(testnet=self.testnet)
+            if self.api_url:
+                client.API_URL = self.api_url
+            self._client = client
+        return self._client
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** max(0, attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+    async def closed_candles(
+        self, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> Sequence[ClosedCandle]:
+        client = await self.client()
+        rows = await client.get_klines(
+            symbol=symbol, interval=interval, startTime=int(start.timestamp() * 1000),
+            endTime=int(end.timestamp() * 1000), limit=1000,
+        )  # fmt: skip
+        now = datetime.now(UTC)
+        candles = [kline_candle(symbol, interval, row) for row in rows]
+        return [c for c in candles if start < c.close_time <= min(end, now)]
+
+    async def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
+        last_seq = after_seq if after_seq is not None else -1
+        last_close: datetime | None = None
+        last_price: Decimal | None = None
+        attempt = 0
+        lower = symbol.lower()
+        while True:
+            try:
+                manager = BinanceSocketManager(await self.client())
+                if self.stream_url:
+                    manager.STREAM_URL = self.stream_url
+                socket = manager.multiplex_socket([f"{lower}@aggTrade", f"{lower}@kline_1m"])
+                async with socket as ws:
+                    if attempt and last_close is not None:
+                        # The gap: candles closed while we were away, replayed as ticks.
+                        gap = await self.closed_candles(symbol, "1m", last_close, datetime.now(UTC))
+                        log.info("%s stream back: replaying %d missed candles", symbol, len(gap))
+                        for candle in gap:
+                            for price in ch.replay_path(last_price, candle.open, candle.high, candle.low, candle.close):
+                                last_price = price
+                                yield Tick(symbol, price, candle.open_time, last_seq)
+                            last_close = candle.close_time
+                            yield candle
+                    attempt = 0
+                    while True:
+                        try:
+                            message = await asyncio.wait_for(ws.recv(), self.stall_seconds)
+                        except TimeoutError:
+                            raise StreamDropped(f"no message for {self.stall_seconds} s") from None
+                        data = message.get("data", message)
+                        kind = data.get("e")
+                        if kind == "error":
+                            raise StreamDropped(str(data.get("m") or data.get("type")))
+                        if kind == "aggTrade":
+                            seq = int(data["a"])
+                            if seq <= last_seq:
+                                continue  # duplicate or replayed message
+                            last_seq, last_price = seq, Decimal(data["p"])
+                            yield Tick(symbol, last_price, _ms(int(data["T"])), seq)
+                        elif kind == "kline" and data["k"].get("x"):
+                            k = data["k"]
+                            candle = kline_candle(symbol, "1m", [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"]])
+                            if last_close is None or candle.close_time > last_close:
+                                last_close = candle.close_time
+                                yield candle
+            except (StreamDropped, OSError, ConnectionError, asyncio.IncompleteReadError, Exception) as e:
+                if isinstance(e, GeneratorExit | asyncio.CancelledError):
+                    raise
+                attempt += 1
+                self.reconnects += 1
+                wait = self.backoff(attempt)
+                log.warning("%s stream dropped (%s); reconnecting in %.1f s", symbol, e, wait)
+                await asyncio.sleep(wait)
+                if last_close is None:
+                    last_close = datetime.now(UTC) - timedelta(minutes=1)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close_connection()
+            self._client = None

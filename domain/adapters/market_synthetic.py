@@ -1,0 +1,76 @@
+"""A synthetic market for the offline demo: a seeded random walk in real time.
+
+The walk swings through a band around the price it starts from (for the demo symbols, across the
+demo channels), so a newcomer sees the demo strategy enter and exit within minutes. It emits a tick
+every `tick_seconds` and a closed 1-minute candle at each minute boundary. Integer arithmetic in
+ticks of 0.01: no floats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from domain.market import ClosedCandle, MarketEvent, Tick
+
+# (low, high) bands in quote units: cross the demo channels (SPEC §7) from below the base to above
+# the exit level.
+BANDS = {"BTCUSDT": (99_800, 109_400), "ETHUSDT": (2_280, 2_860)}
+CENT = Decimal("0.01")
+MINUTE = timedelta(minutes=1)
+
+
+class SyntheticMarket:
+    name = "synthetic"
+    fills_at_levels = True
+
+    def __init__(self, seed: int = 7, tick_seconds: float = 0.25, period_seconds: float = 120.0) -> None:
+        self.seed = seed
+        self.tick_seconds = tick_seconds
+        self.period_seconds = period_seconds
+
+    def _band(self, symbol: str) -> tuple[int, int]:
+        low, high = BANDS.get(symbol, (95, 105))
+        return low * 100, high * 100
+
+    def price_at(self, symbol: str, step: int) -> Decimal:
+        """Deterministic price of step `step`: a slow wave across the band plus seeded noise."""
+        low, high = self._band(symbol)
+        mid, amp = (low + high) // 2, (high - low) // 2
+        steps_per_period = max(1, round(self.period_seconds / self.tick_seconds))
+        wave = math.sin(2 * math.pi * step / steps_per_period)
+        noise = random.Random(f"{self.seed}-{symbol}-{step}").randint(-amp // 40, amp // 40)  # noqa: S311
+        cents = mid + int(amp * wave) + noise
+        return Decimal(cents) * CENT
+
+    async def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
+        step = 0 if after_seq is None else after_seq + 1
+        candle: list[Decimal] = []
+        minute = None
+        while True:
+            now = datetime.now(UTC)
+            this_minute = now.replace(second=0, microsecond=0)
+            price = self.price_at(symbol, step)
+            if minute is not None and this_minute > minute and candle:
+                yield ClosedCandle(
+                    symbol, "1m", minute, minute + MINUTE, candle[0], max(candle), min(candle), candle[-1],
+                    Decimal(len(candle)), seq=step,
+                )  # fmt: skip
+                candle = []
+            minute = this_minute
+            candle.append(price)
+            yield Tick(symbol, price, now, step)
+            step += 1
+            await asyncio.sleep(self.tick_seconds)
+
+    async def closed_candles(
+        self, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> Sequence[ClosedCandle]:
+        return []
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,273 @@
+"""Abuse limits around the GraphQL endpoint (the depth, alias and token limits live in `schema`):
+
+- `BodySizeLimit`: refuses a request body over `MAX_BODY_BYTES` with HTTP 413 before it is parsed;
+- `RateLimit`: at most `RATE_LIMIT_PER_MINUTE` requests a minute per client (per IP without a valid
+  token), counted in Redis so that every API instance shares the count; over it, HTTP 429 with
+  `Retry-After`;
+- `OperationGuards`: `__schema`/`__type` are refused when `CRIPTOREN_ENV=prod`; subscriptions are
+  refused over HTTP (they run over WebSocket); empty selection sets (`{}`, which graphql-core 3.3
+  parses) are refused before the other rules see them.
+
+Refusals are GraphQL-shaped: `{"errors": [{"message": …, "extensions": {"code": …}}]}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    StringValueNode,
+    ValidationRule,
+    Visitor,
+    visit,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from redis.exceptions import RedisError
+from strawberry.extensions import SchemaExtension
+
+from domain.adapters.bootstrap import App
+from domain.errors import Unauthenticated
+from gql_api.auth import access_tokens, bearer_token
+
+log = logging.getLogger("criptoren.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+RATE_WINDOW_SECONDS = 60
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extensions: Any
+) -> None:
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes`: by their Content-Length, or while they stream in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Send) -> None:
+        await send_error(
+            send, 413, "REQUEST_TOO_LARGE", f"The request body is over the limit of {self.max_bytes} bytes."
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.max_bytes):
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+
+class RateLimit:
+    """Fixed one-minute windows per client (or IP), counted in Redis: `INCR` of
+    `<prefix>:ratelimit:<who>:<window>`, which expires after the window. If Redis cannot be reached,
+    requests pass (the API stays up) and the failure is logged."""
+
+    def __init__(self, app: ASGIApp, criptoren: App, paths: tuple[str, ...] = ("/graphql",)) -> None:
+        self.app = app
+        self.criptoren = criptoren
+        self.paths = paths
+        self._warned_at = 0.0
+
+    def _who(self, scope: Scope) -> str:
+        token = bearer_token(_header(scope, b"authorization"))
+        if token:
+            try:
+                return f"client:{access_tokens(self.criptoren.settings).verify(token)}"
+            except Unauthenticated:
+                pass
+        client = scope.get("client")
+        return f"ip:{client[0] if client else 'unknown'}"
+
+    async def retry_after(self, who: str, now: float | None = None) -> int | None:
+        """Count one request of `who`; the seconds to wait when it is over the limit, else None."""
+        settings = self.criptoren.settings
+        now = time.time() if now is None else now
+        window = int(now // RATE_WINDOW_SECONDS)
+        key = f"{settings.redis_prefix}:ratelimit:{who}:{window}"
+        try:
+            async with self.criptoren.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, RATE_WINDOW_SECONDS * 2)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as e:
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                log.warning("Rate limiting is off: Redis is unreachable (%s)", e)
+            return None
+        if int(count) <= settings.rate_limit_per_minute:
+            return None
+        return max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - now))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.paths):
+            await self.app(scope, receive, send)
+            return
+        wait = await self.retry_after(self._who(scope))
+        if wait is None:
+            await self.app(scope, receive, send)
+            return
+        limit = self.criptoren.settings.rate_limit_per_minute
+        await send_error(
+            send,
+            429,
+            "RATE_LIMITED",
+            f"Too many requests: at most {limit} a minute. Retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
+            retryAfter=wait,
+        )
+
+
+class SubscriptionsOverWebSocketOnly(ValidationRule):
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        if node.operation == OperationType.SUBSCRIPTION:
+            self.report_error(
+                GraphQLError("Subscriptions run over WebSocket (graphql-transport-ws) at /graphql, not HTTP.", node)
+            )
+
+
+class NoEmptySelectionSets(ValidationRule):
+    def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
+        if not node.selections:
+            self.report_error(GraphQLError("Syntax Error: a selection set cannot be empty.", node))
+
+
+def _has_empty_selection_set(document: DocumentNode) -> bool:
+    found = False
+
+    class Finder(Visitor):
+        def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
+            nonlocal found
+            found = found or not node.selections
+
+    visit(document, Finder())
+    return found
+
+
+def _unstorable(text: str) -> bool:
+    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return _unstorable(value)
+    if isinstance(value, dict):
+        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(v) for v in value)
+    return False
+
+
+def _document_has_unstorable_text(document: DocumentNode) -> bool:
+    found = False
+
+    class Finder(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            nonlocal found
+            found = found or _unstorable(node.value)
+
+    visit(document, Finder())
+    return found
+
+
+class OperationGuards(SchemaExtension):
+    """Checks that depend on the request, before anything runs."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        rules: list[type[ASTValidationRule]] = []
+        app = getattr(context, "app", None)
+        if app is not None and app.settings.is_prod:
+            rules.append(NoSchemaIntrospectionCustomRule)
+        request = getattr(context, "request", None)
+        if request is not None and request.scope.get("type") == "http":
+            rules.append(SubscriptionsOverWebSocketOnly)
+        self.execution_context.validation_rules = (*self.execution_context.validation_rules, *rules)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        # graphql-core 3.3 parses `{}`; the depth limiter then crashes on it. Such a document is
+        # invalid whatever else it holds: report only that.
+        document = self.execution_context.graphql_document
+        if document is not None and _has_empty_selection_set(document):
+            self.execution_context.validation_rules = (NoEmptySelectionSets,)
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        # A result set here replaces the execution: nothing runs.
+        context = self.execution_context
+        if _has_unstorable_text(context.variables) or (
+            context.graphql_document is not None and _document_has_unstorable_text(context.graphql_document)
+        ):
+            error = GraphQLError(
+                "Text arguments cannot contain NUL characters or invalid Unicode.", extensions={"code": "VALIDATION"}
+            )
+            context.result = ExecutionResult(data=None, errors=[error])
+        yield

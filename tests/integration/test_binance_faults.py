@@ -1,0 +1,252 @@
+"""Exactly-once orders, rate limits and a dropped user data stream: the adapter on python-binance
+against the local Binance with faults injected (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from domain.adapters.binance import BinanceExchange, BinanceRateLimited, OrderStateUnknown, RequestGate
+from domain.errors import TemporaryExchangeError
+from domain.model import OrderStatus, TimeInForce
+from tests.binance_local import LocalBinance, local_config, next_update, wait_until
+
+pytest_plugins = ["tests.binance_local.fixtures"]  # local_binance, binance_exchange
+
+BTC = "BTCUSDT"
+ORDER = ("POST", "/api/v3/order")
+
+
+@pytest.fixture
+def binance(local_binance: LocalBinance) -> LocalBinance:
+    return local_binance
+
+
+@pytest.fixture
+def exchange(binance_exchange: BinanceExchange) -> BinanceExchange:
+    return binance_exchange
+
+
+def _assert_bought_once(binance: LocalBinance, coid: str, spent: Decimal) -> None:
+    assert len(binance.orders_with(coid)) == 1
+    assert binance.balance("USDT")[0] == Decimal(10000) - spent
+
+
+# ---------------------------------------------------------------- exactly once
+
+
+async def test_timeout_on_create_where_the_order_filled_returns_it_without_sending_again(
+    binance: LocalBinance,
+) -> None:
+    adapter = BinanceExchange(local_config(binance, request_timeout=0.3, user_stream=False))
+    await adapter.start()
+    try:
+        binance.delay_next(*ORDER, seconds=1.0)  # processed at once, answered after our timeout
+        bought = await adapter.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    finally:
+        await adapter.close()
+    assert bought.status is OrderStatus.FILLED and bought.executed_quantity == Decimal("0.004")
+    assert (bought.fee, bought.fee_asset) == (Decimal("0.000004"), "BTC")  # read back from myTrades
+    assert len(binance.requests_to(*ORDER)) == 1  # no second order was sent
+    assert binance.requests_to("GET", "/api/v3/order")[0].params["origClientOrderId"] == "cr-e1-1"
+    assert adapter.unknown_outcomes == 1
+    _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+
+
+async def test_lost_response_where_the_order_filled(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    binance.lose_next(*ORDER)  # processed, then the connection is cut
+    bought = await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    assert bought.status is OrderStatus.FILLED
+    assert len(binance.requests_to(*ORDER)) == 1
+    _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+
+
+async def test_5xx_after_execution_is_settled_by_client_order_id(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    binance.fail_next(*ORDER, status=503, after_processing=True)
+    bought = await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    assert bought.status is OrderStatus.FILLED
+    assert [r.status for r in binance.requests_to(*ORDER)] == [503]
+    _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+
+
+async def test_5xx_before_execution_sends_again_once_the_request_has_expired(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    binance.fail_next(*ORDER, status=502)  # refused before the matching engine saw it
+    started = time.monotonic()
+    bought = await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    elapsed = time.monotonic() - started
+    assert bought.status is OrderStatus.FILLED
+    assert [r.status for r in binance.requests_to(*ORDER)] == [502, 200]
+    assert elapsed >= 1.0  # not before the first request's recvWindow (1 s here) had passed
+    _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+
+
+async def test_unknown_outcome_when_binance_cannot_be_asked(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    binance.fail_next(*ORDER, status=503, after_processing=True)
+    binance.fail_next("GET", "/api/v3/order", status=503, count=1000)
+    with pytest.raises(OrderStateUnknown) as unknown:
+        await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    assert isinstance(unknown.value, TemporaryExchangeError)
+    assert unknown.value.details["client_order_id"] == "cr-e1-1"
+    assert len(binance.requests_to(*ORDER)) == 1  # never sent again while its state is unknown
+    binance._faults.clear()
+    found = await exchange.get_order(binance.domain_symbol(BTC), "cr-e1-1")  # what reconciliation does
+    assert found is not None and found.status is OrderStatus.FILLED
+
+
+async def test_a_resting_order_with_a_lost_response_is_watched(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    binance.set_balance("BTC", Decimal("0.01"))
+    binance.lose_next(*ORDER)
+    resting = await exchange.limit_sell(
+        binance.domain_symbol(BTC), "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC
+    )
+    assert resting.status is OrderStatus.OPEN and exchange.watched_orders == ["cr-s1-1"]
+    await binance.set_price(BTC, Decimal(101000))
+    assert (await next_update(exchange)).status is OrderStatus.FILLED
+    assert len(binance.requests_to(*ORDER)) == 1
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+async def test_a_429_storm_pauses_every_request_then_all_proceed(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    btc = binance.domain_symbol(BTC)
+    binance.rate_limit(count=3, retry_after=1)
+    mark = len(binance.requests)
+    started = time.monotonic()
+    balance, missing, bought, price = await asyncio.gather(
+        exchange.balance("ETH"),
+        exchange.get_order(btc, "cr-never-sent"),
+        exchange.market_buy(btc, "cr-e1-1", quote_amount=Decimal(400)),
+        exchange.current_price(btc),
+    )
+    assert time.monotonic() - started >= 1.0
+    # Nothing lost: every call has its answer, and the buy happened once.
+    assert balance == 0 and missing is None and price is not None
+    assert bought.status is OrderStatus.FILLED
+    _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+    # Paused: after the first 429, nothing reached Binance until Retry-After had passed.
+    rest = [r for r in binance.requests[mark:] if r.method != "WS"]
+    first_429 = next(r for r in rest if r.status == 429)
+    assert [r for r in rest if 0.05 < r.at - first_429.at < 0.95] == []
+    assert sum(r.status == 429 for r in rest) == exchange.rate_limit_hits == 3
+
+
+async def test_a_ban_longer_than_we_wait_fails_fast_and_keeps_the_gate_closed(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    binance.rate_limit(count=1, retry_after=600, status=418)
+    with pytest.raises(BinanceRateLimited) as banned:
+        await exchange.balance("USDT")
+    assert banned.value.details["retry_after"] == 600
+    sent = len(binance.requests)
+    with pytest.raises(BinanceRateLimited):
+        await exchange.get_order(binance.domain_symbol(BTC), "cr-e1-1")
+    assert len(binance.requests) == sent  # not even sent
+
+
+async def test_adapters_sharing_a_gate_pause_together(binance: LocalBinance) -> None:
+    """Binance limits per IP: one client's 429 holds back every client of the process."""
+    gate = RequestGate(local_config(binance))
+    first = BinanceExchange(local_config(binance, user_stream=False), gate)
+    second = BinanceExchange(local_config(binance, user_stream=False, load_fee_rate=False), gate)
+    await first.start()
+    await second.start()
+    try:
+        binance.rate_limit(count=1, retry_after=1)
+        mark = len(binance.requests)
+
+        async def a_moment_later() -> object:
+            await asyncio.sleep(0.1)
+            return await second.get_order(binance.domain_symbol(BTC), "cr-e1-1")
+
+        assert await asyncio.gather(first.balance("ETH"), a_moment_later()) == [0, None]
+    finally:
+        await first.close()
+        await second.close()
+    rest = [r for r in binance.requests[mark:] if r.method != "WS"]
+    assert rest[0].status == 429
+    assert all(r.at - rest[0].at >= 0.95 for r in rest[1:])  # the second client waited too
+
+
+@pytest.fixture
+async def small_weight_binance() -> AsyncIterator[LocalBinance]:
+    server = LocalBinance(weight_limit=100, weight_window_ms=1000)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_used_weight_slows_requests_down_before_the_limit(small_weight_binance: LocalBinance) -> None:
+    binance = small_weight_binance
+    adapter = BinanceExchange(local_config(binance, weight_window=1.0, user_stream=False))
+    await adapter.start()
+    try:
+        btc = binance.domain_symbol(BTC)
+        started = time.monotonic()
+        answers = await asyncio.gather(*(adapter.get_order(btc, f"cr-e1-{i}") for i in range(40)))  # weight 160
+        elapsed = time.monotonic() - started
+    finally:
+        await adapter.close()
+    assert answers == [None] * 40
+    assert all(r.status != 429 for r in binance.requests)  # the limit (100 per window) was never hit
+    assert adapter.rate_limit_hits == 0
+    assert elapsed >= 0.5  # it waited for later windows
+
+
+# ---------------------------------------------------------------- the user data stream
+
+
+async def test_a_dropped_user_data_stream_is_covered_by_polling_then_resubscribed(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    btc = binance.domain_symbol(BTC)
+    binance.set_balance("BTC", Decimal("0.02"))
+    await exchange.limit_sell(btc, "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+
+    binance.refuse_websockets = True
+    await binance.drop_websockets()
+    await wait_until(lambda: not exchange.stream_connected)
+    await binance.set_price(BTC, Decimal(101000))  # fills while nobody is subscribed
+    assert binance.user_stream_subscriptions == 0
+
+    filled = await next_update(exchange)
+    assert filled.client_order_id == "cr-s1-1" and filled.status is OrderStatus.FILLED
+    assert (filled.fee, filled.fee_asset) == (Decimal("1.01"), "USDT")
+    assert exchange.updates_from_polling == 1 and not exchange.stream_connected
+    delivered = [e for e in binance.delivered_user_events if e.get("c") == "cr-s1-1" and e.get("x") == "TRADE"]
+    assert delivered == []  # the stream never carried it
+
+    binance.refuse_websockets = False
+    assert await exchange.wait_for_user_stream(10)
+    await exchange.limit_sell(btc, "cr-s1-2", Decimal("0.01"), Decimal(102000), TimeInForce.GTC)
+    await binance.set_price(BTC, Decimal(102000))
+    again = await next_update(exchange)
+    assert again.client_order_id == "cr-s1-2" and again.status is OrderStatus.FILLED
+    assert exchange.updates_from_stream == 1
+
+
+async def test_duplicated_stream_messages_are_yielded_once(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    binance.duplicate_stream_messages = True
+    binance.set_balance("BTC", Decimal("0.01"))
+    await exchange.limit_sell(binance.domain_symbol(BTC), "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+    await binance.set_price(BTC, Decimal(101000), quantity=Decimal("0.004"))
+    await binance.set_price(BTC, Decimal(101000))
+    first, second = await next_update(exchange), await next_update(exchange)
+    assert (first.status, first.executed_quantity) == (OrderStatus.PARTIALLY_FILLED, Decimal("0.004"))
+    assert (second.status, second.executed_quantity, second.fee) == (
+        OrderStatus.FILLED, Decimal("0.01"), Decimal("1.01"),
+    )  # fmt: skip
+    await asyncio.sleep(0.3)
+    assert exchange._updates.empty()
