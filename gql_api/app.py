@@ -13,7 +13,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -25,6 +27,7 @@ from gql_api.broadcast import Broadcaster
 from gql_api.context import Context, make_context
 from gql_api.hardening import BodySizeLimit, RateLimit
 from gql_api.schema import schema
+from gql_api.ws import Connection, SubscriptionHub
 
 log = logging.getLogger("criptoren.api")
 
@@ -61,6 +64,17 @@ class CriptorenGraphQL(GraphQL[Context, None]):
             raise json.JSONDecodeError("the body is not a JSON object", "", 0)
         return value
 
+    async def ws_context(self, websocket: WebSocket, payload: dict[str, Any]) -> Context:
+        """The context of a WebSocket connection (gql_api/ws.py), authenticated by its
+        `connection_init` payload; a refused token raises PermissionError (close 4403)."""
+        context = make_context(self.app, websocket, None, broadcaster=self.broadcaster)
+        context.connection_params = payload
+        try:
+            await authenticate_connection(context)
+        except ConnectionRejectionError as e:
+            raise PermissionError(str(getattr(e, "payload", "") or "Forbidden")) from None
+        return context
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         await authenticate_connection(context)
         return UNSET
@@ -71,6 +85,10 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
     application = app or bootstrap(settings)
     access_tokens(application.settings)  # fail fast: CRIPTOREN_ENV=prod needs CRIPTOREN_SECRET_KEY
     graphql = CriptorenGraphQL(application)
+    hub = SubscriptionHub(schema)
+
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await Connection(websocket, hub, graphql.ws_context).run()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -96,7 +114,8 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
             Route("/", index),
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            # graphql-transport-ws with shared executions of identical subscriptions (gql_api/ws.py).
+            WebSocketRoute("/graphql", websocket_endpoint),
         ],
         lifespan=lifespan,
     )

@@ -114,7 +114,15 @@ class SubscriptionHub:
 
     async def _pump(self, group: Group, source: Any) -> None:
         try:
+            first = True
             async for result in source:
+                if first and result.errors and result.data is None:
+                    # Refused before any event (validation, permission, unknown id): `error`.
+                    for member in list(group.members):
+                        await member.connection.send_error(member.op_id, list(result.errors))
+                    group.members.clear()
+                    return
+                first = False
                 body = result_json(result)
                 for member in list(group.members):
                     await member.connection.send_next(member.op_id, body)
@@ -164,6 +172,10 @@ class Connection:
         await self._send(json.dumps({"id": op_id, "type": "error", "payload": payload}))
 
     async def run(self) -> None:
+        if PROTOCOL not in self.websocket.scope.get("subprotocols", []):
+            await self.websocket.accept()
+            await self.websocket.close(code=4406, reason="Subprotocol not acceptable")
+            return
         await self.websocket.accept(subprotocol=PROTOCOL)
         try:
             await self._init()

@@ -3,10 +3,13 @@ closed candles, through python-binance's `BinanceSocketManager` (combined stream
 `/stream?streams=a/b`).
 
 Resilience (the live-loop issue): a stream that errors, closes or stays silent for
-`stall_seconds` is treated as dropped; we reconnect with exponential backoff and jitter, and on
-reconnect fetch the 1m klines closed during the gap over REST and replay their paths (O->L->H->C /
-O->H->L->C) as ticks before the live ones, so no level crossing is skipped. Aggregate trade ids are
-the ticks' `seq`: duplicated messages (same or older id) are dropped.
+`stall_seconds` is treated as dropped; we reconnect with exponential backoff and jitter. On
+reconnect, before the live messages: the aggregate trades missed since the last one seen are
+fetched over REST (`GET /api/v3/aggTrades?fromId=`, up to `max_gap_trades`) and delivered as ticks,
+so no level crossing is skipped; the 1m klines closed during the gap are fetched too (stored, and
+judged for channel breaks). When the gap holds more trades than that, the closed klines' paths
+(O->L->H->C / O->H->L->C) are replayed as ticks instead. Aggregate trade ids are the ticks' `seq`:
+duplicated or replayed messages (same or older id) are dropped.
 
 `api_url` / `stream_url` point the unmodified library at another host (tests use a local
 Binance on 127.0.0.1): python-binance reads `API_URL` on the client and `STREAM_URL` on the socket
@@ -16,6 +19,7 @@ manager (SPEC §8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -61,6 +65,7 @@ class BinanceMarket:
         stall_seconds: float = 30.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        max_gap_trades: int = 10_000,
     ) -> None:
         self.api_url = api_url
         self.stream_url = stream_url
@@ -68,6 +73,7 @@ class BinanceMarket:
         self.stall_seconds = stall_seconds
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.max_gap_trades = max_gap_trades
         self.reconnects = 0
         self._client: AsyncClient | None = None
 
@@ -98,9 +104,25 @@ class BinanceMarket:
             symbol=symbol, interval=interval, startTime=int(start.timestamp() * 1000),
             endTime=int(end.timestamp() * 1000), limit=1000,
         )  # fmt: skip
-        now = datetime.now(UTC)
         candles = [kline_candle(symbol, interval, row) for row in rows]
-        return [c for c in candles if start < c.close_time <= min(end, now)]
+        # The last row may be the candle still open: only closed ones (close_time <= end).
+        return [c for c in candles if start < c.close_time <= end]
+
+    async def trades_since(self, symbol: str, last_seq: int) -> list[Tick] | None:
+        """Aggregate trades after `last_seq`, oldest first; None when the gap is too long to fetch."""
+        client = await self.client()
+        ticks: list[Tick] = []
+        while len(ticks) < self.max_gap_trades:
+            rows = await client.get_aggregate_trades(symbol=symbol, fromId=last_seq + 1, limit=1000)
+            ticks += [Tick(symbol, Decimal(r["p"]), _ms(int(r["T"])), int(r["a"])) for r in rows]
+            if len(rows) < 1000:
+                return ticks
+            last_seq = int(rows[-1]["a"])
+        return None
+
+    async def server_time(self) -> datetime:
+        client = await self.client()
+        return _ms(int((await client.get_server_time())["serverTime"]))
 
     async def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
         last_seq = after_seq if after_seq is not None else -1
@@ -114,15 +136,29 @@ class BinanceMarket:
                 if self.stream_url:
                     manager.STREAM_URL = self.stream_url
                 socket = manager.multiplex_socket([f"{lower}@aggTrade", f"{lower}@kline_1m"])
-                async with socket as ws:
-                    if attempt and last_close is not None:
-                        # The gap: candles closed while we were away, replayed as ticks.
-                        gap = await self.closed_candles(symbol, "1m", last_close, datetime.now(UTC))
-                        log.info("%s stream back: replaying %d missed candles", symbol, len(gap))
+                # The socket's own exit can hang on a dead connection: bounded here.
+                ws = await socket.__aenter__()
+                try:
+                    if attempt:
+                        # The gap, before the live messages: the trades missed (or the paths of the
+                        # candles closed meanwhile), and the closed candles.
+                        trades = await self.trades_since(symbol, last_seq) if last_seq >= 0 else []
+                        gap = []
+                        if last_close is not None:
+                            gap = await self.closed_candles(symbol, "1m", last_close, await self.server_time())
+                        log.info(
+                            "%s stream back: %s missed trades, %d closed candles",
+                            symbol, "too many" if trades is None else len(trades), len(gap),
+                        )  # fmt: skip
+                        for tick in trades or []:
+                            last_seq, last_price = tick.seq, tick.price
+                            yield tick
                         for candle in gap:
-                            for price in ch.replay_path(last_price, candle.open, candle.high, candle.low, candle.close):
-                                last_price = price
-                                yield Tick(symbol, price, candle.open_time, last_seq)
+                            if trades is None:
+                                path = ch.replay_path(last_price, candle.open, candle.high, candle.low, candle.close)
+                                for price in path:
+                                    last_price = price
+                                    yield Tick(symbol, price, candle.open_time, last_seq)
                             last_close = candle.close_time
                             yield candle
                     attempt = 0
@@ -147,9 +183,13 @@ class BinanceMarket:
                             if last_close is None or candle.close_time > last_close:
                                 last_close = candle.close_time
                                 yield candle
-            except (StreamDropped, OSError, ConnectionError, asyncio.IncompleteReadError, Exception) as e:
-                if isinstance(e, GeneratorExit | asyncio.CancelledError):
-                    raise
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(socket.__aexit__(None, None, None), 2.0)
+                    connection = getattr(socket, "ws", None)
+                    if connection is not None and getattr(connection, "transport", None) is not None:
+                        connection.transport.abort()  # never leave a half-closed socket behind
+            except Exception as e:  # any failure of the stream is a drop: reconnect (cancellation passes)
                 attempt += 1
                 self.reconnects += 1
                 wait = self.backoff(attempt)

@@ -104,6 +104,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v3/time"): 1,
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("GET", "/api/v3/klines"): 2,
+    ("GET", "/api/v3/aggTrades"): 4,
     ("GET", "/api/v3/ticker/price"): 2,
     ("POST", "/api/v3/order"): 1,
     ("POST", "/api/v3/order/test"): 1,
@@ -431,6 +432,9 @@ class LocalBinance:
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._market_trade_ids = itertools.count(1)
+        # Aggregate trades per symbol, for `GET /api/v3/aggTrades` (market-data.md "Compressed/Aggregate
+        # trades list": `fromId`, `limit` up to 1000; rows {a, p, q, f, l, T, m, M}).
+        self.agg_trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._ws_api: dict[web.WebSocketResponse, _WsApiConnection] = {}
         self._market: list[_MarketSubscriber] = []
         self._market_requests: dict[web.WebSocketResponse, web.Request] = {}
@@ -659,6 +663,7 @@ class LocalBinance:
             ("GET", "/api/v3/time"): (self._time, False),
             ("GET", "/api/v3/exchangeInfo"): (self._exchange_info, False),
             ("GET", "/api/v3/klines"): (self._klines, False),
+            ("GET", "/api/v3/aggTrades"): (self._agg_trades, False),
             ("GET", "/api/v3/ticker/price"): (self._ticker_price, False),
             ("POST", "/api/v3/order"): (self._new_order, True),
             ("POST", "/api/v3/order/test"): (self._test_order, True),
@@ -790,6 +795,17 @@ class LocalBinance:
             start = max(first, end - (limit - 1) * step)
         opens = list(range(start, end + 1, step))[:limit]
         return [self._kline_row(spec.symbol, step, t) for t in opens]
+
+    async def _agg_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        spec = self._spec(params)
+        limit = min(int(params.get("limit", "500")), 1000)
+        rows = self.agg_trades[spec.symbol]
+        if "fromId" in params:
+            first = int(params["fromId"])
+            rows = [r for r in rows if r["a"] >= first]
+        else:
+            rows = rows[-limit:]
+        return [{k: v for k, v in r.items() if k not in ("e", "E", "s")} for r in rows[:limit]]
 
     async def _ticker_price(self, params: dict[str, str]) -> Any:
         if "symbol" in params:
@@ -1368,6 +1384,7 @@ class LocalBinance:
             "m": False,
             "M": True,
         }
+        self.agg_trades[name].append(agg)
         for sub in list(self._market):
             for stream in sorted(sub.streams):
                 if stream == f"{pair}@trade":
