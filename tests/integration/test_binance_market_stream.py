@@ -98,9 +98,7 @@ async def test_a_silent_stream_counts_as_dropped(local_binance: LocalBinance) ->
         await source.close()
 
 
-async def test_an_entry_crossed_while_the_stream_was_down_is_not_missed(
-    db: App, local_binance: LocalBinance
-) -> None:
+async def test_an_entry_crossed_while_the_stream_was_down_is_not_missed(db: App, local_binance: LocalBinance) -> None:
     await seed_demo(db.uow, db.exchange)
     async with db.uow() as uow:
         symbol = await uow.symbols.get_by_name("BTCUSDT")
