@@ -220,9 +220,15 @@ class MarketWorker:
         for name, (consumer, lease, task) in list(self.consumers.items()):
             if task.done():
                 del self.consumers[name]
-                self.finished[name] = consumer
-                if task.exception() is not None:
-                    log.error("Consumer of %s failed", name, exc_info=task.exception())
+                error = None if task.cancelled() else task.exception()
+                if error is None:
+                    self.finished[name] = consumer  # its stream ended (a replay played out)
+                else:
+                    # A failed decision (the database or the exchange unreachable, …) rolled back:
+                    # the consumer restarts from its checkpoint on a later round, the failed tick
+                    # included; deterministic order ids make the retry safe.
+                    log.error("Consumer of %s failed; restarting it", name, exc_info=error)
+                    await consumer.save_checkpoint()
                 await lease.release()
             elif not await lease.renew():
                 log.warning("Lost the lease of %s: stopping its consumer", name)
