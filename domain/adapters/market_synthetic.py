@@ -42,7 +42,8 @@ class SyntheticMarket:
         low, high = self._band(symbol)
         mid, amp = (low + high) // 2, (high - low) // 2
         steps_per_period = max(1, round(self.period_seconds / self.tick_seconds))
-        wave = math.sin(2 * math.pi * step / steps_per_period)
+        # Start at the bottom of the wave: the first minute already rises through the demo's entry.
+        wave = math.sin(2 * math.pi * (step / steps_per_period - 0.25))
         noise = random.Random(f"{self.seed}-{symbol}-{step}").randint(-amp // 40, amp // 40)  # noqa: S311
         cents = mid + int(amp * wave) + noise
         return Decimal(cents) * CENT
