@@ -6,7 +6,7 @@ reported as not found. `None` means a trusted system caller (CLI, engine).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -159,3 +159,41 @@ class RefreshSession:
 class Logout:
     refresh_token: str
     client_id: int | None = None
+
+
+# ---------------------------------------------------------------- the client's exchange account
+
+
+@dataclass(frozen=True)
+class SetExchangeKeys:
+    """Trade for the client on Binance with its own API key and secret (stored encrypted)."""
+
+    client_id: int
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClearExchangeKeys:
+    """Forget the client's exchange keys: it trades on paper again."""
+
+    client_id: int
+
+
+# ---------------------------------------------------------------- emergency stop
+
+
+@dataclass(frozen=True)
+class PauseTrading:
+    """Stop every new entry of a client at once; with `cancel_scheduled`, also cancel its scheduled
+    sells and hold its automatic exits until trading resumes."""
+
+    client_id: int
+    cancel_scheduled: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeTrading:
+    """End a client's trading pause."""
+
+    client_id: int

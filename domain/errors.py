@@ -58,6 +58,13 @@ class TemporaryExchangeError(ExchangeError):
     code = "EXCHANGE_TEMPORARY"
 
 
+class OrderOutcomeUnknown(TemporaryExchangeError):
+    """An order was maybe placed and the exchange could not confirm it: it is recorded as UNKNOWN and
+    the reconciliation job settles it (within a minute)."""
+
+    code = "EXCHANGE_ORDER_UNKNOWN"
+
+
 class PermanentExchangeError(ExchangeError):
     """The exchange refused the request; retrying the same request will not help."""
 

@@ -19,6 +19,9 @@ class EventType(enum.StrEnum):
     SCHEDULE_CANCELLED = "schedule_cancelled"
     POSITION_CLOSED = "position_closed"
     POSITION_PARTIALLY_SOLD = "position_partially_sold"
+    # An order the exchange could not confirm (recorded UNKNOWN), or a resting sell it refused.
+    ORDER_UNKNOWN = "order_unknown"
+    ORDER_REFUSED = "order_refused"
     CAPITAL_ALLOCATED = "capital_allocated"
     PROFIT_WITHDRAWN = "profit_withdrawn"
 
@@ -30,3 +33,5 @@ class SkipReason(enum.StrEnum):
     FILTER_FAILURE = "filter_failure"
     ALLOCATION_PRECISION = "allocation_precision"
     EXCHANGE_REJECTED = "exchange_rejected"
+    ORDER_UNKNOWN = "order_unknown"
+    TRADING_PAUSED = "trading_paused"  # the client's emergency stop (`domain.trading_pause`)

@@ -76,6 +76,14 @@ class Client:
     updated_at: datetime | None = None
     # scrypt hash of the client's API secret (login); the secret itself is shown once, never stored.
     api_secret_hash: str | None = None
+    # The client's Binance API key (sent in clear in every request's header) and secret (encrypted
+    # with CRIPTOREN_SECRET_KEY, never in plain text). Without them the client trades on paper.
+    binance_api_key: str | None = None
+    binance_api_secret_encrypted: str | None = field(default=None, repr=False)
+    # Emergency stop (`domain.trading_pause`): set, no new entries; `trading_sells_held`, no
+    # automatic exits either until trading resumes.
+    trading_paused_at: datetime | None = None
+    trading_sells_held: bool = False
 
 
 @dataclass(frozen=True)

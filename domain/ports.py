@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from domain.model import (
     AuditEntry,
@@ -48,6 +48,15 @@ class ClientRepository(Protocol):
         """True when the database holds at least one client."""
         ...
 
+    async def list_ids(self) -> Sequence[int]:
+        """Every client's id, in order."""
+        ...
+
+    async def paused(self, client_ids: Collection[int]) -> dict[int, bool]:
+        """The clients among these whose trading is paused: id -> whether their automatic sells are
+        held too."""
+        ...
+
     def add(self, client: Client) -> None: ...
 
 
@@ -73,9 +82,10 @@ class StrategyRepository(Protocol):
 
     async def lock_for_tick(
         self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position]]]:
-        """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal
-        and its open and scheduled positions, strategy rows locked — in one round trip."""
+    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
+        """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal,
+        its open and scheduled positions and its client's trading pause (None: not paused; else
+        whether automatic sells are held too), strategy rows locked — in one round trip."""
         ...
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
@@ -111,8 +121,17 @@ class PositionRepository(Protocol):
 
 
 class OrderRepository(Protocol):
-    async def get_by_client_order_id(self, client_order_id: str) -> Order | None: ...
+    async def get_by_client_order_id(self, client_order_id: str, *, for_update: bool = False) -> Order | None:
+        """The order by its client order id; with `for_update`, locked and read afresh."""
+        ...
+
     async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]: ...
+    async def list_by_position(
+        self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
+    ) -> Sequence[Order]:
+        """A position's orders in those statuses, oldest first."""
+        ...
+
     def add(self, order: Order) -> None: ...
 
 
@@ -260,13 +279,22 @@ class Execution:
 
 
 class Exchange(Protocol):
-    """The exchange port (SPEC §2). Adapters: paper, Binance.
+    """The exchange port (SPEC §2). Adapters: paper, Binance, and `ExchangeRouter` (each client on
+    its own account: Binance with the client's keys, else paper).
 
     Adapters raise `TemporaryExchangeError` (retry later, outcome maybe unknown) or
     `PermanentExchangeError` (refused).
     """
 
     name: str
+    # True when a scheduled sell rests on the exchange as a LIMIT GTC order that fills by itself
+    # (Binance); False when the engine sends it on the tick that reaches its price (paper). SPEC §4.6.
+    rests_limit_orders: bool
+
+    async def for_client(self, client_id: int) -> Exchange:
+        """The account that trades for this client: the adapter itself for a one-account adapter
+        (paper, one Binance key); the client's own account for a router."""
+        ...
 
     def fee_rate(self, symbol: Symbol) -> Decimal: ...
 
@@ -293,6 +321,26 @@ class Exchange(Protocol):
     async def cancel_order(self, symbol: Symbol, client_order_id: str) -> Execution | None: ...
 
     async def get_order(self, symbol: Symbol, client_order_id: str) -> Execution | None: ...
+
+
+@runtime_checkable
+class OrderUpdates(Protocol):
+    """Optional capability of an exchange on which orders rest (Binance): their later fills, partial
+    fills, cancels and expiries, as cumulative `Execution`s (the user data stream, polling as the
+    fallback). Consumers apply them idempotently (`services.apply_order_update`)."""
+
+    def order_updates(self) -> AsyncIterator[Execution]: ...
+
+    def watch(self, symbol: Symbol | str, client_order_id: str) -> None:
+        """Follow an order placed earlier (before a restart, or by another process)."""
+        ...
+
+
+class SecretCipher(Protocol):
+    """Encrypts client exchange secrets at rest (adapter: `SecretBox`)."""
+
+    def encrypt(self, plain: str) -> str: ...
+    def decrypt(self, token: str) -> str: ...
 
 
 class PriceSource(Protocol):

@@ -1,12 +1,20 @@
 """Use cases. Each service owns its transaction: `async with uow: ...; await uow.commit()`.
 
 Services apply the rules of `domain.channel` (SPEC §4) to entities loaded through the unit of
-work and send orders through the `Exchange` port. A raised error leaves the database unchanged.
+work and send orders through the `Exchange` port — on the account of the client concerned
+(`exchange.for_client`): paper, or the client's own Binance account. A raised error leaves the
+database unchanged, except where the exchange already acted and that must not be forgotten: an
+order whose outcome it could not confirm is kept as UNKNOWN (`OrderOutcomeUnknown`), and a fill
+found while cancelling a resting sell is recorded before the cancel is refused (`InvalidState`).
+
+Where orders rest on the exchange (Binance, rule 6), a scheduled position has a LIMIT GTC sell
+there; its later fills are applied by `apply_order_update` (user data stream) and
+`reconcile_orders` (polling the exchange), both idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,16 +23,20 @@ from domain import channel as ch
 from domain import commands as cmds
 from domain.engine import StrategySnapshot
 from domain.errors import (
+    ExchangeError,
     FilterFailure,
     InsufficientCapital,
     InvalidState,
     NoPrice,
     NotFound,
+    OrderOutcomeUnknown,
     PermanentExchangeError,
+    TemporaryExchangeError,
     ValidationError,
     WouldSellAtLoss,
 )
 from domain.events import EventType, SkipReason
+from domain.logctx import log_fields
 from domain.model import (
     AllocationKind,
     CapitalAllocation,
@@ -43,7 +55,7 @@ from domain.model import (
     TimeInForce,
     Trade,
 )
-from domain.ports import Exchange, Execution, PriceSource, UnitOfWork
+from domain.ports import Exchange, Execution, Page, PriceSource, UnitOfWork
 
 MAX_AMOUNT = Decimal("1e15")
 
@@ -166,6 +178,7 @@ async def create_strategy(cmd: cmds.CreateStrategy, uow: UnitOfWork, exchange: E
         symbol = await uow.symbols.get_by_name(cmd.symbol.upper())
         if symbol is None:
             raise NotFound(f"Symbol {cmd.symbol} is not known.", entity="Symbol", id=cmd.symbol)
+        exchange = await exchange.for_client(cmd.client_id)
         ch.validate_channel(
             cmd.base_price,
             cmd.top_price,
@@ -207,6 +220,7 @@ async def update_strategy(cmd: cmds.UpdateStrategy, uow: UnitOfWork, exchange: E
     async with uow:
         strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
         symbol = await _symbol(uow, strategy.symbol_id)
+        exchange = await exchange.for_client(strategy.client_id)
 
         def pick(new: Decimal | None, old: Decimal) -> Decimal:
             return old if new is None else new
@@ -318,22 +332,62 @@ def _record_execution(order: Order, execution: Execution) -> None:
 
 
 FINAL_UNFILLED = (OrderStatus.EXPIRED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+FINAL = (OrderStatus.FILLED, *FINAL_UNFILLED)
+# Orders the exchange may still fill (or may have filled without our knowing): reconciliation asks.
+UNSETTLED = (OrderStatus.NEW, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+ABSENT = "The exchange has no order with this client order id."
 
 
-async def _order_id(exchange: Exchange, symbol: Symbol, next_id: Callable[[], str]) -> tuple[str, Execution | None]:
-    """The client order id of the next order, and the exchange's order under that id, if any.
+async def _order_id(
+    exchange: Exchange, symbol: Symbol, next_id: Callable[[], str]
+) -> tuple[str, Execution | None, str | None]:
+    """The client order id of the next order, the exchange's order under that id if any, and —
+    when the exchange could not be asked — why.
 
     Ids come from a sequence kept on the locked strategy or position row, so two transactions
     cannot build the same one, and the id is unique in `orders` (no double order). The exchange is
     asked first: an order sent by an earlier attempt whose transaction never committed (a crash
     between send and record) is taken as it is, never sent twice — unless it ended without any
-    fill, in which case that attempt left nothing and the next id is used.
+    fill, in which case that attempt left nothing and the next id is used. When the exchange cannot
+    be asked, nothing is sent; the order is recorded UNKNOWN (an earlier attempt may have placed it)
+    and reconciliation settles it.
     """
     while True:
         coid = next_id()
-        existing = await exchange.get_order(symbol, coid)
+        try:
+            existing = await exchange.get_order(symbol, coid)
+        except TemporaryExchangeError as e:
+            return coid, None, e.message
         if existing is None or existing.executed_quantity > 0 or existing.status not in FINAL_UNFILLED:
-            return coid, existing
+            return coid, existing, None
+
+
+async def _send(
+    order: Order,
+    found: Execution | None,
+    unreachable: str | None,
+    send: Callable[[], Awaitable[Execution]],
+) -> Execution | None:
+    """Send `order` — unless the exchange already has it (`found`) — and record what the exchange
+    says of it. None when the outcome is unknown (the exchange could not be asked, or did not answer
+    after the request left): the order stays recorded as UNKNOWN instead of being rolled back, since
+    it may exist, and reconciliation settles it. A refusal marks it REJECTED and is raised."""
+    execution = found
+    if execution is None and unreachable is None:
+        try:
+            with log_fields(strategy_id=order.strategy_id, position_id=order.position_id,
+                            client_order_id=order.client_order_id):  # fmt: skip
+                execution = await send()
+        except TemporaryExchangeError as e:
+            unreachable = e.message
+        except PermanentExchangeError as e:
+            order.status, order.error = OrderStatus.REJECTED, e.message
+            raise
+    if execution is None:
+        order.status, order.error = OrderStatus.UNKNOWN, unreachable
+        return None
+    _record_execution(order, execution)
+    return execution
 
 
 def _record_order(uow: UnitOfWork, order: Order) -> None:
@@ -375,8 +429,9 @@ async def _buy(
     symbol: Symbol,
     purpose: OrderPurpose,
     plan: BuyPlan,
-) -> Position:
-    """Send a MARKET buy and turn its fill into a position (rule 9)."""
+) -> Position | None:
+    """Send a MARKET buy and turn its fill into a position (rule 9). None when the exchange could
+    not confirm the order: it is recorded UNKNOWN, and reconciliation opens the position if it filled."""
     assert strategy.id is not None and symbol.id is not None
     strategy_id = strategy.id
 
@@ -384,7 +439,7 @@ async def _buy(
         strategy.entry_seq += 1
         return client_order_id(purpose, strategy_id, strategy.entry_seq)
 
-    coid, execution = await _order_id(exchange, symbol, next_id)
+    coid, found, unreachable = await _order_id(exchange, symbol, next_id)
     order = Order(
         client_order_id=coid,
         client_id=strategy.client_id,
@@ -397,12 +452,29 @@ async def _buy(
         requested_quantity=plan.quantity,
     )
     _record_order(uow, order)
-    execution = execution or await exchange.market_buy(
-        symbol, coid, quote_amount=plan.quote_amount, quantity=plan.quantity
-    )
-    _record_execution(order, execution)
+
+    async def send() -> Execution:
+        return await exchange.market_buy(symbol, coid, quote_amount=plan.quote_amount, quantity=plan.quantity)
+
+    execution = await _send(order, found, unreachable, send)
+    if execution is None:
+        return None
     if execution.executed_quantity == 0 or execution.average_price is None:
         raise PermanentExchangeError(f"The buy order {order.client_order_id} was not filled.")
+    return await _open_position(uow, exchange, strategy, symbol, order, execution, purpose)
+
+
+async def _open_position(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    order: Order,
+    execution: Execution,
+    purpose: OrderPurpose,
+) -> Position:
+    """The position a filled buy opens (rule 9): net quantity, cost with fees, min_sell (rule 3)."""
+    assert strategy.id is not None and symbol.id is not None and execution.average_price is not None
     fee_rate = exchange.fee_rate(symbol)
     bought = ch.position_from_buy(
         execution.executed_quantity,
@@ -463,15 +535,22 @@ async def _buy(
     return position
 
 
-def _schedule(
+async def _schedule(
     uow: UnitOfWork,
+    exchange: Exchange,
     strategy: Strategy,
     symbol: Symbol,
     position: Position,
     price: Decimal,
     reason: str,
     channel_exit_date: datetime | None = None,
+    *,
+    rest: bool = True,
+    engine: bool = True,
 ) -> None:
+    """Rule 6: the position is scheduled to sell at `price` rounded up to the tick (rule 9). Where
+    orders rest (Binance), its LIMIT GTC sell is placed now (`rest`); on paper the engine sells it on
+    the tick that reaches the price."""
     position.status = PositionStatus.SCHEDULED
     position.scheduled_exit_price = ch.limit_sell_price(price, symbol.filters)
     if channel_exit_date is not None:
@@ -485,6 +564,68 @@ def _schedule(
         scheduled_exit_price=position.scheduled_exit_price,
         reason=reason,
     )
+    if rest and exchange.rests_limit_orders:
+        await _rest(uow, exchange, strategy, symbol, position, engine=engine)
+
+
+async def _rest(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy,
+    symbol: Symbol,
+    position: Position,
+    *,
+    engine: bool,
+) -> Execution | None:
+    """Rule 6 where orders rest (Binance): a LIMIT GTC sell of the position at its scheduled exit
+    price, recorded as an OPEN order; its fills come later (`apply_order_update`, reconciliation).
+    If the market is already there it fills at once and the sell is applied. An outcome the exchange
+    could not confirm leaves the order UNKNOWN for reconciliation. A refusal (balance, filters) is
+    raised to a user; in the engine it is recorded with an event and the position stays scheduled
+    (the user reschedules or cancels it)."""
+    assert position.scheduled_exit_price is not None
+    try:
+        execution = await _sell(
+            uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, position.scheduled_exit_price
+        )
+    except (FilterFailure, PermanentExchangeError) as e:
+        if not engine:
+            raise
+        _event(
+            uow,
+            strategy,
+            EventType.ORDER_REFUSED,
+            f"The exchange refused the resting sell of position {position.id}: {e.message} "
+            "Reschedule or cancel the position.",
+            position,
+            error=e.message,
+        )
+        return None
+    if execution is None:
+        _unknown_event(uow, strategy, position, "resting sell")
+    return execution
+
+
+def _unknown_event(uow: UnitOfWork, strategy: Strategy, position: Position | None, what: str) -> None:
+    _event(
+        uow,
+        strategy,
+        EventType.ORDER_UNKNOWN,
+        f"The exchange did not confirm the {what}{f' of position {position.id}' if position else ''}; "
+        "it is recorded and reconciliation settles it within a minute.",
+        position,
+    )
+
+
+async def _park(uow: UnitOfWork, exchange: Exchange, strategy: Strategy, symbol: Symbol, position: Position) -> None:
+    """A sell whose outcome is unknown: the position is parked as scheduled at its min_sell, with no
+    new order, so that nothing sells it again before reconciliation has settled that sell (then a
+    resting sell is placed for what remains, where orders rest)."""
+    if position.status is PositionStatus.OPEN:
+        await _schedule(
+            uow, exchange, strategy, symbol, position, position.min_sell_price, "sell not confirmed", rest=False
+        )
+    _unknown_event(uow, strategy, position, "sell")
 
 
 async def _sell(
@@ -495,10 +636,11 @@ async def _sell(
     position: Position,
     purpose: OrderPurpose,
     price: Decimal,
-) -> Execution:
+) -> Execution | None:
     """Sell a position's quantity. System and manual sells are LIMIT orders that cannot fill below
     min_sell (rules 3, 4, 6); only LOSS_EXIT is a MARKET order. Records the fill, the returned
-    cost and the segregated profit (rule 7). Returns the execution (possibly unfilled)."""
+    cost and the segregated profit (rule 7). Returns the execution (possibly unfilled, or resting),
+    None when its outcome is unknown (the order is recorded UNKNOWN)."""
     assert position.id is not None and symbol.id is not None
     quantity = position.quantity
     ch.check_order_filters(quantity, price, symbol.filters, f"Selling position {position.id}")
@@ -508,7 +650,7 @@ async def _sell(
         position.sell_seq += 1
         return client_order_id(purpose, position_id, position.sell_seq)
 
-    coid, execution = await _order_id(exchange, symbol, next_id)
+    coid, found, unreachable = await _order_id(exchange, symbol, next_id)
     limit: Decimal | None = None
     tif: TimeInForce | None = None
     if purpose is OrderPurpose.SCHEDULED_EXIT:
@@ -530,13 +672,15 @@ async def _sell(
         price=limit,
     )
     _record_order(uow, order)
-    if execution is None and limit is None:
-        execution = await exchange.market_sell(symbol, coid, quantity)
-    elif execution is None:
-        assert tif is not None and limit is not None
-        execution = await exchange.limit_sell(symbol, coid, quantity, limit, tif)
-    _record_execution(order, execution)
-    if execution.executed_quantity > 0:
+
+    async def send() -> Execution:
+        if limit is None:
+            return await exchange.market_sell(symbol, coid, quantity)
+        assert tif is not None
+        return await exchange.limit_sell(symbol, coid, quantity, limit, tif)
+
+    execution = await _send(order, found, unreachable, send)
+    if execution is not None and execution.executed_quantity > 0:
         await uow.flush()  # the trade refers to the order's id
         _apply_sell(uow, strategy, symbol, position, order, execution, purpose)
     return execution
@@ -639,7 +783,12 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
         _check_amount("quantity", cmd.quantity)
     async with uow:
         strategy = await _strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        if await uow.clients.paused([strategy.client_id]):
+            raise InvalidState(
+                "Trading is paused for this client (resumeTrading ends the pause).", reason="trading_paused"
+            )
         symbol = await _symbol(uow, strategy.symbol_id)
+        exchange = await exchange.for_client(strategy.client_id)
         price = await _price(prices, symbol)
         if cmd.quote_amount is not None:
             quantity = ch.buy_quantity_for_quote(cmd.quote_amount, price, symbol.filters)
@@ -662,6 +811,13 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
                 available=str(ledger.free),
             )
         position = await _buy(uow, exchange, strategy, symbol, OrderPurpose.MANUAL_BUY, plan)
+        if position is None:
+            _unknown_event(uow, strategy, None, "buy")
+            await uow.commit()  # the UNKNOWN order is kept for reconciliation
+            raise OrderOutcomeUnknown(
+                "The exchange did not confirm the buy. It is recorded, and reconciliation settles it within a "
+                "minute: the position appears if it filled.",
+            )
         await uow.commit()
     return position
 
@@ -676,6 +832,7 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
         if position.status is PositionStatus.CLOSED:
             raise InvalidState(f"Position {position.id} is already closed.", status=position.status.value)
         symbol = await _symbol(uow, position.symbol_id)
+        exchange = await exchange.for_client(position.client_id)
         price = await _price(prices, symbol)
         if price < position.min_sell_price and not cmd.accept_loss:
             raise WouldSellAtLoss(
@@ -685,8 +842,27 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
                 price=str(price),
                 min_sell_price=str(position.min_sell_price),
             )
+        resting = position.status is PositionStatus.SCHEDULED and exchange.rests_limit_orders
+        if resting:
+            # Its resting sell holds the quantity on the exchange: cancel it first (rule 6). A fill it
+            # got meanwhile is applied; if that sold the position, the user's sell is done.
+            await _cancel_resting(uow, exchange, strategy, symbol, position)
+            if _is_closed(position):
+                await uow.commit()
+                return position
         purpose = OrderPurpose.LOSS_EXIT if cmd.accept_loss else OrderPurpose.MANUAL_SELL
         execution = await _sell(uow, exchange, strategy, symbol, position, purpose, price)
+        if execution is None:
+            await _park(uow, exchange, strategy, symbol, position)
+            await uow.commit()  # the UNKNOWN order is kept for reconciliation
+            raise OrderOutcomeUnknown(
+                f"The exchange did not confirm the sell of position {position.id}. It is recorded and the position "
+                "is parked as scheduled until reconciliation has settled it (within a minute).",
+            )
+        if resting and not _is_closed(position):
+            await _rest(uow, exchange, strategy, symbol, position, engine=True)  # what remains rests again
+            if execution.executed_quantity == 0:
+                await uow.commit()  # the cancelled resting sell was replaced: keep that
         if execution.executed_quantity == 0:
             raise WouldSellAtLoss(
                 f"No bid at or above the minimum sell price {_fmt(position.min_sell_price)}; nothing was sold.",
@@ -699,7 +875,9 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
 async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Exchange) -> Position:
     """Rule 6: schedule an open position to sell at its min_sell for `min_profit` (default: the
     position's), rounded up to the tick. The user's `min_profit` becomes the position's: its
-    minimum sell price follows it, so no system sell of it goes below that price (rule 3)."""
+    minimum sell price follows it, so no system sell of it goes below that price (rule 3). Where
+    orders rest (Binance) a LIMIT GTC sell is placed at that price; rescheduling a scheduled
+    position cancels its resting sell first and places a new one."""
     if cmd.min_profit is not None:
         ch.validate_percentage("minProfit", cmd.min_profit)
     async with uow:
@@ -707,17 +885,52 @@ async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Excha
         if position.status is PositionStatus.CLOSED:
             raise InvalidState(f"Position {position.id} is closed.", status=position.status.value)
         symbol = await _symbol(uow, position.symbol_id)
+        exchange = await exchange.for_client(position.client_id)
         m = position.min_profit if cmd.min_profit is None else cmd.min_profit
         target = ch.min_sell_price(position.cost, position.quantity, m, exchange.fee_rate(symbol))
         ch.check_order_filters(position.quantity, target, symbol.filters, f"Selling position {position.id}")
+        if position.status is PositionStatus.SCHEDULED and exchange.rests_limit_orders:
+            await _cancel_resting(uow, exchange, strategy, symbol, position)
+            if _is_closed(position):
+                await uow.commit()  # the fill is recorded
+                raise _sold_meanwhile(position)
         position.min_profit, position.min_sell_price = m, target
-        _schedule(uow, strategy, symbol, position, target, f"scheduled by the user for {_fmt(m)}% profit")
+        await _schedule(
+            uow, exchange, strategy, symbol, position, target, f"scheduled by the user for {_fmt(m)}% profit",
+            engine=False,
+        )  # fmt: skip
         await uow.commit()
     return position
 
 
-async def cancel_scheduled_sell(cmd: cmds.CancelScheduledSell, uow: UnitOfWork) -> Position:
-    """Rule 6: cancel a schedule; the position is open again."""
+def _sold_meanwhile(position: Position) -> InvalidState:
+    return InvalidState(
+        f"Position {position.id} was already sold at {_fmt(position.exit_price or Decimal(0))} by its resting "
+        "sell: there is nothing left to cancel.",
+        status=position.status.value,
+    )
+
+
+async def _cancel_resting(
+    uow: UnitOfWork, exchange: Exchange, strategy: Strategy, symbol: Symbol, position: Position
+) -> None:
+    """Cancel the position's live sell orders on the exchange (rule 6) and apply what they filled
+    meanwhile: a partial fill sells that share of the position, a full one closes it."""
+    assert position.id is not None
+    for order in await uow.orders.list_by_position(position.id, UNSETTLED, for_update=True):
+        if order.side is not Side.SELL:
+            continue
+        execution = await exchange.cancel_order(symbol, order.client_order_id)
+        if execution is None:
+            order.status, order.error = OrderStatus.REJECTED, ABSENT
+            continue
+        await _apply_execution(uow, exchange, strategy, symbol, order, position, execution)
+
+
+async def cancel_scheduled_sell(cmd: cmds.CancelScheduledSell, uow: UnitOfWork, exchange: Exchange) -> Position:
+    """Rule 6: cancel a schedule; the position is open again. Where orders rest (Binance) its LIMIT
+    sell is cancelled on the exchange: what it filled meanwhile is applied (the rest reopens), and a
+    sell that had already filled is recorded and the cancel refused (INVALID_STATE)."""
     async with uow:
         position, strategy = await _position(uow, cmd.position_id, cmd.client_id)
         if position.status is not PositionStatus.SCHEDULED:
@@ -725,6 +938,13 @@ async def cancel_scheduled_sell(cmd: cmds.CancelScheduledSell, uow: UnitOfWork) 
                 f"Position {position.id} has no scheduled sell (it is {position.status.value}).",
                 status=position.status.value,
             )
+        exchange = await exchange.for_client(position.client_id)
+        if exchange.rests_limit_orders:
+            symbol = await _symbol(uow, position.symbol_id)
+            await _cancel_resting(uow, exchange, strategy, symbol, position)
+            if _is_closed(position):
+                await uow.commit()  # the fill is recorded
+                raise _sold_meanwhile(position)
         position.status = PositionStatus.OPEN
         position.scheduled_exit_price = None
         position.channel_exit_date = None
@@ -750,10 +970,13 @@ async def _try_entry(
     price: Decimal,
     live: Sequence[Position],
     principal: Decimal,
+    *,
+    paused: bool = False,
 ) -> Position | None:
     """Rules 1 and 2: one entry per bounce, sized at p% of the bankroll, if free principal covers
     it. A skipped entry disarms the strategy too, and is recorded with its reason. `live` are the
-    strategy's open and scheduled positions, `principal` its bankroll (read under its lock)."""
+    strategy's open and scheduled positions, `principal` its bankroll (read under its lock).
+    `paused`: the client's trading is paused (emergency stop): the entry is skipped."""
     assert strategy.id is not None
     strategy.is_armed = False
     ledger = Ledger(principal=principal, committed=sum((p.cost for p in live), Decimal(0)), profit=Decimal(0))
@@ -761,6 +984,9 @@ async def _try_entry(
     def skip(reason: SkipReason, message: str) -> None:
         _event(uow, strategy, EventType.ENTRY_SKIPPED, message, reason=reason.value, price=price)
 
+    if paused:
+        skip(SkipReason.TRADING_PAUSED, "Entry skipped: trading is paused for the client.")
+        return None
     if ledger.principal <= 0:
         skip(SkipReason.NO_CAPITAL, "Entry skipped: no capital is allocated to the strategy.")
         return None
@@ -779,10 +1005,17 @@ async def _try_entry(
         )
         return None
     try:
-        return await _buy(uow, exchange, strategy, symbol, OrderPurpose.ENTRY, plan)
+        opened = await _buy(uow, exchange, strategy, symbol, OrderPurpose.ENTRY, plan)
     except PermanentExchangeError as e:
         skip(SkipReason.EXCHANGE_REJECTED, f"Entry skipped: the exchange refused it ({e.message}).")
         return None
+    if opened is None:
+        skip(
+            SkipReason.ORDER_UNKNOWN,
+            "Entry not confirmed by the exchange: the order is recorded and reconciliation opens the position "
+            "if it filled.",
+        )
+    return opened
 
 
 def _is_closed(position: Position) -> bool:
@@ -836,8 +1069,19 @@ async def process_price_move(
     async with uow:
         if symbol is None:
             symbol = await _symbol(uow, cmd.symbol_id)
-        for strategy, principal, live in await uow.strategies.lock_for_tick(cmd.symbol_id, cmd.strategy_ids):
-            await _apply_tick(uow, exchange, strategy, symbol, cmd.prev, cmd.cur, outcome, live, principal)
+        rows = await uow.strategies.lock_for_tick(cmd.symbol_id, cmd.strategy_ids)
+        for strategy, principal, live, pause in rows:
+            try:
+                account = await exchange.for_client(strategy.client_id)
+            except ExchangeError:
+                # The client's account cannot trade now (keys refused, exchange unreachable): its
+                # strategies wait for the next move (the exchange adapter logs why).
+                continue
+            with log_fields(strategy_id=strategy.id):
+                await _apply_tick(
+                    uow, account, strategy, symbol, cmd.prev, cmd.cur, outcome, live, principal,
+                    paused=pause is not None, sells_held=bool(pause),
+                )  # fmt: skip
         await uow.commit()
     return outcome
 
@@ -852,6 +1096,9 @@ async def _apply_tick(
     outcome: TickOutcome,
     live: list[Position],
     principal: Decimal,
+    *,
+    paused: bool = False,
+    sells_held: bool = False,
 ) -> None:
     assert strategy.id is not None
     lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
@@ -861,29 +1108,44 @@ async def _apply_tick(
             uow, strategy, EventType.STRATEGY_REARMED, f"Price {_fmt(cur)} touched the base: armed again.", price=cur
         )
     # Rule 6 (paper): a scheduled position sells on the tick that reaches its price.
-    if not getattr(exchange, "rests_limit_orders", False):
+    if not exchange.rests_limit_orders:
         for position in live:
             if (
                 position.status is PositionStatus.SCHEDULED
                 and position.scheduled_exit_price is not None
                 and ch.scheduled_sell_triggered(cur, position.scheduled_exit_price)
             ):
-                execution = await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, cur)
-                if execution.executed_quantity > 0 and _is_closed(position):
+                await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, cur)
+                if _is_closed(position):
                     outcome.closed.append(position)
-    # Rule 4: exit on the way down through X.
-    if ch.exit_triggered(prev, cur, lv):
+    # Rule 4: exit on the way down through X (unless the client's emergency stop holds its sells).
+    if ch.exit_triggered(prev, cur, lv) and not sells_held:
         for position in live:
             if position.status is not PositionStatus.OPEN:
                 continue
             if cur >= position.min_sell_price:
-                await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.EXIT, cur)
+                try:
+                    execution = await _sell(uow, exchange, strategy, symbol, position, OrderPurpose.EXIT, cur)
+                except (FilterFailure, PermanentExchangeError) as e:
+                    # Refused (e.g. the account no longer holds the quantity): recorded, and the
+                    # position stays open for the user to see; the engine goes on with the others.
+                    _event(
+                        uow, strategy, EventType.ORDER_REFUSED,
+                        f"The exchange refused the exit of position {position.id}: {e.message}", position,
+                        error=e.message,
+                    )  # fmt: skip
+                    continue
                 if _is_closed(position):
                     outcome.closed.append(position)
                     continue
+                if execution is None:
+                    await _park(uow, exchange, strategy, symbol, position)
+                    outcome.scheduled.append(position)
+                    continue
                 # An unfilled IOC remainder becomes scheduled (rule 4).
-            _schedule(
+            await _schedule(
                 uow,
+                exchange,
                 strategy,
                 symbol,
                 position,
@@ -899,7 +1161,7 @@ async def _apply_tick(
         and ch.entry_triggered(prev, cur, lv)
     ):
         opened = await _try_entry(
-            uow, exchange, strategy, symbol, cur, [p for p in live if not _is_closed(p)], principal
+            uow, exchange, strategy, symbol, cur, [p for p in live if not _is_closed(p)], principal, paused=paused
         )
         if opened is not None:
             outcome.opened.append(opened)
@@ -920,7 +1182,14 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
             lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
             if not ch.channel_broken(cmd.close, lv):
                 continue
+            if (await uow.clients.paused([strategy.client_id])).get(strategy.client_id):
+                continue  # an emergency stop holds the client's sells: judged on a close after it resumes
             assert strategy.id is not None
+            try:
+                account, rest = await exchange.for_client(strategy.client_id), True
+            except ExchangeError:
+                # Parked all the same; reconciliation places the resting sells once the account answers.
+                account, rest = exchange, False
             strategy.channel_broken_at = cmd.close_time
             strategy.is_armed = False
             _event(
@@ -934,58 +1203,177 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
             )
             for position in await uow.positions.list_live_by_strategy(strategy.id):
                 if position.status is PositionStatus.OPEN:
-                    _schedule(
+                    await _schedule(
                         uow,
+                        account,
                         strategy,
                         symbol,
                         position,
                         position.min_sell_price,
                         "channel broken",
                         channel_exit_date=cmd.close_time,
+                        rest=rest,
                     )
             broken.append(strategy)
         await uow.commit()
     return broken
 
 
-# ---------------------------------------------------------------- reconciliation
+# ---------------------------------------------------------------- reconciliation and order updates
 
-UNSETTLED = (OrderStatus.NEW, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+async def _lock_order(uow: UnitOfWork, client_order_id: str) -> tuple[Order, Position | None, Strategy | None] | None:
+    """An order with its position and strategy, locked in the services' order (strategy, position,
+    then the order) and read afresh. None when no order has that client order id."""
+    order = await uow.orders.get_by_client_order_id(client_order_id)
+    if order is None:
+        return None
+    position: Position | None = None
+    strategy: Strategy | None = None
+    if order.position_id is not None:
+        position, strategy = await _position(uow, order.position_id, None)
+    elif order.strategy_id is not None:
+        strategy = await _strategy(uow, order.strategy_id, None, lock=True)
+    locked = await uow.orders.get_by_client_order_id(client_order_id, for_update=True)
+    assert locked is not None
+    return locked, position, strategy
+
+
+async def _apply_execution(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    strategy: Strategy | None,
+    symbol: Symbol,
+    order: Order,
+    position: Position | None,
+    execution: Execution,
+) -> bool:
+    """Record what the exchange reports of an order (its cumulative state) beyond what is recorded:
+    the new part of a sell's fills sells that share of the position (rules 7, 9), a buy found filled
+    opens its position. Idempotent: a state already recorded, or an older one, changes nothing — the
+    same fill reported by the stream, by polling and by reconciliation is applied once."""
+    new_quantity = execution.executed_quantity - order.filled_quantity
+    if new_quantity < 0 or (new_quantity == 0 and (execution.status is order.status or order.status in FINAL)):
+        return False
+    if new_quantity > 0 and strategy is not None:
+        if order.side is Side.SELL and position is not None and not _is_closed(position):
+            delta = Execution(
+                client_order_id=execution.client_order_id,
+                exchange_order_id=execution.exchange_order_id,
+                status=execution.status,
+                side=execution.side,
+                executed_quantity=new_quantity,
+                quote_quantity=execution.quote_quantity - order.filled_quote,
+                fee=execution.fee - order.fee,
+                fee_asset=execution.fee_asset,
+                executed_at=execution.executed_at,
+                fee_asset_price_in_quote=execution.fee_asset_price_in_quote,
+            )
+            _apply_sell(uow, strategy, symbol, position, order, delta, order.purpose)
+        elif order.side is Side.BUY and order.position_id is None and order.filled_quantity == 0:
+            _record_execution(order, execution)
+            await _open_position(uow, exchange, strategy, symbol, order, execution, order.purpose)
+    _record_execution(order, execution)
+    return True
+
+
+async def apply_order_update(execution: Execution, uow: UnitOfWork, exchange: Exchange) -> bool | None:
+    """A resting order's new state, as the exchange reported it (user data stream or polling, rule
+    6): its new fills are applied once, under the order's lock. Returns whether anything changed,
+    None when no order has that client order id (not ours, or its transaction has not committed yet)."""
+    async with uow:
+        locked = await _lock_order(uow, execution.client_order_id)
+        if locked is None:
+            return None
+        order, position, strategy = locked
+        symbol = await _symbol(uow, order.symbol_id)
+        account = await exchange.for_client(order.client_id)
+        changed = await _apply_execution(uow, account, strategy, symbol, order, position, execution)
+        if changed:
+            await uow.commit()
+    return changed
+
+
+async def _settle_absent(uow: UnitOfWork, exchange: Exchange, client_order_id: str) -> bool:
+    """An order the exchange never received (unknown outcome, absent once its request could no longer
+    be accepted) is rejected; a sell of a position still scheduled gets its resting sell again."""
+    async with uow:
+        locked = await _lock_order(uow, client_order_id)
+        if locked is None:
+            return False
+        order, position, strategy = locked
+        if order.status not in (OrderStatus.NEW, OrderStatus.UNKNOWN):
+            return False
+        order.status, order.error = OrderStatus.REJECTED, ABSENT
+        if order.side is Side.SELL and position is not None and strategy is not None:
+            account = await exchange.for_client(order.client_id)
+            if account.rests_limit_orders and position.status is PositionStatus.SCHEDULED:
+                await _rest(uow, account, strategy, await _symbol(uow, order.symbol_id), position, engine=True)
+        await uow.commit()
+    return True
 
 
 async def reconcile_orders(uow: UnitOfWork, exchange: Exchange) -> int:
     """Settle every order not in a final state with what the exchange says of it (by client order
-    id): fills of resting sells close their positions (rule 7 bookkeeping included); an order the
-    exchange never received is marked rejected. Idempotent: only new fills are applied."""
-    settled = 0
+    id), one transaction each: fills of resting sells sell their positions (rule 7 bookkeeping
+    included), a buy found filled opens its position, an order the exchange never received is
+    rejected. Then, where orders rest, every scheduled position gets a resting sell if it has none
+    (rule 6). Idempotent: only new fills are applied. Returns how many orders changed."""
     async with uow:
-        for order in await uow.orders.list_by_status(UNSETTLED):
-            symbol = await _symbol(uow, order.symbol_id)
-            execution = await exchange.get_order(symbol, order.client_order_id)
+        pending = [(o.client_order_id, o.client_id, o.symbol_id) for o in await uow.orders.list_by_status(UNSETTLED)]
+        symbols = {s.id: s for s in await uow.symbols.list()}
+    settled = 0
+    for coid, client_id, symbol_id in pending:
+        try:
+            account = await exchange.for_client(client_id)
+            execution = await account.get_order(symbols[symbol_id], coid)  # asked before any lock is taken
             if execution is None:
-                if order.status in (OrderStatus.NEW, OrderStatus.UNKNOWN):
-                    order.status = OrderStatus.REJECTED
-                    order.error = "The exchange has no order with this client order id."
-                    settled += 1
+                settled += await _settle_absent(uow, exchange, coid)
+            else:
+                settled += bool(await apply_order_update(execution, uow, exchange))
+        except ExchangeError:
+            continue  # the exchange could not be asked: the next pass tries again
+    return settled + await rest_scheduled_positions(uow, exchange)
+
+
+async def rest_scheduled_positions(uow: UnitOfWork, exchange: Exchange) -> int:
+    """Rule 6 where orders rest: every scheduled position has a live sell order on the exchange. One
+    is placed for each that lacks it — its placement was never received, the exchange cancelled or
+    expired it, an unknown sell was settled without selling it all, or its account could not be
+    reached when it was scheduled. A position whose last sell the exchange refused is left to the
+    user (reschedule or cancel it): retrying would be refused again. Returns how many were placed."""
+    scheduled: list[tuple[int, int]] = []
+    async with uow:
+        page = Page(500)
+        while rows := await uow.positions.list(page, status=PositionStatus.SCHEDULED):
+            scheduled += [(p.id, p.client_id) for p in rows if p.id is not None]
+            page = Page(500, before_id=scheduled[-1][0])
+    placed = 0
+    for position_id, client_id in scheduled:
+        try:
+            account = await exchange.for_client(client_id)
+        except ExchangeError:
+            continue
+        if not account.rests_limit_orders:
+            continue
+        async with uow:
+            position, strategy = await _position(uow, position_id, None)
+            orders = await uow.orders.list_by_position(position_id, tuple(OrderStatus))
+            sells = [o for o in orders if o.side is Side.SELL]
+            if position.status is not PositionStatus.SCHEDULED or any(o.status in UNSETTLED for o in sells):
                 continue
-            new_quantity = execution.executed_quantity - order.filled_quantity
-            if new_quantity > 0 and order.side is Side.SELL and order.position_id is not None:
-                position, strategy = await _position(uow, order.position_id, None)
-                delta = Execution(
-                    client_order_id=execution.client_order_id,
-                    exchange_order_id=execution.exchange_order_id,
-                    status=execution.status,
-                    side=execution.side,
-                    executed_quantity=new_quantity,
-                    quote_quantity=execution.quote_quantity - order.filled_quote,
-                    fee=execution.fee - order.fee,
-                    fee_asset=execution.fee_asset,
-                    executed_at=execution.executed_at,
-                    fee_asset_price_in_quote=execution.fee_asset_price_in_quote,
-                )
-                _apply_sell(uow, strategy, symbol, position, order, delta, order.purpose)
-            if execution.status is not order.status or new_quantity:
-                _record_execution(order, execution)
-                settled += 1
-        await uow.commit()
-    return settled
+            if sells and sells[-1].status is OrderStatus.REJECTED and sells[-1].error != ABSENT:
+                continue
+            symbol = await _symbol(uow, position.symbol_id)
+            placed += await _rest(uow, account, strategy, symbol, position, engine=True) is not None
+            await uow.commit()
+    return placed
+
+
+async def resting_orders(uow: UnitOfWork) -> list[tuple[Order, Symbol]]:
+    """Orders resting on the exchange (open or partially filled), with their symbols: what the
+    consumer of order updates watches after a restart. Read only."""
+    async with uow:
+        orders = await uow.orders.list_by_status((OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED))
+        symbols = {s.id: s for s in await uow.symbols.list()}
+    return [(o, symbols[o.symbol_id]) for o in orders]

@@ -46,7 +46,7 @@ class SymbolEngine:
         self.symbol_id: int = symbol.id
         self.set_price = set_price
         self.fills_at_levels = fills_at_levels
-        self.index = SymbolIndex(watch_scheduled=not getattr(exchange, "rests_limit_orders", False))
+        self.index = SymbolIndex(watch_scheduled=not exchange.rests_limit_orders)
         # Hooks: called just before a decision is taken, and with its outcome once the index is fresh.
         self.before_decision: Callable[[], None] | None = None
         self.on_decision: Callable[[services.TickOutcome], None] | None = None

@@ -1,4 +1,5 @@
-"""The ASGI application: Starlette with the GraphQL endpoint at /graphql (GraphiQL on GET)."""
+"""The ASGI application: Starlette with the GraphQL endpoint at /graphql (GraphiQL on GET) and the
+dashboard at / (gql_api/web.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -19,13 +20,16 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from domain.adapters import metrics
 from domain.adapters.bootstrap import App, bootstrap
 from domain.adapters.config import Settings
 from domain.errors import Unauthenticated
+from gql_api import web
 from gql_api.auth import access_tokens, authenticate, authenticate_connection, bearer_token
 from gql_api.broadcast import Broadcaster
 from gql_api.context import Context, make_context
 from gql_api.hardening import BodySizeLimit, RateLimit
+from gql_api.health import metrics_endpoint, readyz
 from gql_api.schema import schema
 from gql_api.ws import Connection, SubscriptionHub
 
@@ -79,6 +83,10 @@ class CriptorenGraphQL(GraphQL[Context, None]):
         await authenticate_connection(context)
         return UNSET
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # GraphiQL on assets served by this server (gql_api/web.py), else Strawberry's CDN page.
+        return web.graphiql_page() or await super().render_graphql_ide(request)
+
 
 def create_app(settings: Settings | None = None, app: App | None = None) -> Starlette:
     """Build the ASGI app. `app` (already bootstrapped) is used as is, e.g. by the tests."""
@@ -92,9 +100,6 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
-
-    async def index(request: Request) -> RedirectResponse:
-        return RedirectResponse("/graphql")
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -111,13 +116,21 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
             Middleware(RateLimit, criptoren=application),
         ],
         routes=[
-            Route("/", index),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),  # PostgreSQL, Redis and the market streams (gql_api/health.py)
+            Route("/metrics", metrics_endpoint),  # Prometheus
             Route("/graphql", graphql, methods=["GET", "POST"]),
             # graphql-transport-ws with shared executions of identical subscriptions (gql_api/ws.py).
             WebSocketRoute("/graphql", websocket_endpoint),
+            # The dashboard at / and GraphiQL's assets (gql_api/web.py).
+            *web.routes(schema, graphiql=not settings.is_prod),
         ],
         lifespan=lifespan,
     )
     starlette.state.criptoren = application
+    # Graceful shutdown (gql_api/server.py): /readyz answers 503, WebSockets close with 1001.
+    starlette.state.shutting_down = False
+    starlette.state.ws_hub = hub
+    metrics.WS_SUBSCRIBERS.set_function(lambda: hub.subscribers)
+    metrics.WS_CONNECTIONS.set_function(lambda: len(hub.connections))
     return starlette

@@ -103,6 +103,15 @@ TOKEN_EXPIRED_CLOSE_CODE = 4403  # graphql-transport-ws: Forbidden (as for a ref
 _expiry_tasks: set[asyncio.Task[None]] = set()
 
 
+class ConnectionRefused(ConnectionRejectionError, PermissionError):
+    """A WebSocket connection refused for its token: Strawberry's handler closes it with 4403
+    (ConnectionRejectionError); a handler of our own can catch the PermissionError."""
+
+    def __init__(self, message: str) -> None:
+        ConnectionRejectionError.__init__(self, {"code": "UNAUTHENTICATED", "message": message})
+        PermissionError.__init__(self, message)
+
+
 def connection_token(params: Any) -> str | None:
     """The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (what GraphiQL
     sends from its headers pane), `{"headers": {"Authorization": …}}`, or `{"token": …}`."""
@@ -127,15 +136,15 @@ async def authenticate_connection(context: Any) -> None:
     """For `on_ws_connect`: the token of the `connection_init` payload (`{"Authorization": "Bearer
     …"}`) makes `context.client_id` the current client for every operation of the connection, and
     the socket is closed with 4403 when the token expires (the client refreshes and reconnects). A
-    bad token refuses the connection (4403). Without a token the connection is anonymous: public
-    subscriptions (`prices`) only."""
+    bad token refuses the connection (`ConnectionRefused`: 4403). Without a token the connection is
+    anonymous: public subscriptions (`prices`) only."""
     token = connection_token(context.connection_params)
     if token is None:
         return
     try:
         client_id, expires = _decode(context.app, token)
     except Unauthenticated as e:
-        raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": e.message}) from None
+        raise ConnectionRefused(e.message) from None
     context.client_id = client_id
     if context.request is not None:
         delay = max(0.0, (expires - datetime.now(UTC)).total_seconds())

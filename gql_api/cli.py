@@ -7,6 +7,15 @@ criptoren seed-demo   load the plan's demo data (idempotent)
 criptoren schema      print the GraphQL schema (SDL)
 criptoren client create --name NAME   create a client; prints its API key and secret (once)
 criptoren client rotate --name NAME   new API key and secret for a client; ends its sessions
+criptoren client set-exchange-keys --name NAME [--api-key KEY]   the client's own Binance keys (the
+                      secret is read from the terminal or stdin, never from the command line)
+criptoren client clear-exchange-keys --name NAME   the client trades on paper again
+criptoren pause [--client NAME | --all] [--cancel-scheduled]   emergency stop: no new entries
+criptoren resume [--client NAME | --all]   end the pause
+criptoren backup      pg_dump the database into BACKUP_DIR (compressed; the newest BACKUP_KEEP kept)
+criptoren restore FILE [--force]   restore a backup (into an empty database, or replace it with --force)
+criptoren backtest    backtest a channel over historical candles (gql_api/backtest_cli.py)
+criptoren sweep       backtest a grid of channel parameters in parallel
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from domain.adapters.config import Settings
 from domain.adapters.seed import DEMO_CLIENT
 from domain.auth import Credentials
 from domain.errors import DomainError
+from gql_api import backtest_cli
 
 if TYPE_CHECKING:
     from domain.adapters.bootstrap import App
@@ -32,11 +42,9 @@ log = logging.getLogger("criptoren")
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from domain.adapters.logs import configure_logging
+
+    configure_logging(settings)  # text or JSON (LOG_FORMAT), secrets masked
 
 
 def cmd_migrate(settings: Settings) -> None:
@@ -91,12 +99,40 @@ async def _issue_credentials(app: App, name: str) -> None:
     _print_credentials(client.name, credentials)
 
 
-async def _client(settings: Settings, action: str, name: str) -> None:
+def _read_secret(prompt: str) -> str:
+    """A secret from the terminal (not echoed), or the first line of stdin when piped."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().strip()
+
+
+async def _exchange_keys(app: App, action: str, name: str, api_key: str | None) -> None:
+    from domain import exchange_keys
+    from domain.adapters.secrets import SecretBox
+
+    client = await auth.find_client(app.uow(), name)
+    assert client.id is not None
+    if action == "clear-exchange-keys":
+        keys = await exchange_keys.clear_exchange_keys(cmds.ClearExchangeKeys(client.id), app.uow())
+    else:
+        key = api_key or _read_secret("Binance API key: ")
+        secret = _read_secret("Binance API secret (not shown): ")
+        cipher = SecretBox(app.settings.criptoren_secret_key) if app.settings.criptoren_secret_key else None
+        keys = await exchange_keys.set_exchange_keys(cmds.SetExchangeKeys(client.id, key, secret), app.uow(), cipher)
+    trades_on = "Binance" if keys.has_keys and app.settings.exchange == "binance" else "paper"
+    log.info("Client %r: exchange key %s; trades on %s.", client.name, keys.api_key_hint or "none", trades_on)
+
+
+async def _client(settings: Settings, action: str, name: str, api_key: str | None = None) -> None:
     from domain.adapters.bootstrap import bootstrap
 
     app = bootstrap(settings)
     try:
-        if action == "create":
+        if action in ("set-exchange-keys", "clear-exchange-keys"):
+            await _exchange_keys(app, action, name, api_key)
+        elif action == "create":
             client, credentials = await auth.create_client(
                 cmds.CreateClientWithCredentials(name), app.uow(), datetime.now(UTC)
             )
@@ -107,22 +143,21 @@ async def _client(settings: Settings, action: str, name: str) -> None:
         await app.close()
 
 
-def cmd_client(settings: Settings, action: str, name: str) -> None:
+def cmd_client(settings: Settings, action: str, name: str, api_key: str | None = None) -> None:
     try:
-        asyncio.run(_client(settings, action, name))
+        asyncio.run(_client(settings, action, name, api_key))
     except DomainError as e:
         log.error("%s", e.message)
         raise SystemExit(1) from None
 
 
 def cmd_serve(settings: Settings) -> None:
-    import uvicorn
-
     from gql_api.app import create_app
+    from gql_api.server import serve
 
     app = create_app(settings)
     log.info("GraphQL API and GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    serve(app, settings.host, settings.port, settings.log_level.lower())
 
 
 def cmd_worker(settings: Settings) -> None:
@@ -157,6 +192,76 @@ def cmd_up(settings: Settings) -> None:
             worker.kill()
 
 
+async def _pause(settings: Settings, resume: bool, name: str | None, cancel_scheduled: bool) -> None:
+    from domain import audit, trading_pause
+    from domain.adapters.bootstrap import bootstrap
+
+    app = bootstrap(settings)
+    try:
+        if name is None:
+            ids = await trading_pause.all_client_ids(app.uow())
+        else:
+            client = await auth.find_client(app.uow(), name)
+            assert client.id is not None
+            ids = [client.id]
+        for client_id in ids:
+            if resume:
+                status = await trading_pause.resume_trading(cmds.ResumeTrading(client_id), app.uow)
+            else:
+                cmd = cmds.PauseTrading(client_id, cancel_scheduled)
+                status = await trading_pause.pause_trading(cmd, app.uow, app.exchange)
+            mutation = "cli:resume" if resume else "cli:pause"
+            arguments = {} if resume else {"cancelScheduled": cancel_scheduled}
+            await audit.record(
+                app.uow(), mutation, arguments, client_id, datetime.now(UTC),
+                result={"type": "TradingStatus", "paused": status.paused, "sellsHeld": status.sells_held},
+            )  # fmt: skip
+            detail = ""
+            if status.cancelled_schedules:
+                detail = f", {len(status.cancelled_schedules)} scheduled sells cancelled"
+            if status.not_cancelled:
+                detail += f", {len(status.not_cancelled)} not cancelled: {status.not_cancelled}"
+            log.info("Client %s: trading %s%s.", client_id, "paused" if status.paused else "active", detail)
+        if not ids:
+            log.info("No clients.")
+    finally:
+        await app.close()
+
+
+def cmd_pause(settings: Settings, resume: bool, name: str | None, cancel_scheduled: bool = False) -> None:
+    try:
+        asyncio.run(_pause(settings, resume, name, cancel_scheduled))
+    except DomainError as e:
+        log.error("%s", e.message)
+        raise SystemExit(1) from None
+
+
+def cmd_backup(settings: Settings) -> None:
+    from domain.adapters.backup import BackupError, backup
+    from domain.adapters.bootstrap import resolve_database_url
+
+    try:
+        path = asyncio.run(backup(resolve_database_url(settings), settings.backups_path, settings.backup_keep))
+    except BackupError as e:
+        log.error("%s", e)
+        raise SystemExit(1) from None
+    sys.stdout.write(f"{path}\n")
+
+
+def cmd_restore(settings: Settings, file: str, force: bool) -> None:
+    from pathlib import Path
+
+    from domain.adapters.backup import BackupError, restore
+    from domain.adapters.bootstrap import resolve_database_url
+
+    try:
+        asyncio.run(restore(resolve_database_url(settings), Path(file), force=force))
+    except BackupError as e:
+        log.error("%s", e)
+        raise SystemExit(1) from None
+    log.info("Restored %s. Run `criptoren migrate` if the backup comes from an older version.", file)
+
+
 def cmd_schema(settings: Settings) -> None:
     from gql_api.schema import sdl
 
@@ -170,10 +275,13 @@ COMMANDS = {
     "migrate": (cmd_migrate, "upgrade the database to the latest schema"),
     "seed-demo": (cmd_seed_demo, "load the plan's demo data (idempotent)"),
     "schema": (cmd_schema, "print the GraphQL schema (SDL)"),
+    "backup": (cmd_backup, "back the database up into BACKUP_DIR (pg_dump, compressed; the newest BACKUP_KEEP kept)"),
 }
 CLIENT_ACTIONS = {
     "create": "create a client; prints its API key and secret (shown once)",
     "rotate": "give a client a new API key and secret (the old ones stop working, its sessions end)",
+    "set-exchange-keys": "store the client's own Binance API key and secret (encrypted): it trades on Binance",
+    "clear-exchange-keys": "forget the client's Binance keys: it trades on paper again",
 }
 
 
@@ -188,7 +296,28 @@ def main(argv: list[str] | None = None) -> None:
     client = sub.add_parser("client", help="manage clients and their API credentials")
     actions = client.add_subparsers(dest="action", required=True)
     for action, help_text in CLIENT_ACTIONS.items():
-        actions.add_parser(action, help=help_text).add_argument("--name", required=True, help="the client's name")
+        action_parser = actions.add_parser(action, help=help_text)
+        action_parser.add_argument("--name", required=True, help="the client's name")
+        if action == "set-exchange-keys":
+            action_parser.add_argument("--api-key", help="the Binance API key (asked when omitted)")
+    for name, help_text in (
+        ("pause", "emergency stop: no new entries for a client (or every client) until `criptoren resume`"),
+        ("resume", "end a trading pause"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--client", dest="client_name", help="the client's name")
+        who.add_argument("--all", action="store_true", help="every client")
+        if name == "pause":
+            p.add_argument(
+                "--cancel-scheduled",
+                action="store_true",
+                help="also cancel the scheduled sells and hold automatic exits until resume",
+            )
+    restore = sub.add_parser("restore", help="restore a backup made by `criptoren backup`")
+    restore.add_argument("file", help="the backup file (.dump)")
+    restore.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
+    backtest_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "host", None):
@@ -197,7 +326,16 @@ def main(argv: list[str] | None = None) -> None:
         settings.port = args.port
     _setup_logging(settings)
     if args.command == "client":
-        cmd_client(settings, args.action, args.name)
+        cmd_client(settings, args.action, args.name, getattr(args, "api_key", None))
+        return
+    if args.command in ("pause", "resume"):
+        cmd_pause(settings, args.command == "resume", args.client_name, getattr(args, "cancel_scheduled", False))
+        return
+    if args.command == "restore":
+        cmd_restore(settings, args.file, args.force)
+        return
+    if args.command in backtest_cli.COMMANDS:
+        backtest_cli.run(args, settings)
         return
     COMMANDS[args.command][0](settings)
 

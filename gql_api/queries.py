@@ -10,6 +10,7 @@ import strawberry
 from domain import auth, model, views
 from domain.errors import ValidationError
 from domain.ports import Page
+from gql_api.backtest import BacktestQueries
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated
 from gql_api.types import (
@@ -60,7 +61,7 @@ def page(info: Info, first: int, after: str | None) -> Page:
 
 
 @strawberry.type(description="Read Criptoren's strategies, positions, trades, capital, reports and prices.")
-class Query:
+class Query(BacktestQueries):
     @strawberry.field(permission_classes=[IsAuthenticated], description="The client the access token acts for.")
     async def me(self, info: Info) -> Client:
         assert info.context.client_id is not None

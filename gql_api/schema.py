@@ -12,8 +12,10 @@ from gql_api.errors import ErrorCodes, classify
 from gql_api.hardening import OperationGuards
 from gql_api.mutations.auth import AuthMutations
 from gql_api.mutations.capital import CapitalMutations
+from gql_api.mutations.exchange import ExchangeMutations
 from gql_api.mutations.orders import OrderMutations
 from gql_api.mutations.strategies import StrategyMutations
+from gql_api.mutations.trading import TradingMutations
 from gql_api.queries import Query
 from gql_api.scalars import DecimalScalar
 from gql_api.subscriptions import Subscription
@@ -27,7 +29,7 @@ MAX_TOKENS = 2000
     description="Log in, and change strategies, capital and positions. A failed mutation changes nothing; every "
     "mutation is recorded in the audit log."
 )
-class Mutation(AuthMutations, StrategyMutations, CapitalMutations, OrderMutations):
+class Mutation(AuthMutations, StrategyMutations, CapitalMutations, OrderMutations, ExchangeMutations, TradingMutations):
     pass
 
 

@@ -467,7 +467,16 @@ class Client:
     name: str = strawberry.field(description="Name.")
     api_key: str | None = strawberry.field(description="The public half of the client's API credentials.")
     created_at: datetime | None = strawberry.field(description="Creation time (UTC).")
+    trading_paused_at: datetime | None = strawberry.field(
+        default=None, description="Set while trading is paused (pauseTrading): when the pause began (UTC)."
+    )
+    trading_sells_held: bool = strawberry.field(
+        default=False, description="True when the pause also holds automatic exits (pauseTrading with cancelScheduled)."
+    )
 
     @classmethod
     def from_domain(cls, c: model.Client) -> Client:
-        return cls(id=strawberry.ID(str(c.id)), name=c.name, api_key=c.api_key, created_at=c.created_at)
+        return cls(
+            id=strawberry.ID(str(c.id)), name=c.name, api_key=c.api_key, created_at=c.created_at,
+            trading_paused_at=c.trading_paused_at, trading_sells_held=c.trading_sells_held,
+        )  # fmt: skip

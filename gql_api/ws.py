@@ -71,6 +71,11 @@ class SubscriptionHub:
     def __init__(self, schema: Any) -> None:
         self.schema = schema
         self.groups: dict[tuple[Any, ...], Group] = {}
+        self.connections: set[Connection] = set()  # open ones, closed by `close_all` on shutdown
+
+    async def close_all(self, code: int = 1001, reason: str = "Server shutting down") -> None:
+        """Close every connection (graceful shutdown: 1001 "going away"; clients reconnect elsewhere)."""
+        await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)), return_exceptions=True)
 
     @property
     def subscribers(self) -> int:
@@ -159,6 +164,14 @@ class Connection:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.websocket.send_text(text)
 
+    async def close(self, code: int, reason: str) -> None:
+        """Close from the server's side; `run` then ends when the client answers (or the socket drops)."""
+        if self.websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.websocket.close(code=code, reason=reason)
+
     async def send_next(self, op_id: str, body: str) -> None:
         await self._send(f'{{"id":{json.dumps(op_id)},"type":"next","payload":{body}}}')
 
@@ -177,6 +190,7 @@ class Connection:
             await self.websocket.close(code=4406, reason="Subprotocol not acceptable")
             return
         await self.websocket.accept(subprotocol=PROTOCOL)
+        self.hub.connections.add(self)
         try:
             await self._init()
             while True:
@@ -186,6 +200,7 @@ class Connection:
         except WebSocketDisconnect:
             pass
         finally:
+            self.hub.connections.discard(self)
             for operation in list(self.operations.values()):
                 if isinstance(operation, Member):
                     self.hub.leave(operation)

@@ -20,6 +20,7 @@ per symbol, and runs a `SymbolConsumer` for each symbol it holds. A consumer:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,9 @@ from decimal import Decimal
 
 from domain import channel as ch
 from domain import services
+from domain.adapters import metrics, stream_health
 from domain.adapters.bootstrap import App
+from domain.logctx import log_fields
 from domain.market import ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol
 from domain.symbol_engine import SymbolEngine
@@ -79,6 +82,18 @@ class SymbolConsumer:
         self.stats = ConsumerStats()
         self.checkpoint_every = checkpoint_every
         self.on_decision: Callable[[services.TickOutcome], None] | None = None
+        # Graceful shutdown: `busy` while an event (and the decisions it causes) is handled; once
+        # `stopping`, the consumer returns after the event in hand (MarketWorker.stop_consumers).
+        self.busy = False
+        self.stopping = False
+        self.last_tick_wall: float | None = None
+        # Metrics, bound once: per tick only in-memory increments and observations.
+        name = symbol.symbol
+        self._m_ticks = metrics.TICKS.labels(name)
+        self._m_engine = metrics.ENGINE_SECONDS.labels(name)
+        self._m_tick_to_order = metrics.TICK_TO_ORDER_SECONDS.labels(name)
+        self._m_decisions = metrics.DECISIONS.labels(name)
+        self._m_last_tick = metrics.LAST_TICK.labels(name)
 
     # ------------------------------------------------------------ checkpoint
 
@@ -119,10 +134,16 @@ class SymbolConsumer:
             self.symbol.symbol, self.source.name, len(self.index), self.seq,
         )  # fmt: skip
         async for event in self.source.stream(self.symbol.symbol, after_seq=self.seq):
-            if isinstance(event, Tick):
-                await self.on_tick(event)
-            else:
-                await self.on_candle(event)
+            self.busy = True
+            try:
+                if isinstance(event, Tick):
+                    await self.on_tick(event)
+                else:
+                    await self.on_candle(event)
+            finally:
+                self.busy = False
+            if self.stopping:
+                return
 
     async def on_tick(self, tick: Tick) -> None:
         received = time.perf_counter()
@@ -132,7 +153,12 @@ class SymbolConsumer:
         if prev is not None and prev != cur:
             self._received = received
             await self.engine.price_moved(prev, cur, tick.at)
-        self.stats.engine_seconds += time.perf_counter() - received
+        elapsed = time.perf_counter() - received
+        self.stats.engine_seconds += elapsed
+        self._m_ticks.inc()
+        self._m_engine.observe(elapsed)
+        self.last_tick_wall = time.time()
+        self._m_last_tick.set(self.last_tick_wall)
         self.app.price_book.set(self.symbol.symbol, cur, tick.at)
         self.prev, self.seq = cur, tick.seq
         await self.app.bus.publish_tick(self.symbol.symbol, cur, tick.at)
@@ -143,10 +169,13 @@ class SymbolConsumer:
         self.app.price_book.set(self.symbol.symbol, price, at)
 
     def _before_decision(self) -> None:
-        self.stats.tick_to_order.append(time.perf_counter() - self._received)
+        latency = time.perf_counter() - self._received
+        self.stats.tick_to_order.append(latency)
+        self._m_tick_to_order.observe(latency)
 
     def _decided(self, outcome: services.TickOutcome) -> None:
         self.stats.decisions += 1
+        self._m_decisions.inc()
         if self.on_decision is not None:
             self.on_decision(outcome)
 
@@ -186,12 +215,15 @@ class MarketWorker:
         owner: str | None = None,
         lease_ttl: float = 5.0,
         poll_seconds: float = 1.0,
+        shutdown_grace: float = 10.0,
     ) -> None:
         self.app = app
         self.source = source
         self.owner = owner or worker_id()
         self.lease_ttl = lease_ttl
         self.poll_seconds = poll_seconds
+        # On stop, a decision in flight gets this long to finish before it is abandoned (rolled back).
+        self.shutdown_grace = shutdown_grace
         self.consumers: dict[str, tuple[SymbolConsumer, RedisLease, asyncio.Task[None]]] = {}
         self.finished: dict[str, SymbolConsumer] = {}
         self._stop = asyncio.Event()
@@ -240,8 +272,29 @@ class MarketWorker:
             lease = self.lease(symbol.symbol)
             if await lease.acquire():
                 consumer = SymbolConsumer(self.app, self.source, symbol)
-                task = asyncio.create_task(consumer.run(), name=f"consume-{symbol.symbol}")
+                with log_fields(symbol=symbol.symbol):  # on every log line of the consumer's task
+                    task = asyncio.create_task(consumer.run(), name=f"consume-{symbol.symbol}")
                 self.consumers[symbol.symbol] = (consumer, lease, task)
+        await self.report_streams()
+
+    async def report_streams(self) -> None:
+        """The state of the streams this worker consumes, for the API's /readyz (a failure to report
+        is logged: the heartbeat expires and readiness says so)."""
+        now = stream_health.now()
+        states = [(c, "starting" if c.last_tick_wall is None else "streaming") for c, _, _ in self.consumers.values()]
+        states += [(c, "finished") for c in self.finished.values()]
+        reports = [
+            stream_health.StreamReport(
+                c.symbol.symbol, self.owner, self.source.name, state, c.last_tick_wall, c.stats.ticks, now
+            )
+            for c, state in states
+        ]
+        if not reports:
+            return
+        try:
+            await stream_health.report(self.app.redis, self.app.bus, reports, ttl=max(3 * self.lease_ttl, 10.0))
+        except Exception:
+            log.exception("Could not report the market streams' state to Redis")
 
     async def _listen_for_changes(self) -> None:
         """Strategy and position changes made elsewhere (API, other workers) mark the index dirty."""
@@ -261,13 +314,29 @@ class MarketWorker:
         self._stop.set()
 
     async def stop_consumers(self) -> None:
+        """Graceful stop: a consumer between events stops at once; one handling an event finishes it
+        (its decision commits) within `shutdown_grace`, else it is abandoned — cancelled, its
+        transaction rolled back, and the event replayed from the checkpoint at the next start (every
+        order id is deterministic and looked up on the exchange first, so nothing is doubled)."""
+        for consumer, _, task in self.consumers.values():
+            consumer.stopping = True
+            if not consumer.busy:
+                task.cancel()
+        tasks = [task for _, _, task in self.consumers.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+            for task in pending:
+                log.warning("Abandoning %s after %.0f s: its decision rolls back", task.get_name(), self.shutdown_grace)
+                task.cancel()
         for consumer, lease, task in self.consumers.values():
-            task.cancel()
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: S110 - stopping: its error is logged by the task
                 pass
             await consumer.save_checkpoint()
+            # Its heartbeat goes before its lease: /readyz stops counting on this worker at once.
+            with contextlib.suppress(Exception):
+                await self.app.redis.delete(stream_health.stream_key(self.app.bus, consumer.symbol.symbol))
             await lease.release()
         self.consumers.clear()
 

@@ -1,7 +1,8 @@
 """The arq worker: `criptoren worker` (or `arq workers.settings.WorkerSettings`).
 
 On start-up it bootstraps the application, picks the market source, and runs the `MarketWorker`
-(one lease-held consumer per watched symbol). Cron jobs reconcile orders and backfill candles.
+(one lease-held consumer per watched symbol) and the consumer of order updates (fills of resting
+orders on Binance, `workers.orders`). Cron jobs reconcile orders and backfill candles.
 """
 
 from __future__ import annotations
@@ -18,29 +19,43 @@ from domain.adapters.config import Settings
 from domain.adapters.market_factory import make_market_source
 from workers import cron as cron_jobs
 from workers.market import MarketWorker
+from workers.orders import OrderUpdatesWorker
 
 log = logging.getLogger("criptoren.worker")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
-    app = bootstrap(settings)
+    app = bootstrap(settings, user_streams=True)
     source = await make_market_source(settings)
-    market = MarketWorker(app, source, lease_ttl=settings.lease_seconds)
-    ctx.update(app=app, source=source, market=market)
+    market = MarketWorker(app, source, lease_ttl=settings.lease_seconds, shutdown_grace=settings.shutdown_grace_seconds)
+    if settings.metrics_port:
+        # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.
+        from prometheus_client import start_http_server
+
+        ctx["metrics_server"], _ = start_http_server(settings.metrics_port)
+        log.info("Worker metrics on http://0.0.0.0:%s/metrics", settings.metrics_port)
+    orders = OrderUpdatesWorker(app)  # fills of resting orders (Binance), applied once
+    ctx.update(app=app, source=source, market=market, orders=orders)
     ctx["market_task"] = asyncio.create_task(market.run(), name="market-worker")
+    ctx["orders_task"] = asyncio.create_task(orders.run(), name="order-updates")
     log.info("Worker %s started (market: %s, exchange: %s)", market.owner, source.name, app.exchange.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("orders_task") is not None:
+        ctx["orders_task"].cancel()
     market: MarketWorker | None = ctx.get("market")
     if market is not None:
+        # SIGTERM: consumers finish the decision in hand (up to SHUTDOWN_GRACE_SECONDS) or abandon it.
         market.stop()
         task: asyncio.Task[None] = ctx["market_task"]
         try:
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, market.shutdown_grace + 10)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
+    if ctx.get("metrics_server") is not None:
+        ctx["metrics_server"].shutdown()
     if ctx.get("source") is not None:
         await ctx["source"].close()
     if ctx.get("app") is not None:
@@ -54,12 +69,19 @@ def redis_settings(settings: Settings) -> RedisSettings:
 def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker` built from the settings."""
     settings = settings or Settings()
+    crons = [
+        cron(cron_jobs.reconcile_orders, second={5, 35}, unique=True),
+        cron(cron_jobs.backfill_candles, minute=set(range(0, 60, 5)), second=15, unique=True),
+    ]
+    if settings.backup_cron:
+        crons.append(
+            cron(cron_jobs.backup_database, hour=settings.backup_hour, minute=17, second=0, unique=True, timeout=3600)
+        )
     return {
-        "functions": [cron_jobs.reconcile_orders, cron_jobs.backfill_candles],
-        "cron_jobs": [
-            cron(cron_jobs.reconcile_orders, second={5, 35}, unique=True),
-            cron(cron_jobs.backfill_candles, minute=set(range(0, 60, 5)), second=15, unique=True),
-        ],
+        "functions": [cron_jobs.reconcile_orders, cron_jobs.backfill_candles, cron_jobs.backup_database],
+        "cron_jobs": crons,
+        # SIGTERM: running jobs get this long to finish before they are cancelled (rolled back).
+        "job_completion_wait": int(settings.shutdown_grace_seconds),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings),

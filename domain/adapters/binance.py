@@ -65,6 +65,7 @@ from binance.ws.constants import WSListenerState
 from websockets.protocol import State
 
 from domain import channel as ch
+from domain.adapters import metrics
 from domain.adapters.secrets import redact
 from domain.errors import (
     ExchangeError,
@@ -550,6 +551,7 @@ class BinanceExchange:
                 return await getattr(client, method)(**params)
             except BinanceAPIException as e:
                 if e.status_code in (418, 429):
+                    metrics.exchange_error(f"http_{e.status_code}")
                     retry_after = _retry_after(e, self.config.default_retry_after)
                     self.rate_limit_hits += 1
                     self._gate.pause_for(retry_after)
@@ -578,6 +580,7 @@ class BinanceExchange:
 
     def _map_error(self, error: BinanceAPIException, **details: Any) -> ExchangeError:
         code = int(error.code or 0)
+        metrics.exchange_error(code or f"http_{error.status_code}")
         message = error.message or ""
         details = {"binance_code": code, "http_status": error.status_code, **details}
         text = f"Binance refused the request: {message} (code {code})."
@@ -629,6 +632,10 @@ class BinanceExchange:
         elif "takerCommission" in account:
             self._fee_rate = Decimal(int(account["takerCommission"])) / 10000
         return self._fee_rate
+
+    async def for_client(self, client_id: int) -> BinanceExchange:
+        """One key, one account: `ExchangeRouter` holds one adapter per client's key."""
+        return self
 
     def fee_rate(self, symbol: Symbol) -> Decimal:
         return self._fee_rate

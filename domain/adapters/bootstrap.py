@@ -3,6 +3,7 @@ workers (cosmicpython's bootstrap)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,12 +13,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.adapters.config import Settings
+from domain.adapters.exchange_router import ExchangeRouter
 from domain.adapters.paper import PaperExchange
 from domain.adapters.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
 from domain.adapters.redis_bus import RedisEventBus
 from domain.adapters.unit_of_work import SqlAlchemyUnitOfWorkFactory, make_engine, make_session_factory
 from domain.model import Symbol
-from domain.ports import Exchange, PriceSource
+from domain.ports import Exchange, PriceSource, UnitOfWorkFactory
+
+log = logging.getLogger("criptoren")
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -69,11 +73,42 @@ class App:
     price_book: MemoryPriceBook = field(default_factory=MemoryPriceBook)
 
     async def close(self) -> None:
+        if isinstance(self.exchange, ExchangeRouter):
+            await self.exchange.close()
         await self.engine.dispose()
         await self.redis.aclose()
 
 
-def bootstrap(settings: Settings | None = None, *, exchange: Exchange | None = None) -> App:
+def make_exchange(
+    settings: Settings, uow: UnitOfWorkFactory, prices: PriceSource, *, user_streams: bool = False
+) -> Exchange:
+    """`EXCHANGE=paper`: every client on paper. `EXCHANGE=binance`: each client with exchange keys on
+    its own Binance account (`BINANCE_TESTNET` picks testnet or live), the others on paper — one
+    `ExchangeRouter`. `user_streams`: the accounts follow their resting orders (user data stream,
+    polling as the fallback) — the workers do; the API only places and cancels orders."""
+    paper = PaperExchange(prices, settings.fee_rate)
+    if settings.exchange == "paper":
+        return paper
+    from domain.adapters.binance import BinanceConfig, BinanceExchange, RequestGate
+    from domain.adapters.secrets import SecretBox
+
+    cipher = SecretBox(settings.criptoren_secret_key) if settings.criptoren_secret_key else None
+    if cipher is None:
+        log.warning("EXCHANGE=binance without CRIPTOREN_SECRET_KEY: no client's exchange keys can be read.")
+    # Binance limits request weight per IP: every account of the process shares one gate.
+    gate = RequestGate(BinanceConfig(api_key="", api_secret="", testnet=settings.binance_testnet))
+
+    def open_account(api_key: str, api_secret: str) -> BinanceExchange:
+        return BinanceExchange.from_settings(settings, api_key, api_secret, gate=gate, user_stream=user_streams)
+
+    log.info(
+        "Exchange: Binance %s for clients with exchange keys, paper for the others.",
+        "testnet" if settings.binance_testnet else "LIVE",
+    )
+    return ExchangeRouter(paper, uow, cipher, open_account)
+
+
+def bootstrap(settings: Settings | None = None, *, exchange: Exchange | None = None, user_streams: bool = False) -> App:
     settings = settings or Settings()
     engine = make_engine(resolve_database_url(settings))
     session_factory = make_session_factory(engine)
@@ -81,12 +116,13 @@ def bootstrap(settings: Settings | None = None, *, exchange: Exchange | None = N
     bus = RedisEventBus(redis, settings.redis_prefix)
     book = MemoryPriceBook()
     prices = FirstKnownPrice([book, RedisPrices(bus), LatestCandlePrices(session_factory)])
+    uow = SqlAlchemyUnitOfWorkFactory(session_factory, bus)
     return App(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
-        uow=SqlAlchemyUnitOfWorkFactory(session_factory, bus),
-        exchange=exchange or PaperExchange(prices, settings.fee_rate),
+        uow=uow,
+        exchange=exchange or make_exchange(settings, uow, prices, user_streams=user_streams),
         prices=prices,
         redis=redis,
         bus=bus,

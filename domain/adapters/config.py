@@ -43,6 +43,22 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=30, description="lifetime of a refresh token (each refresh renews it)")
     rate_limit_per_minute: int = Field(default=600, description="API requests per client (or per IP) a minute")
     max_body_bytes: int = Field(default=100_000, description="largest HTTP request body the API reads")
+    # Operations (issue 7): metrics, readiness, graceful shutdown, backups.
+    metrics_port: int = Field(default=0, description="worker: serve Prometheus metrics on this port (0: off)")
+    stream_stale_seconds: float = Field(
+        default=120.0, description="/readyz: a market stream without a tick for this long is not ready"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, description="worker: on SIGTERM, how long a decision in flight may take to finish"
+    )
+    backup_dir: Path | None = Field(default=None, description="where backups go; unset: DATA_DIR/backups")
+    backup_keep: int = Field(default=7, description="backups kept in BACKUP_DIR (the oldest are deleted)")
+    backup_cron: bool = Field(default=False, description="worker: back the database up every day")
+    backup_hour: int = Field(default=3, description="hour (UTC) of the daily backup")
+
+    @property
+    def backups_path(self) -> Path:
+        return self.backup_dir or self.criptoren_data_dir / "backups"
 
     @property
     def is_prod(self) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 from binance import AsyncClient, BinanceSocketManager
 
 from domain import channel as ch
+from domain.adapters import metrics
 from domain.market import ClosedCandle, MarketEvent, Tick
 
 log = logging.getLogger("criptoren.market.binance")
@@ -192,6 +193,7 @@ class BinanceMarket:
             except Exception as e:  # any failure of the stream is a drop: reconnect (cancellation passes)
                 attempt += 1
                 self.reconnects += 1
+                metrics.STREAM_RECONNECTS.labels(symbol).inc()
                 wait = self.backoff(attempt)
                 log.warning("%s stream dropped (%s); reconnecting in %.1f s", symbol, e, wait)
                 await asyncio.sleep(wait)

@@ -22,7 +22,6 @@ kept on the committed rows, so their cost follows the rows they return, not the 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -96,11 +95,16 @@ class _Columns:
     """An entity class's column names, and fast readers of their values."""
 
     def __init__(self, cls: type) -> None:
-        self.names: tuple[str, ...] = tuple(f.name for f in fields(cls))
+        columns = fields(cls)
+        self.names: tuple[str, ...] = tuple(f.name for f in columns)
         self.read = attrgetter(*self.names)
         # Every column but `updated_at` (set by the trigger, so not a change of its own).
         compared = tuple(n for n in self.names if n != "updated_at")
         self.read_compared = attrgetter(*compared)
+        # Columns that may hold a dict or a list (JSON): copied, so that in-place changes show.
+        mutable = {f.name for f in columns if any(t in str(f.type) for t in ("dict", "list", "Any"))}
+        self.mutable = tuple(i for i, n in enumerate(self.names) if n in mutable)
+        self.mutable_compared = tuple(i for i, n in enumerate(compared) if n in mutable)
 
 
 _COLUMNS: dict[type, _Columns] = {}
@@ -114,13 +118,22 @@ def _columns(cls: type) -> _Columns:
 
 
 def _copy_value(value: Any) -> Any:
-    return copy.deepcopy(value) if isinstance(value, dict | list) else value
+    """A copy of a JSON-like value (dicts and lists copied, down to their leaves)."""
+    if isinstance(value, dict):
+        return {k: _copy_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_value(v) for v in value]
+    return value
 
 
 def row_values(obj: object) -> dict[str, Any]:
     """The column values of an entity, mutable values copied."""
     cols = _columns(type(obj))
-    return {name: _copy_value(value) for name, value in zip(cols.names, cols.read(obj), strict=True)}
+    values = dict(zip(cols.names, cols.read(obj), strict=True))
+    for i in cols.mutable:
+        name = cols.names[i]
+        values[name] = _copy_value(values[name])
+    return values
 
 
 def clone(obj: Any) -> Any:
@@ -130,8 +143,14 @@ def clone(obj: Any) -> Any:
 
 def _compared(obj: object) -> tuple[Any, ...]:
     """The values a dirty check compares (mutable values copied, so in-place changes show)."""
-    values: tuple[Any, ...] = _columns(type(obj)).read_compared(obj)
-    return tuple(_copy_value(v) for v in values)
+    cols = _columns(type(obj))
+    values: tuple[Any, ...] = cols.read_compared(obj)
+    if not cols.mutable_compared:
+        return values
+    copied = list(values)
+    for i in cols.mutable_compared:
+        copied[i] = _copy_value(copied[i])
+    return tuple(copied)
 
 
 def _now() -> datetime:
@@ -522,6 +541,19 @@ class MemoryClientRepository(_Repository):
         self.uow._autoflush()
         return any(True for _ in self.uow._view(self.table))
 
+    async def list_ids(self) -> Sequence[int]:
+        self.uow._autoflush()
+        return sorted(c.id for c in self.uow._view(self.table))
+
+    async def paused(self, client_ids: Collection[int]) -> dict[int, bool]:
+        self.uow._autoflush()
+        wanted = set(client_ids)
+        return {
+            c.id: c.trading_sells_held
+            for c in self.uow._view(self.table)
+            if c.id in wanted and c.trading_paused_at is not None
+        }
+
 
 class MemorySymbolRepository(_Repository):
     async def get(self, symbol_id: int) -> Symbol | None:
@@ -570,14 +602,17 @@ class MemoryStrategyRepository(_Repository):
 
     async def lock_for_tick(
         self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position]]]:
-        """The engine's strategies (as `list_active_by_symbol`), each with its principal and its live
-        positions, oldest first."""
+    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
+        """The engine's strategies (as `list_active_by_symbol`), each with its principal, its live
+        positions, oldest first, and its client's trading pause."""
         out = []
+        pauses: dict[int, dict[int, bool]] = {}
         for strategy in await self.list_active_by_symbol(symbol_id, strategy_ids):
             principal = await self.uow.allocations.principal(strategy.id)
             live = list(await self.uow.positions.list_live_by_strategy(strategy.id))
-            out.append((strategy, principal, live))
+            if strategy.client_id not in pauses:
+                pauses[strategy.client_id] = await self.uow.clients.paused([strategy.client_id])
+            out.append((strategy, principal, live, pauses[strategy.client_id].get(strategy.client_id)))
         return out
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
@@ -639,7 +674,7 @@ class MemoryPositionRepository(_Repository):
 
 
 class MemoryOrderRepository(_Repository):
-    async def get_by_client_order_id(self, client_order_id: str) -> Order | None:
+    async def get_by_client_order_id(self, client_order_id: str, *, for_update: bool = False) -> Order | None:
         return self.uow._unique(self.table, ("client_order_id",), (client_order_id,))
 
     async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]:
@@ -648,6 +683,15 @@ class MemoryOrderRepository(_Repository):
         for status in wanted:
             candidates.update(self.uow.store.ids(self.table, "status", status))
         return self.uow._select(self.table, lambda o: o.status in wanted, candidates)
+
+    async def list_by_position(
+        self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
+    ) -> Sequence[Order]:
+        wanted = set(statuses)
+        candidates: set[int] = set()
+        for status in wanted:
+            candidates.update(self.uow.store.ids(self.table, "status", status))
+        return self.uow._select(self.table, lambda o: o.position_id == position_id and o.status in wanted, candidates)
 
 
 class MemoryTradeRepository(_Repository):

@@ -56,6 +56,10 @@ class PaperExchange:
         self._orders: dict[str, _PaperOrder] = {}
         self._ids = itertools.count(1)
 
+    async def for_client(self, client_id: int) -> PaperExchange:
+        """One simulated account serves every client."""
+        return self
+
     def fee_rate(self, symbol: Symbol) -> Decimal:
         return self._fee_rate
 

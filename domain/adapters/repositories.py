@@ -58,6 +58,16 @@ class SqlAlchemyClientRepository(_Base):
         result = await self.session.execute(select(Client).where(orm.clients.c.api_key == api_key))
         return result.scalar_one_or_none()
 
+    async def list_ids(self) -> Sequence[int]:
+        return (await self.session.execute(select(orm.clients.c.id).order_by(orm.clients.c.id))).scalars().all()
+
+    async def paused(self, client_ids: Collection[int]) -> dict[int, bool]:
+        c = orm.clients
+        stmt = select(c.c.id, c.c.trading_sells_held).where(
+            c.c.id.in_(list(client_ids)), c.c.trading_paused_at.is_not(None)
+        )
+        return {row.id: row.trading_sells_held for row in (await self.session.execute(stmt)).all()}
+
 
 class SqlAlchemySymbolRepository(_Base):
     async def get(self, symbol_id: int) -> Symbol | None:
@@ -88,9 +98,10 @@ def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
 @functools.cache
 def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
     """The engine's hot query, built once (statement construction costs more than running it):
-    strategies of a symbol that are active or hold positions, each with its principal and live
-    positions; strategy rows locked. Positions of a strategy change only under its lock."""
-    t, p, a = orm.strategies, orm.positions, orm.capital_allocations
+    strategies of a symbol that are active or hold positions, each with its principal, its client's
+    trading pause and live positions; strategy rows locked. Positions of a strategy change only under
+    its lock."""
+    t, p, a, c = orm.strategies, orm.positions, orm.capital_allocations, orm.clients
     live = [s.value for s in LIVE]
     principal = (
         select(_sum(a.c.amount))
@@ -98,10 +109,17 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
         .scalar_subquery()
         .label("principal")
     )
+    # NULL: not paused; else whether the pause holds automatic sells too (domain.trading_pause).
+    pause = (
+        select(case((c.c.trading_paused_at.is_(None), None), else_=c.c.trading_sells_held))
+        .where(c.c.id == t.c.client_id)
+        .scalar_subquery()
+        .label("trading_pause")
+    )
     held = p.alias("held")
     has_live = select(held.c.id).where(held.c.strategy_id == t.c.id, held.c.status.in_(live)).exists()
     stmt = (
-        select(Strategy, principal, Position)
+        select(Strategy, principal, pause, Position)
         .select_from(t)
         .outerjoin(p, and_(p.c.strategy_id == t.c.id, p.c.status.in_(live)))
         .where(t.c.symbol_id == bindparam("symbol_id"), or_(t.c.is_active, has_live))
@@ -115,7 +133,10 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
 
 class SqlAlchemyStrategyRepository(_Base):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None:
-        return await self.session.get(Strategy, strategy_id, with_for_update=for_update or None)
+        # Locked rows are read afresh: another transaction may have changed them since they were loaded.
+        return await self.session.get(
+            Strategy, strategy_id, with_for_update=for_update or None, populate_existing=for_update or None
+        )
 
     async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]:
         t = orm.strategies
@@ -124,15 +145,15 @@ class SqlAlchemyStrategyRepository(_Base):
 
     async def lock_for_tick(
         self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position]]]:
+    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
         params: dict[str, Any] = {"symbol_id": symbol_id}
         if strategy_ids is not None:
             params["ids"] = list(strategy_ids)
-        out: dict[int, tuple[Strategy, Decimal, list[Position]]] = {}
-        for strategy, amount, position in (
+        out: dict[int, tuple[Strategy, Decimal, list[Position], bool | None]] = {}
+        for strategy, amount, pause, position in (
             await self.session.execute(_tick_statement(strategy_ids is not None), params)
         ).all():
-            entry = out.setdefault(strategy.id, (strategy, Decimal(amount), []))
+            entry = out.setdefault(strategy.id, (strategy, Decimal(amount), [], pause))
             if position is not None:
                 entry[2].append(position)
         return list(out.values())
@@ -169,7 +190,9 @@ class SqlAlchemyStrategyRepository(_Base):
 
 class SqlAlchemyPositionRepository(_Base):
     async def get(self, position_id: int, *, for_update: bool = False) -> Position | None:
-        return await self.session.get(Position, position_id, with_for_update=for_update or None)
+        return await self.session.get(
+            Position, position_id, with_for_update=for_update or None, populate_existing=for_update or None
+        )
 
     async def list_live_by_strategy(self, strategy_id: int) -> Sequence[Position]:
         t = orm.positions
@@ -217,12 +240,28 @@ class SqlAlchemyPositionRepository(_Base):
 
 
 class SqlAlchemyOrderRepository(_Base):
-    async def get_by_client_order_id(self, client_order_id: str) -> Order | None:
+    async def get_by_client_order_id(self, client_order_id: str, *, for_update: bool = False) -> Order | None:
         stmt = select(Order).where(orm.orders.c.client_order_id == client_order_id)
+        if for_update:
+            # Locked and read afresh: another transaction may have applied fills since it was loaded.
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]:
         stmt = select(Order).where(orm.orders.c.status.in_([s.value for s in statuses])).order_by(orm.orders.c.id)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def list_by_position(
+        self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
+    ) -> Sequence[Order]:
+        t = orm.orders
+        stmt = (
+            select(Order)
+            .where(t.c.position_id == position_id, t.c.status.in_([s.value for s in statuses]))
+            .order_by(t.c.id)
+        )
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalars().all()
 
 

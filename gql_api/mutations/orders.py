@@ -85,4 +85,5 @@ class OrderMutations:
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Position id.")]
     ) -> Position:
         cmd = cmds.CancelScheduledSell(parse_id(id, "Position"), info.context.client_id)
-        return Position.from_domain(await services.cancel_scheduled_sell(cmd, info.context.app.uow()))
+        app = info.context.app
+        return Position.from_domain(await services.cancel_scheduled_sell(cmd, app.uow(), app.exchange))

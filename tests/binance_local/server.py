@@ -561,6 +561,10 @@ class LocalBinance:
         """Refuse the next `count` requests (any path) with 429 (or 418) and `Retry-After`."""
         self._faults.append(_Fault("rate_limit", None, None, count, status=status, seconds=retry_after))
 
+    def clear_faults(self) -> None:
+        """Drop the faults not triggered yet."""
+        self._faults.clear()
+
     async def drop_websockets(self, *, user: bool = True, market: bool = True) -> None:
         """Cut WebSocket connections abruptly (no closing handshake); their subscriptions are gone."""
         if user:

@@ -28,9 +28,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def api_server(app: App) -> AsyncIterator[str]:
-    """Serve the app on 127.0.0.1; yields its base URL (http://127.0.0.1:<port>)."""
-    port = free_port()
+async def api_server(app: App, port: int | None = None) -> AsyncIterator[str]:
+    """Serve the app on 127.0.0.1 (on `port`, else a free one); yields its host (127.0.0.1:<port>)."""
+    port = port or free_port()
     config = uvicorn.Config(create_app(app=app), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

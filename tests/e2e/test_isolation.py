@@ -111,6 +111,10 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "priceHistory": ('{ priceHistory(symbol: "BTCUSDT", limit: 2) { close } }', {}),
     "currentPrice": ('{ currentPrice(symbol: "ETHUSDT") { price } }', {}),
     "symbols": ("{ symbols { symbol } }", {}),
+    "backtest": (
+        'query($s: ID!) { backtest(input: {strategyId: $s, interval: "4h"}) { summary { entries } } }',
+        {"s": "{strategy}"},
+    ),
     "login": (
         "mutation($k: String!, $s: String!) { login(apiKey: $k, apiSecret: $s) { clientId } }",
         {"k": "{api_key}", "s": "{api_secret}"},
@@ -141,6 +145,14 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "scheduleSell": ("mutation($p: ID!) { scheduleSell(positionId: $p) { id } }", {"p": "{open}"}),
     "cancelScheduledSell": ("mutation($p: ID!) { cancelScheduledSell(id: $p) { id } }", {"p": "{scheduled}"}),
     "logout": ("mutation($t: String!) { logout(refreshToken: $t) }", {"t": "$refresh"}),
+    "setExchangeKeys": (
+        "mutation($k: String!, $s: String!) { setExchangeKeys(apiKey: $k, apiSecret: $s) { hasKeys } }",
+        {"k": "binance-key-0123456789abcdef", "s": "binance-secret-0123456789abcdef"},
+    ),
+    "clearExchangeKeys": ("mutation { clearExchangeKeys { hasKeys } }", {}),
+    # Pause, then resume (in this order: a paused client's buys are refused).
+    "pauseTrading": ("mutation($c: ID) { pauseTrading(clientId: $c) { paused } }", {"c": "{client}"}),
+    "resumeTrading": ("mutation($c: ID) { resumeTrading(clientId: $c) { paused } }", {"c": "{client}"}),
 }
 # Fields that name no object: they answer about the caller only (A, in the A-on-B test).
 ABOUT_THE_CALLER = {
@@ -149,6 +161,9 @@ ABOUT_THE_CALLER = {
     "positionsReport": lambda data, w: not w.b.positions & {p["id"] for p in data["positionsReport"]["positions"]},
     "tradesReport": lambda data, w: data["tradesReport"]["trades"] == 5,  # A's 4 buys and 1 sell, not B's
 }
+# Fields about the caller that this world's caller is refused, with the code: A holds positions, so
+# its exchange keys cannot change (a position bought on one account cannot be sold on another).
+REFUSED_FOR_THE_CALLER = {"setExchangeKeys": "INVALID_STATE", "clearExchangeKeys": "INVALID_STATE"}
 SUBSCRIPTIONS = {
     "prices": 'subscription { prices(symbols: ["BTCUSDT"]) { price } }',
     "fills": "subscription($s: ID) { fills(strategyId: $s) { id } }",
@@ -239,6 +254,8 @@ async def test_another_clients_ids_are_not_found_and_nothing_changes(db: App, gq
         elif name in ABOUT_THE_CALLER:
             assert codes(body) == [], (name, body)
             assert ABOUT_THE_CALLER[name](body["data"], world), (name, body)
+        elif name in REFUSED_FOR_THE_CALLER:
+            assert codes(body) == [REFUSED_FOR_THE_CALLER[name]], (name, body)
         else:
             # Exactly as for an id (or session) that does not exist.
             assert codes(body) == ["NOT_FOUND"], (name, body)
@@ -314,7 +331,7 @@ async def test_a_refreshed_token_works_on_every_field(db: App, gql: GraphQLClien
     # `logout` last: it ends the session whose token it is given (a spare one of A's).
     for name, (query, template) in sorted(CALLS.items(), key=lambda c: c[0] == "logout"):
         body = await gql.execute(query, **await variables(db, template, world.a))
-        assert codes(body) == [], (name, body)
+        assert codes(body) == ([REFUSED_FOR_THE_CALLER[name]] if name in REFUSED_FOR_THE_CALLER else []), (name, body)
 
 
 async def test_a_reused_refresh_token_revokes_its_family(db: App, gql: GraphQLClient, world: World) -> None:

@@ -317,7 +317,7 @@ class Sim:
             m = position.min_profit + cents(step[2])
             await services.schedule_sell(cmds.ScheduleSell(position.id, m), uow, exchange)
         else:
-            await services.cancel_scheduled_sell(cmds.CancelScheduledSell(position.id), uow)
+            await services.cancel_scheduled_sell(cmds.CancelScheduledSell(position.id), uow, exchange)
 
     # -------------------------------------------------------------- one step, then the invariants
 

@@ -618,7 +618,7 @@ async def test_sell_with_is_scheduled_schedules_at_the_position_min_sell(world: 
 async def test_cancelling_a_schedule_reopens_the_position(world: World) -> None:
     _, parked = await _scheduled_position(world)
     assert parked.id is not None
-    reopened = await services.cancel_scheduled_sell(cmds.CancelScheduledSell(parked.id), world.uow())
+    reopened = await services.cancel_scheduled_sell(cmds.CancelScheduledSell(parked.id), world.uow(), world.exchange)
     assert reopened.status is PositionStatus.OPEN
     again = reload(world, Position, parked.id)
     assert again.status is PositionStatus.OPEN
@@ -635,7 +635,7 @@ async def test_cancel_of_an_open_position_is_invalid_state(world: World) -> None
     assert position.id is not None
     err = await rejected(
         world,
-        services.cancel_scheduled_sell(cmds.CancelScheduledSell(position.id), world.uow()),
+        services.cancel_scheduled_sell(cmds.CancelScheduledSell(position.id), world.uow(), world.exchange),
         InvalidState,
         "INVALID_STATE",
     )

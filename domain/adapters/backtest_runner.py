@@ -1,0 +1,361 @@
+"""Runs backtests (`domain.backtest`) on the in-memory unit of work and the paper exchange: candles
+from a CSV file or from `historical_prices`, one run or a parameter sweep over processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain import channel as ch
+from domain.adapters import orm
+from domain.adapters.memory import MemoryStore, MemoryUnitOfWorkFactory
+from domain.adapters.paper import SEED_SYMBOLS, PaperExchange
+from domain.adapters.prices import MemoryPriceBook
+from domain.backtest import BacktestResult, CandleSeries, Channel, Prices, run_backtest
+from domain.errors import NoPrice, NotFound, ValidationError
+from domain.model import Symbol
+from domain.ports import UnitOfWorkFactory
+
+QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
+FINE = Decimal("0.00000001")
+
+
+class BacktestExchange(PaperExchange):
+    """The paper exchange on the replay's clock: a fill happens at the time of the price it fills
+    at (the paper exchange proper stamps fills with the wall clock)."""
+
+    async def _price(self, symbol: Symbol) -> tuple[Decimal, datetime]:
+        quote = await self.prices.current_price(symbol)
+        if quote is None:
+            raise NoPrice(f"No market price is known for {symbol.symbol} yet.", symbol=symbol.symbol)
+        return quote
+
+
+# ---------------------------------------------------------------- candles
+
+
+def read_candle_csv(path: Path) -> CandleSeries:
+    """Candles from a CSV `open_time_ms,open,high,low,close[,volume]` (a header line is allowed):
+    floats parsed in bulk for the pre-scan, each replayed candle's prices parsed exactly from its
+    line. The interval is the spacing of the first two rows, as the replay market infers it."""
+    data = path.read_bytes()
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(data)]))
+    ends = ends - ((ends > starts) & (raw[np.maximum(ends - 1, 0)] == ord("\r")) if len(data) else 0)
+    rows = np.flatnonzero(ends > starts)  # physical lines that hold something
+    if len(rows) and not chr(data[starts[rows[0]]]).isdigit():
+        header, rows = int(rows[0]) + 1, rows[1:]
+    else:
+        header = 0
+    if not len(rows):
+        raise ValidationError(f"{path} holds no candles.", field="csv")
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=header, usecols=(0, 1, 2, 3, 4), dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise ValidationError(f"{path} is not a candle CSV (open_time_ms,open,high,low,close): {e}", field="csv") from e
+    if len(table) != len(rows):
+        raise ValidationError(f"{path}: blank lines with spaces are not allowed.", field="csv")
+    open_ms = table[:, 0].astype(np.int64)
+    if len(open_ms) > 1 and bool(np.any(np.diff(open_ms) <= 0)):
+        raise ValidationError(f"{path}: open times must increase.", field="csv")
+    line_starts, line_ends = starts[rows], ends[rows]
+
+    def exact(i: int) -> Prices:
+        line = data[line_starts[i] : line_ends[i]].decode()
+        _, o, h, low, c = line.split(",", 5)[:5]
+        return Decimal(o), Decimal(h), Decimal(low), Decimal(c)
+
+    return CandleSeries(open_ms, np.ascontiguousarray(table[:, 1:5]), exact)
+
+
+async def load_stored_candles(
+    session_factory: async_sessionmaker[AsyncSession],
+    symbol_id: int,
+    interval: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+) -> CandleSeries:
+    """A symbol's candles of one interval from `historical_prices` (open time in [start, end)),
+    oldest first; with `limit`, the latest `limit` of them. Read as plain rows, not entities."""
+    t = orm.historical_prices
+    stmt = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close).where(
+        t.c.symbol_id == symbol_id, t.c.interval == interval
+    )
+    if start is not None:
+        stmt = stmt.where(t.c.open_time >= start)
+    if end is not None:
+        stmt = stmt.where(t.c.open_time < end)
+    if limit is not None:
+        stmt = stmt.order_by(t.c.open_time.desc()).limit(limit)
+    else:
+        stmt = stmt.order_by(t.c.open_time)
+    async with session_factory() as session:
+        rows = list((await session.execute(stmt)).all())
+    if limit is not None:
+        rows.reverse()
+    step_ms = int(ch.timeframe_delta(interval).total_seconds() * 1000)
+    open_ms = [int((r[0] - ch.EPOCH).total_seconds() * 1000) for r in rows]
+    return CandleSeries.from_prices(open_ms, [(r[1], r[2], r[3], r[4]) for r in rows], step_ms)
+
+
+def write_candle_csv(series: CandleSeries, path: Path) -> None:
+    """The candles as a CSV `open_time_ms,open,high,low,close,volume` (volume 0), prices exact."""
+    with path.open("w") as f:
+        f.write("open_time_ms,open,high,low,close,volume\n")
+        for i in range(len(series)):
+            o, h, low, c = series.exact(i)
+            f.write(f"{int(series.open_ms[i])},{o},{h},{low},{c},0\n")
+
+
+# ---------------------------------------------------------------- symbols
+
+
+def symbol_for(name: str, tick_size: Decimal | None = None, step_size: Decimal | None = None) -> Symbol:
+    """The symbol to backtest: the seeded filters of a known symbol (BTCUSDT, ETHUSDT), else fine
+    ones (1e-8) with a quote asset guessed from the name's ending; `tick_size`/`step_size` override."""
+    name = name.upper()
+    known = next((dict(row) for row in SEED_SYMBOLS if row["symbol"] == name), None)
+    if known is None:
+        quote = next((q for q in QUOTE_ASSETS if name.endswith(q) and len(name) > len(q)), "USDT")
+        known = {
+            "symbol": name,
+            "base_asset": name[: -len(quote)] if name.endswith(quote) else name,
+            "quote_asset": quote,
+            "step_size": FINE,
+            "min_qty": FINE,
+            "tick_size": FINE,
+            "min_notional": Decimal(0),
+        }
+    symbol = Symbol(**known)  # type: ignore[arg-type]
+    if tick_size is not None:
+        symbol.tick_size = tick_size
+    if step_size is not None:
+        symbol.step_size = symbol.min_qty = step_size
+    return symbol
+
+
+def symbol_from_file_name(path: Path) -> str:
+    """`ETHUSDT-1m.csv` -> ETHUSDT."""
+    return path.stem.split("-")[0].split("_")[0].upper() or "BTCUSDT"
+
+
+# ---------------------------------------------------------------- one run
+
+
+async def backtest_async(
+    series: CandleSeries,
+    channel: Channel,
+    bankroll: Decimal,
+    symbol: Symbol,
+    fee_rate: Decimal = ch.DEFAULT_FEE_RATE,
+    *,
+    skip_ahead: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Backtest a channel on a fresh in-memory store holding only `symbol`."""
+    store = MemoryStore()
+    store.add_committed(replace(symbol, id=None, created_at=None, updated_at=None))
+    book = MemoryPriceBook()
+    name = symbol.symbol
+
+    def set_price(price: Decimal, at: datetime) -> None:
+        book.set(name, price, at)
+
+    return await run_backtest(
+        series, channel, bankroll,
+        uow=MemoryUnitOfWorkFactory(store), exchange=BacktestExchange(book, fee_rate), symbol=name,
+        set_price=set_price, skip_ahead=skip_ahead, progress=progress,
+    )  # fmt: skip
+
+
+def backtest(
+    series: CandleSeries,
+    channel: Channel,
+    bankroll: Decimal,
+    symbol: Symbol,
+    fee_rate: Decimal = ch.DEFAULT_FEE_RATE,
+    *,
+    skip_ahead: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """`backtest_async` in its own event loop (CLI, sweeps, threads)."""
+    return asyncio.run(
+        backtest_async(series, channel, bankroll, symbol, fee_rate, skip_ahead=skip_ahead, progress=progress)
+    )
+
+
+class ProgressBar:
+    """A progress bar on stderr for long runs: redrawn in place on a terminal (at most every
+    0.2 s), one line per tenth of the way otherwise (logs)."""
+
+    def __init__(
+        self, label: str = "backtest", stream: TextIO | None = None, width: int = 30, unit: str = "candles"
+    ) -> None:
+        self.label = label
+        self.unit = unit
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.started = time.perf_counter()
+        self.interactive = self.stream.isatty()
+        self._drawn = 0.0
+        self._tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        share = done / total if total else 1.0
+        if self.interactive:
+            if done < total and now - self._drawn < 0.2:
+                return
+        elif int(share * 10) == self._tenth:
+            return
+        self._drawn, self._tenth = now, int(share * 10)
+        filled = int(share * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = f"{self.label} [{bar}] {share:6.1%} {done:,}/{total:,} {self.unit} {now - self.started:5.1f} s"
+        if self.interactive:
+            self.stream.write(f"\r{line}" + ("\n" if done >= total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def parse_values(text: str) -> list[Decimal]:
+    """`2000,2100,2200` or a range `2000:2400:100` (start:stop:step, stop included)."""
+    if ":" in text:
+        parts = [Decimal(p) for p in text.split(":")]
+        if len(parts) != 3 or parts[2] <= 0:
+            raise ValidationError(f"A range is start:stop:step with a positive step, not {text!r}.")
+        start, stop, step = parts
+        count = int((stop - start) / step) + 1
+        return [start + step * i for i in range(max(count, 0))]
+    return [Decimal(p) for p in text.split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One point of a sweep: its parameters and its figures (None when the channel is invalid)."""
+
+    channel: Channel
+    net_profit: Decimal | None
+    entries: int = 0
+    exits: int = 0
+    wins: int = 0
+    max_drawdown: Decimal = Decimal(0)
+    exposure_pct: Decimal = Decimal(0)
+    left_positions: int = 0
+    unrealised: Decimal = Decimal(0)
+    final_equity: Decimal = Decimal(0)
+    error: str | None = None
+
+
+SWEPT = ("base", "top", "capital_percentage", "buy_threshold", "sell_threshold", "min_profit", "timeframe")
+
+_series: CandleSeries | None = None
+
+
+def _load_series(source: Path) -> None:
+    global _series  # one parse per worker process
+    _series = read_candle_csv(source)
+
+
+def _sweep_point(args: tuple[Channel, Decimal, Symbol, Decimal]) -> SweepRow:
+    channel, bankroll, symbol, fee_rate = args
+    assert _series is not None
+    try:
+        result = backtest(_series, channel, bankroll, symbol, fee_rate)
+    except ValidationError as e:
+        return SweepRow(channel, None, error=e.message)
+    s = result.summary
+    return SweepRow(
+        channel, s.net_profit, s.entries, s.exits, s.wins, s.max_drawdown, s.exposure_pct,
+        s.left_open + s.left_scheduled, s.unrealised, s.final_equity,
+    )  # fmt: skip
+
+
+def grid(base: Channel, axes: dict[str, Sequence[object]]) -> list[Channel]:
+    """Every combination of the swept parameters, the others as in `base`."""
+    names = list(axes)
+    return [replace(base, **dict(zip(names, combo, strict=True))) for combo in itertools.product(*axes.values())]
+
+
+def sweep(
+    source: Path,
+    channels: Iterable[Channel],
+    bankroll: Decimal,
+    symbol: Symbol,
+    fee_rate: Decimal = ch.DEFAULT_FEE_RATE,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SweepRow]:
+    """Backtest every channel over a candle CSV in parallel processes; ranked by net profit."""
+    points = [(c, bankroll, symbol, fee_rate) for c in channels]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(points)))
+    rows: list[SweepRow] = []
+    with ProcessPoolExecutor(workers, initializer=_load_series, initargs=(source,)) as pool:
+        for row in pool.map(_sweep_point, points, chunksize=max(1, len(points) // (workers * 8))):
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), len(points))
+    return rank(rows)
+
+
+def rank(rows: Iterable[SweepRow]) -> list[SweepRow]:
+    """Best net profit first; invalid channels last."""
+    return sorted(rows, key=lambda r: (r.net_profit is None, -(r.net_profit or 0), -r.final_equity))
+
+
+# ---------------------------------------------------------------- stored strategies and symbols
+
+
+@dataclass(frozen=True)
+class StoredChannel:
+    """An existing strategy's channel, its symbol and its bankroll (principal)."""
+
+    channel: Channel
+    symbol: Symbol
+    bankroll: Decimal
+
+
+async def stored_channel(uow: UnitOfWorkFactory, strategy_id: int, client_id: int | None = None) -> StoredChannel:
+    """The channel of a stored strategy (of `client_id` when given), to backtest it."""
+    async with uow() as u:
+        strategy = await u.strategies.get(strategy_id)
+        if strategy is None or (client_id is not None and strategy.client_id != client_id):
+            raise NotFound(f"Strategy {strategy_id} not found.", entity="Strategy", id=strategy_id)
+        symbol = await u.symbols.get(strategy.symbol_id)
+        principal = await u.allocations.principal(strategy_id)
+    assert symbol is not None
+    channel = Channel(
+        strategy.base_price, strategy.top_price, strategy.capital_percentage, strategy.buy_threshold,
+        strategy.sell_threshold, strategy.min_profit, strategy.timeframe,
+    )  # fmt: skip
+    return StoredChannel(channel, symbol, principal)
+
+
+async def stored_symbol(uow: UnitOfWorkFactory, name: str) -> Symbol:
+    async with uow() as u:
+        symbol = await u.symbols.get_by_name(name.upper())
+    if symbol is None:
+        raise NotFound(f"Symbol {name} is not known.", entity="Symbol", id=name)
+    return symbol

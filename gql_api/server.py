@@ -1,0 +1,46 @@
+"""uvicorn with Criptoren's graceful shutdown: on SIGTERM (or Ctrl-C) the API first answers 503 on
+/readyz and closes every WebSocket with code 1001 ("going away": graphql-ws clients reconnect, to
+another instance behind a load balancer), then lets uvicorn finish the HTTP requests in flight.
+
+(Left to itself, uvicorn closes WebSockets with 1012 "service restart" only after it stopped
+listening, without telling the application first.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+from starlette.applications import Starlette
+
+from gql_api.ws import SubscriptionHub
+
+log = logging.getLogger("criptoren.api")
+
+CLOSE_TIMEOUT = 5.0
+
+
+class CriptorenServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.starlette = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.starlette.state.shutting_down = True
+        hub: SubscriptionHub | None = getattr(self.starlette.state, "ws_hub", None)
+        if hub is not None and hub.connections:
+            log.info("Closing %d WebSocket connections (1001 going away)", len(hub.connections))
+            try:
+                await asyncio.wait_for(hub.close_all(1001, "Server shutting down"), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("Some WebSocket connections did not close within %.0f s", CLOSE_TIMEOUT)
+        await super().shutdown(sockets)
+
+
+def serve(app: Starlette, host: str, port: int, log_level: str) -> None:
+    # log_config=None: uvicorn's loggers go through the process's handler (LOG_FORMAT, redaction).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, log_config=None, timeout_graceful_shutdown=15
+    )
+    CriptorenServer(config, app).run()

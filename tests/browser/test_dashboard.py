@@ -1,0 +1,197 @@
+"""The dashboard in headless Chromium, against the API under uvicorn and a `criptoren worker` on a
+replayed market (tests/data/btc-dashboard-1h.csv): the demo channel buys at E, sells at X, buys
+again, and a candle closing below the base breaks the channel and schedules the position.
+
+`CRIPTOREN_SCREENSHOT=docs/dashboard.png pytest tests/browser -k replayed` also saves the picture of
+the dashboard used in the README."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from domain.adapters.bootstrap import App
+from domain.adapters.redis_bus import dumps
+from domain.adapters.seed import seed_demo
+from gql_api import web
+from gql_api.schema import schema
+from tests.browser.conftest import log_in, wait_until
+from tests.e2e import servers
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+REPLAY = {
+    "MARKET_SOURCE": "replay",
+    "REPLAY_FILE": f"BTCUSDT={DATA / 'btc-dashboard-1h.csv'}",
+    "REPLAY_SPEED": "3600",  # a 1h candle a second: the whole file in 16 s
+}
+DEMO = "Canal H4 BTC/USDT"
+MS = timedelta(milliseconds=1)
+
+
+def formatted(price: Decimal) -> str:
+    """As the page shows a price of 1,000 or more: thousands separated, two decimals."""
+    return f"{price:,.2f}"
+
+
+async def markers(page: Any) -> list[str]:
+    return [m["kind"] for m in await page.evaluate("window.criptoren.chartMarkers()")]
+
+
+async def wait_for_marker(page: Any, kind: str, count: int = 1, timeout: float = 30) -> None:
+    await wait_until(
+        page, f"window.criptoren.chartMarkers().filter((m) => m.kind === '{kind}').length >= {count}", timeout
+    )
+
+
+async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
+    await seed_demo(db.uow, db.exchange)
+    async with servers.api_server(db) as host:
+        await log_in(page, f"http://{host}", db)
+        demo_row = page.locator("#strategies tbody tr", has_text=DEMO)
+        await expect(demo_row.locator(".badge")).to_have_text("armed")
+        await expect(page.locator("#capital dd[data-k=principal]")).to_have_text("2,000.00")
+
+        # A channel too narrow for its minimum profit is refused; the smallest workable top is offered.
+        await page.click("#new-strategy")
+        form = page.locator("#strategy-form")
+        await form.locator("select[name=symbol]").select_option("ETHUSDT")
+        await form.locator("input[name=name]").fill("ETH channel")
+        await form.locator("input[name=basePrice]").fill("2000")
+        await form.locator("input[name=topPrice]").fill("2010")
+        await form.locator("button[type=submit]").click()
+        top_error = form.locator('[data-error-for="topPrice"]')
+        await expect(top_error).to_contain_text("too narrow")
+        await expect(top_error).to_contain_text("The smallest workable topPrice is 2096.24")
+        await expect(form.locator("input[name=topPrice]")).to_have_class("invalid")
+        await top_error.locator("button[data-action=use-smallest-top]").click()
+        await expect(form.locator("input[name=topPrice]")).to_have_value("2096.24")
+        await form.locator("button[type=submit]").click()
+        await expect(form).to_be_hidden()
+        await expect(page.locator("#strategies tbody tr")).to_have_count(2)
+        await expect(page.locator("#chart-title")).to_have_text("ETH channel · ETHUSDT")
+
+        # Watch the demo channel trade on the replayed market.
+        await demo_row.locator("button[data-action=select]").click()
+        await expect(page.locator("#chart-title")).to_have_text(f"{DEMO} · BTCUSDT")
+        worker = servers.start_worker(db, **REPLAY)
+        try:
+            await wait_for_marker(page, "buy")
+            position = page.locator("#positions tbody tr[data-status=OPEN]")
+            await expect(position).to_have_count(1)
+            await expect(position.locator("td").nth(3)).to_have_text("102,498.78")  # entry at E (rule 10)
+            await expect(demo_row.locator(".badge")).to_have_text("waiting for base")
+            assert await page.evaluate("window.criptoren.chartPoints()") > 3  # the price moved
+            await wait_for_marker(page, "sell")
+            await wait_for_marker(page, "buy", 2)
+            await wait_for_marker(page, "schedule")  # the channel broke: the position waits for min_sell
+            await expect(demo_row.locator(".badge")).to_have_text("channel broken")
+            scheduled = page.locator("#scheduled tbody tr")
+            await expect(scheduled).to_have_count(1)
+            await expect(page.locator("#positions tbody tr[data-status=SCHEDULED]")).to_have_count(1)
+            await expect(page.locator("#capital dd[data-k=profit]")).not_to_have_text("0.00")
+            await expect(page.locator("#events li[data-type=channel_broken]")).to_have_count(1)
+            if path := os.environ.get("CRIPTOREN_SCREENSHOT"):
+                await page.wait_for_timeout(3000)  # the replay's last candles
+                await page.screenshot(path=path)
+
+            # Cancel the scheduled sell: the position is open again.
+            await scheduled.locator("button[data-action=cancel-scheduled]").click()
+            await expect(scheduled).to_have_count(0)
+            await expect(page.locator("#positions tbody tr[data-status=OPEN]")).to_have_count(1)
+            await expect(page.locator("#events li[data-type=schedule_cancelled]")).to_have_count(1)
+            assert {"buy", "sell", "broken", "schedule"} <= set(await markers(page))
+
+            # The emergency stop: two clicks (the first asks for confirmation).
+            if "pauseTrading" not in web.schema_features(schema):
+                return  # not in this server's API
+            stop = page.locator("#emergency-stop")
+            await expect(stop).to_have_text("Emergency stop")
+            await stop.click()
+            await expect(stop).to_contain_text("Click again")
+            await stop.click()
+            await expect(stop).to_have_text("Resume trading")
+            await expect(page.locator("#banner")).to_contain_text("Trading is paused")
+            async with db.uow() as uow:
+                assert (await uow.clients.paused([1])).keys() == {1}
+            await page.reload()  # the session survives a reload (sessionStorage), and so does the pause
+            await expect(stop).to_have_text("Resume trading")
+            await stop.click()
+            await expect(stop).to_have_text("Emergency stop")
+            async with db.uow() as uow:
+                assert (await uow.clients.paused([1])) == {}
+        finally:
+            servers.stop(worker)
+    assert page.external_requests == []
+    assert [e for e in page.errors if "WebSocket" not in e] == []
+
+
+async def test_the_chart_keeps_a_bounded_number_of_points(db: App, page: Any) -> None:
+    """10,000 price updates through Redis, the API and the WebSocket: the chart keeps the last
+    2,000 and the DOM does not grow. Sent in batches of 250, each once the page has the previous
+    one (a subscriber over 256 messages behind loses the oldest: see gql_api/broadcast.py)."""
+    await seed_demo(db.uow, db.exchange)
+    async with servers.api_server(db) as host:
+        await log_in(page, f"http://{host}", db)
+        await expect(page.locator("#chart-title")).to_have_text(f"{DEMO} · BTCUSDT")
+        await expect(page.locator("#events li")).to_have_count(2)  # the page has settled
+        capacity = await page.evaluate("window.criptoren.chartCapacity()")
+        nodes_before = await page.evaluate("document.getElementsByTagName('*').length")
+        before = await page.evaluate("window.criptoren.chartUpdates()")
+        start, channel, batch = datetime.now(UTC), db.bus.ticks_channel("BTCUSDT"), 250
+        for first in range(0, 10_000, batch):
+            async with db.redis.pipeline(transaction=False) as pipe:
+                for i in range(first, first + batch):
+                    price = Decimal(103_000 + (i * 37) % 2_000 + i % 7)
+                    pipe.publish(channel, dumps({"symbol": "BTCUSDT", "price": price, "at": start + i * MS}))
+                await pipe.execute()
+            await wait_until(page, f"window.criptoren.chartUpdates() >= {before + first + batch}", every=0.02)
+        updates = await page.evaluate("window.criptoren.chartUpdates()") - before
+        points = await page.evaluate("window.criptoren.chartPoints()")
+        last = await page.evaluate("window.criptoren.lastPrice()")
+        nodes_after = await page.evaluate("document.getElementsByTagName('*').length")
+        await expect(page.locator("#last-price")).to_have_text(formatted(price))
+    assert capacity == 2000
+    assert updates == 10_000 and points == capacity  # the last 2,000 of 10,000 updates
+    assert last == float(price)
+    assert nodes_after == nodes_before  # a price changes text, never the number of elements
+
+
+async def test_the_dashboard_reconnects_by_itself_and_says_so(db: App, page: Any) -> None:
+    await seed_demo(db.uow, db.exchange)
+    port = servers.free_port()
+    async with servers.api_server(db, port=port) as host:
+        await log_in(page, f"http://{host}", db)
+    status = page.locator("#conn-status")
+    await expect(status).to_have_attribute("data-state", "reconnecting")
+    await expect(status).to_contain_text("reconnecting in")
+    async with servers.api_server(db, port=port):
+        await expect(status).to_have_attribute("data-state", "live", timeout=30_000)
+        # The subscriptions were sent again: a new price reaches the chart.
+        for _ in range(50):
+            await db.bus.publish_tick("BTCUSDT", Decimal("101234"), datetime.now(UTC))
+            if await page.evaluate("window.criptoren.lastPrice()") == 101234:
+                break
+            await asyncio.sleep(0.1)
+        assert await page.evaluate("window.criptoren.lastPrice()") == 101234
+
+
+async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
+    if "backtest" not in web.schema_features(schema):
+        pytest.skip("this server's API has no backtest query")
+    await seed_demo(db.uow, db.exchange)  # 90 days of 4h candles
+    async with servers.api_server(db) as host:
+        await log_in(page, f"http://{host}", db)
+        await page.click("#tabs button[data-tab=backtest]")
+        await page.click("#backtest-form button[type=submit]")
+        await wait_until(page, "window.criptoren.backtest() !== null")
+        drawn = await page.evaluate("window.criptoren.backtest()")
+        await expect(page.locator("#backtest-summary")).to_contain_text("Entries / exits / wins")
+    assert drawn["candles"] > 100 and drawn["trades"] > 0
+    assert page.errors == []

@@ -1,0 +1,72 @@
+"""The `backtest` query over HTTP: a stored strategy's channel over the stored candles, the same
+figures as the runner gives, bounded trades, and its errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from domain.adapters.backtest_runner import backtest_async, load_stored_candles
+from domain.adapters.bootstrap import App
+from domain.adapters.seed import seed_demo
+from domain.backtest import Channel
+from tests.e2e.conftest import GraphQLClient
+
+QUERY = """
+query($i: BacktestInput!) {
+  backtest(input: $i) {
+    summary { symbol interval candles basePrice entryLevel exitLevel topPrice bankroll feeRate entries exits wins
+              netProfit segregatedProfit fees maxDrawdown exposurePct leftOpen leftScheduled unrealised finalEquity
+              channelBrokenAt }
+    trades { side price quantity quoteAmount fee profit reason executedAt position }
+    tradesTruncated
+    positionsLeft { position status cost unrealised }
+    marks { at price kind }
+  }
+}
+"""
+
+
+async def test_backtest_query_matches_the_runner(db: App, gql: GraphQLClient) -> None:
+    await seed_demo(db.uow, db.exchange)  # BTCUSDT: strategy 1 (100,489 - 110,626), 2,000, 540 4h candles
+    data = await gql.data(QUERY, i={"strategyId": "1", "interval": "4h"})
+    got = data["backtest"]
+    async with db.uow() as uow:
+        symbol = await uow.symbols.get_by_name("BTCUSDT")
+    assert symbol is not None and symbol.id is not None
+    series = await load_stored_candles(db.session_factory, symbol.id, "4h")
+    channel = Channel(Decimal(100489), Decimal(110626))
+    expected = await backtest_async(series, channel, Decimal(2000), symbol, Decimal("0.001"))
+    s = expected.summary
+    assert got["summary"]["candles"] == 540 == s.candles
+    assert Decimal(got["summary"]["netProfit"]) == s.net_profit
+    assert Decimal(got["summary"]["maxDrawdown"]) == s.max_drawdown
+    assert Decimal(got["summary"]["entryLevel"]) == Decimal("102498.78")
+    assert got["summary"]["entries"] == s.entries and got["summary"]["exits"] == s.exits
+    assert [(t["side"], Decimal(t["price"]), t["reason"]) for t in got["trades"]] == [
+        (t.side.value.upper(), t.price, t.reason) for t in expected.trades
+    ]
+    assert len(got["positionsLeft"]) == s.left_open + s.left_scheduled
+
+
+async def test_explicit_parameters_and_bounded_trades(db: App, gql: GraphQLClient) -> None:
+    await seed_demo(db.uow, db.exchange)
+    # A channel around the demo walk's middle: several round trips.
+    data = await gql.data(
+        QUERY,
+        i={"symbol": "BTCUSDT", "interval": "4h", "basePrice": "100489", "topPrice": "110626",
+           "capitalPercentage": "10", "bankroll": "5000", "maxTrades": 1},
+    )  # fmt: skip
+    got = data["backtest"]
+    assert got["summary"]["bankroll"] == "5000"
+    assert len(got["trades"]) <= 1
+    assert got["tradesTruncated"] == (got["summary"]["entries"] + got["summary"]["exits"] > 1)
+
+
+async def test_backtest_errors(db: App, gql: GraphQLClient) -> None:
+    await seed_demo(db.uow, db.exchange)
+    narrow = await gql.error(QUERY, i={"symbol": "BTCUSDT", "basePrice": "100000", "topPrice": "101000"})
+    assert narrow["extensions"]["code"] == "VALIDATION" and "smallest workable topPrice" in narrow["message"]
+    none = await gql.error(QUERY, i={"symbol": "BTCUSDT", "interval": "1d", "basePrice": "1", "topPrice": "2"})
+    assert "No 1d candles" in none["message"]
+    too_many = await gql.error(QUERY, i={"strategyId": "1", "maxTrades": 5000})
+    assert too_many["extensions"]["code"] == "VALIDATION"
