@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from domain import channel as ch
 from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
 from domain.model import OrderStatus, Side, Symbol, TimeInForce
 from domain.ports import Execution, PriceSource
+
+COMMISSION_QUANTUM = Decimal("0.00000001")
 
 # Exchange filters of the seeded symbols, as Binance spot lists them (exchangeInfo, 2025).
 SEED_SYMBOLS: tuple[dict[str, object], ...] = (
@@ -35,6 +37,12 @@ SEED_SYMBOLS: tuple[dict[str, object], ...] = (
         "min_notional": Decimal(5),
     },
 )
+
+
+def commission(amount: Decimal) -> Decimal:
+    """Binance reports commissions to 8 decimals, rounded half up; so does the paper exchange, so
+    that a paper run and a Binance run of the same market book the same fees to the last digit."""
+    return amount.quantize(COMMISSION_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 @dataclass
@@ -84,9 +92,9 @@ class PaperExchange:
             return self._orders[coid].execution
         quote = qty * price
         if side is Side.BUY:
-            fee, fee_asset = qty * self._fee_rate, symbol.base_asset
+            fee, fee_asset = commission(qty * self._fee_rate), symbol.base_asset
         else:
-            fee, fee_asset = quote * self._fee_rate, symbol.quote_asset
+            fee, fee_asset = commission(quote * self._fee_rate), symbol.quote_asset
         execution = Execution(
             client_order_id=coid,
             exchange_order_id=f"paper-{next(self._ids)}",

@@ -12,10 +12,9 @@ each decision (at the crossed level, rule 10) sets the local Binance's last pric
 fills there; after each tick the local Binance trades at the tick's price, which is when its
 resting orders reached by it fill (at their limit price) and report through the user data stream.
 
-Binance rounds commissions to 8 decimals (`quoteCommissionPrecision`), the paper exchange does not
-round them: a sell's fee can differ by less than 1e-8 quote (here 0.4217284372 on paper, 0.42172844
-on Binance). Quantities, prices, quote amounts, costs and the principal are compared exactly; fees,
-proceeds, profits and the profit balance at Binance's commission precision, 8 decimals.
+Binance reports commissions to 8 decimals (`quoteCommissionPrecision`), and so does the paper
+exchange (half up): everything — quantities, prices, quote amounts, costs, fees, proceeds, profits,
+the principal and the profit balance — is compared to the last digit.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SET_KEYS = """mutation($k: String!, $s: String!) {
   setExchangeKeys(apiKey: $k, apiSecret: $s) { clientId tradesOn hasKeys apiKeyHint }
 }"""
-Q8 = Decimal("0.00000001")
 
 
 class FollowingBook(MemoryPriceBook):
@@ -186,16 +184,8 @@ async def play(db: App, binance: LocalBinance | None) -> dict[str, Any]:
     }
 
 
-def q8(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(Q8, rounding=ROUND_HALF_UP)
-
-
 def trade_row(t: Trade) -> tuple[Any, ...]:
     return (t.side, t.price, t.quantity, t.quote_amount, t.fee_asset, t.notes, t.position_id)
-
-
-def trade_money(t: Trade) -> tuple[Any, ...]:
-    return (q8(t.fees), q8(t.profit))
 
 
 def position_row(p: Position) -> tuple[Any, ...]:
@@ -203,10 +193,6 @@ def position_row(p: Position) -> tuple[Any, ...]:
         p.status, p.entry_price, p.quantity, p.cost, p.fees, p.dust, p.min_profit, p.min_sell_price,
         p.scheduled_exit_price, p.channel_exit_date, p.exit_price,
     )  # fmt: skip
-
-
-def position_money(p: Position) -> tuple[Any, ...]:
-    return (q8(p.proceeds), q8(p.realized_profit))
 
 
 async def test_the_live_loop_on_binance_trades_exactly_as_on_paper(db: App, local_binance: LocalBinance) -> None:
@@ -229,21 +215,17 @@ async def test_the_live_loop_on_binance_trades_exactly_as_on_paper(db: App, loca
     # Binance: the same, to the last digit where Binance keeps every digit.
     assert [trade_row(t) for t in binance["trades"]] == [trade_row(t) for t in paper["trades"]]
     assert [position_row(p) for p in binance["positions"]] == [position_row(p) for p in paper["positions"]]
-    # Fees, proceeds and profits at Binance's commission precision (8 decimals), and never further
-    # apart than its rounding.
-    assert [trade_money(t) for t in binance["trades"]] == [trade_money(t) for t in paper["trades"]]
-    assert [position_money(p) for p in binance["positions"]] == [position_money(p) for p in paper["positions"]]
+    # Fees, proceeds and profits to the last digit too (both book commissions to 8 decimals).
     for b, p in zip(binance["trades"], paper["trades"], strict=True):
-        assert abs(b.fees - p.fees) < Q8 and abs((b.profit or 0) - (p.profit or 0)) < Q8
-    assert binance["trades"][1].fees == Decimal("0.42172844")  # Binance's 8 decimals
-    assert paper["trades"][1].fees == Decimal("0.4217284372")  # 0.1% of 421.7284372, unrounded
-    # Capital: the principal exactly, the segregated profit at 8 decimals.
+        assert (b.fees, b.profit) == (p.fees, p.profit)
+    for b, p in zip(binance["positions"], paper["positions"], strict=True):
+        assert (b.proceeds, b.realized_profit) == (p.proceeds, p.realized_profit)
+    assert binance["trades"][1].fees == paper["trades"][1].fees == Decimal("0.42172844")  # 0.1% of 421.7284372
+    # Capital: the principal and the segregated profit, exactly.
     assert binance["ledger"].principal == paper["ledger"].principal == Decimal(2000)
     assert binance["ledger"].committed == paper["ledger"].committed == 0
-    assert q8(binance["ledger"].profit) == q8(paper["ledger"].profit) and paper["ledger"].profit > 0
-    assert [(k, f, q8(a), pid) for k, f, a, pid in binance["allocations"]] == [
-        (k, f, q8(a), pid) for k, f, a, pid in paper["allocations"]
-    ]
+    assert binance["ledger"].profit == paper["ledger"].profit > 0
+    assert binance["allocations"] == paper["allocations"]
     assert binance["events"] == paper["events"]
 
     # What a subscriber saw: the same fills, events and prices.

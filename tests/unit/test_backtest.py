@@ -64,8 +64,8 @@ def test_a_scenario_computed_by_hand(skip_ahead: bool) -> None:
     # Fee 0.1% in BTC: 0.00000392 -> net 0.00391608 -> Q = 0.00391 (dust 0.00000608); fee worth 0.39984.
     # min_sell = 399.84 × 1.005 / (0.00391 × 0.999) = 102,875.04896201 (8 decimals, up); its tick: 102,875.05.
     # Exit 1 at X: 0.00391 × 107,800 = 421.498, fee 0.421498, profit 421.076502 - 399.84 = 21.236502.
-    # Scheduled sell at 102,875.05: 0.00391 × 102,875.05 = 402.2414455, fee 0.4022414455,
-    # profit 401.8392040545 - 399.84 = 1.9992040545.
+    # Scheduled sell at 102,875.05: 0.00391 × 102,875.05 = 402.2414455, fee 0.4022414455 reported to
+    # 8 decimals as Binance does (half up): 0.40224145, profit 401.83920405 - 399.84 = 1.99920405.
     # Each fill happens at the tick of the path that crossed its level: the open equals the previous
     # close, so the path is L, H, C at :00, :15, :30 (rule 10), and the crossing move ends at :15.
     rows = [(t.at, t.side, t.price, t.quantity, t.quote, t.fee, t.profit, t.reason) for t in result.trades]
@@ -73,16 +73,16 @@ def test_a_scenario_computed_by_hand(skip_ahead: bool) -> None:
         (at(1, 15), Side.BUY, D(102000), D("0.00392"), D("399.84"), D("0.39984"), None, "entry"),
         (at(3, 15), Side.SELL, D(107800), D("0.00391"), D("421.498"), D("0.421498"), D("21.236502"), "exit"),
         (at(5, 15), Side.BUY, D(102000), D("0.00392"), D("399.84"), D("0.39984"), None, "entry"),
-        (at(8, 15), Side.SELL, D("102875.05"), D("0.00391"), D("402.2414455"), D("0.4022414455"),
-         D("1.9992040545"), "scheduled_exit"),
+        (at(8, 15), Side.SELL, D("102875.05"), D("0.00391"), D("402.2414455"), D("0.40224145"),
+         D("1.99920405"), "scheduled_exit"),
     ]  # fmt: skip
     s = result.summary
     assert (s.entries, s.exits, s.wins, s.losses, s.skipped_entries) == (2, 2, 2, 0, 0)
-    assert s.net_profit == s.segregated_profit == D("23.2357060545")
-    assert s.fees == D("1.6234194455")  # 2 × 0.39984 + 0.421498 + 0.4022414455
+    assert s.net_profit == s.segregated_profit == D("23.23570605")
+    assert s.fees == D("1.62341945")  # 2 × 0.39984 + 0.421498 + 0.40224145
     assert s.channel_broken_at == at(8)
     assert (s.left_open, s.left_scheduled, s.unrealised) == (0, 0, 0)
-    assert s.final_equity == D("2023.2357060545")
+    assert s.final_equity == D("2023.23570605")
     # Equity at the closes: the peak is 02h (1,600.16 + 0.00391 × 108,900 × 0.999 = 2,025.533201), the
     # trough 07h (1,621.396502 + 0.00391 × 97,500 × 0.999 = 2,002.240277).
     assert s.max_drawdown == D("23.292924")
