@@ -151,9 +151,7 @@ def client_order_id(purpose: OrderPurpose, owner_id: int, seq: int) -> str:
 
 
 async def create_client(cmd: cmds.CreateClient, uow: UnitOfWork) -> Client:
-    name = cmd.name.strip()
-    if not name or len(name) > 100:
-        raise ValidationError("name must have 1 to 100 characters.", field="name")
+    name = _check_name(cmd.name)
     async with uow:
         client = Client(name=name, created_at=utcnow())
         uow.clients.add(client)

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from domain import channel as ch
@@ -339,9 +339,3 @@ class MarketWorker:
                 await self.app.redis.delete(stream_health.stream_key(self.app.bus, consumer.symbol.symbol))
             await lease.release()
         self.consumers.clear()
-
-
-def backfill_window(last_close: datetime | None, now: datetime, max_gap: timedelta) -> tuple[datetime, datetime] | None:
-    """The range of 1m candles to backfill after a gap (at most `max_gap` back)."""
-    start = max(last_close or now - max_gap, now - max_gap)
-    return (start, now) if now - start >= timedelta(minutes=1) else None

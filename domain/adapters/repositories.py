@@ -95,6 +95,14 @@ def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
     return stmt.order_by(table.c.id.desc()).limit(page.limit)
 
 
+def _watched_by_engine():  # type: ignore[no-untyped-def]
+    """Strategies the engine looks at: active ones, and paused ones still holding open or scheduled
+    positions (their exits and scheduled sells keep working)."""
+    t, held = orm.strategies, orm.positions.alias("held")
+    holds_live = select(held.c.id).where(held.c.strategy_id == t.c.id, held.c.status.in_([s.value for s in LIVE]))
+    return or_(t.c.is_active, holds_live.exists())
+
+
 @functools.cache
 def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
     """The engine's hot query, built once (statement construction costs more than running it):
@@ -116,13 +124,11 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
         .scalar_subquery()
         .label("trading_pause")
     )
-    held = p.alias("held")
-    has_live = select(held.c.id).where(held.c.strategy_id == t.c.id, held.c.status.in_(live)).exists()
     stmt = (
         select(Strategy, principal, pause, Position)
         .select_from(t)
         .outerjoin(p, and_(p.c.strategy_id == t.c.id, p.c.status.in_(live)))
-        .where(t.c.symbol_id == bindparam("symbol_id"), or_(t.c.is_active, has_live))
+        .where(t.c.symbol_id == bindparam("symbol_id"), _watched_by_engine())
         .order_by(t.c.id, p.c.id)
         .with_for_update(of=t)
     )
@@ -170,13 +176,9 @@ class SqlAlchemyStrategyRepository(_Base):
     ) -> Sequence[Strategy]:
         """Strategies the engine must look at: active ones, and paused ones that still hold positions
         (their exits and scheduled sells keep working). Locked for the transaction."""
-        t, p = orm.strategies, orm.positions
-        has_live = select(p.c.id).where(p.c.strategy_id == t.c.id, p.c.status.in_([s.value for s in LIVE])).exists()
+        t = orm.strategies
         stmt = (
-            select(Strategy)
-            .where(t.c.symbol_id == symbol_id, or_(t.c.is_active, has_live))
-            .order_by(t.c.id)
-            .with_for_update()
+            select(Strategy).where(t.c.symbol_id == symbol_id, _watched_by_engine()).order_by(t.c.id).with_for_update()
         )
         if strategy_ids is not None:
             stmt = stmt.where(t.c.id.in_(list(strategy_ids)))
