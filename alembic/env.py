@@ -9,9 +9,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from domain.adapters import orm
 from domain.adapters.bootstrap import resolve_database_url
 from domain.adapters.config import Settings
+from domain.adapters.persistence import orm
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

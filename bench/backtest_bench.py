@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from domain.adapters.backtest_runner import backtest, read_candle_csv, symbol_for
+from domain.adapters.backtest.runner import backtest, read_candle_csv, symbol_for
 from domain.backtest import CandleSeries, Channel
 
 YEAR = 525_600

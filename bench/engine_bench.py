@@ -116,8 +116,8 @@ async def bench_latency(url: str, redis_url: str, prefix: str) -> None:
     settings = Settings(database_url=url, redis_url=redis_url, redis_prefix=prefix)
     app = bootstrap(settings)
     await seed_symbols(app.uow)
-    from domain.adapters.paper import PaperExchange
-    from domain.adapters.prices import FirstKnownPrice
+    from domain.adapters.exchanges.paper import PaperExchange
+    from domain.adapters.market.prices import FirstKnownPrice
 
     app.prices = FirstKnownPrice([app.price_book])
     app.exchange = PaperExchange(app.prices)
@@ -167,7 +167,7 @@ async def bench_latency(url: str, redis_url: str, prefix: str) -> None:
 
 
 def main() -> None:
-    from domain.adapters.migrate import upgrade_to_head
+    from domain.adapters.persistence.migrate import upgrade_to_head
     from tests import services as test_services
 
     bench_index()

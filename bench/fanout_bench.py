@@ -94,7 +94,7 @@ def wait_port(port: int, timeout: float = 60) -> None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 20
-    from domain.adapters.migrate import upgrade_to_head
+    from domain.adapters.persistence.migrate import upgrade_to_head
     from tests import services as ts
     from tests.e2e.servers import free_port
 
@@ -141,7 +141,7 @@ def main() -> None:
 
             from redis.asyncio import Redis
 
-            from domain.adapters.redis_bus import RedisEventBus
+            from domain.adapters.messaging.redis_bus import RedisEventBus
             from domain.services import utcnow
 
             bus = RedisEventBus(Redis.from_url(redis_url), prefix)

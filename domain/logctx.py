@@ -1,6 +1,6 @@
 """Ids that log lines carry without every call passing them: the strategy, position and client order
 id a decision is about. Set with `log_fields(...)` around the work; the log formatter
-(`domain.adapters.logs`) adds them to every line logged meanwhile, in that task only."""
+(`domain.adapters.ops.logs`) adds them to every line logged meanwhile, in that task only."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Domain entities: plain dataclasses with `Decimal` money and aware UTC datetimes.
 
-They are mapped imperatively onto tables by `domain.adapters.orm`, so the domain stays free of
+They are mapped imperatively onto tables by `domain.adapters.persistence.orm`, so the domain stays free of
 persistence code (the cosmicpython way). Entities compare by identity (`eq=False`).
 """
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import strawberry
 
 from domain import backtest as bt
-from domain.adapters import backtest_runner as runner
+from domain.adapters.backtest import runner
 from domain.errors import ValidationError
 from domain.model import PositionStatus as DomainPositionStatus
 from gql_api.context import Info

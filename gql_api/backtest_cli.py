@@ -122,7 +122,7 @@ class _Database:
     @property
     def session_factory(self) -> async_sessionmaker[AsyncSession]:
         from domain.adapters.bootstrap import resolve_database_url
-        from domain.adapters.unit_of_work import make_engine, make_session_factory
+        from domain.adapters.persistence.unit_of_work import make_engine, make_session_factory
 
         if self._session_factory is None:
             self._engine = make_engine(resolve_database_url(self.settings))
@@ -131,13 +131,13 @@ class _Database:
 
     @property
     def uow(self) -> UnitOfWorkFactory:
-        from domain.adapters.unit_of_work import SqlAlchemyUnitOfWorkFactory
+        from domain.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWorkFactory
 
         return SqlAlchemyUnitOfWorkFactory(self.session_factory)  # type: ignore[return-value]
 
 
 async def _candles(args: argparse.Namespace, db: _Database, symbol: Symbol | None) -> tuple[CandleSeries, Symbol]:
-    from domain.adapters import backtest_runner as runner
+    from domain.adapters.backtest import runner
 
     if args.csv is not None:
         if not args.csv.is_file():
@@ -172,8 +172,7 @@ def _channel_args(args: argparse.Namespace) -> dict[str, Decimal]:
 
 
 async def _backtest(args: argparse.Namespace, settings: Settings) -> None:
-    from domain.adapters import backtest_report as report
-    from domain.adapters import backtest_runner as runner
+    from domain.adapters.backtest import report, runner
 
     async with _Database(settings) as db:
         symbol: Symbol | None = None
@@ -213,7 +212,7 @@ async def _backtest(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _axis_values(args: argparse.Namespace) -> dict[str, list[object]]:
-    from domain.adapters import backtest_runner as runner
+    from domain.adapters.backtest import runner
 
     axes: dict[str, list[object]] = {}
     for _, name, _ in CHANNEL_OPTIONS:
@@ -236,8 +235,7 @@ async def _sweep_candles(args: argparse.Namespace, settings: Settings) -> tuple[
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> None:
-    from domain.adapters import backtest_report as report
-    from domain.adapters import backtest_runner as runner
+    from domain.adapters.backtest import report, runner
 
     axes = _axis_values(args)
     swept = [name for name, values in axes.items() if len(values) > 1]

@@ -42,14 +42,14 @@ log = logging.getLogger("criptoren")
 
 
 def _setup_logging(settings: Settings) -> None:
-    from domain.adapters.logs import configure_logging
+    from domain.adapters.ops.logs import configure_logging
 
     configure_logging(settings)  # text or JSON (LOG_FORMAT), secrets masked
 
 
 def cmd_migrate(settings: Settings) -> None:
     from domain.adapters.bootstrap import resolve_database_url
-    from domain.adapters.migrate import upgrade_to_head
+    from domain.adapters.persistence.migrate import upgrade_to_head
 
     upgrade_to_head(resolve_database_url(settings))
     log.info("Database schema is up to date.")
@@ -110,7 +110,7 @@ def _read_secret(prompt: str) -> str:
 
 async def _exchange_keys(app: App, action: str, name: str, api_key: str | None) -> None:
     from domain import exchange_keys
-    from domain.adapters.secrets import SecretBox
+    from domain.adapters.exchanges.secrets import SecretBox
 
     client = await auth.find_client(app.uow(), name)
     assert client.id is not None
@@ -237,8 +237,8 @@ def cmd_pause(settings: Settings, resume: bool, name: str | None, cancel_schedul
 
 
 def cmd_backup(settings: Settings) -> None:
-    from domain.adapters.backup import BackupError, backup
     from domain.adapters.bootstrap import resolve_database_url
+    from domain.adapters.ops.backup import BackupError, backup
 
     try:
         path = asyncio.run(backup(resolve_database_url(settings), settings.backups_path, settings.backup_keep))
@@ -251,8 +251,8 @@ def cmd_backup(settings: Settings) -> None:
 def cmd_restore(settings: Settings, file: str, force: bool) -> None:
     from pathlib import Path
 
-    from domain.adapters.backup import BackupError, restore
     from domain.adapters.bootstrap import resolve_database_url
+    from domain.adapters.ops.backup import BackupError, restore
 
     try:
         asyncio.run(restore(resolve_database_url(settings), Path(file), force=force))

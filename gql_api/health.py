@@ -5,7 +5,7 @@
 - `postgres`: a `SELECT 1` answers;
 - `redis`: a `PING` answers;
 - `market`: every symbol the workers must consume (an active strategy or live positions) has a
-  worker reporting its stream (a Redis heartbeat, `domain.adapters.stream_health`) with a tick
+  worker reporting its stream (a Redis heartbeat, `domain.adapters.ops.stream_health`) with a tick
   within `STREAM_STALE_SECONDS` (a replay that played out counts as fine);
 - and the process is not shutting down.
 
@@ -23,8 +23,9 @@ from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from domain.adapters import metrics, orm, stream_health
 from domain.adapters.bootstrap import App
+from domain.adapters.ops import metrics, stream_health
+from domain.adapters.persistence import orm
 from domain.model import OrderStatus
 
 CHECK_TIMEOUT = 3.0

@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from domain.adapters import orm
 from domain.adapters.bootstrap import App, bootstrap
 from domain.adapters.config import Settings
-from domain.adapters.migrate import upgrade_to_head
-from domain.adapters.paper import PaperExchange
-from domain.adapters.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
+from domain.adapters.exchanges.paper import PaperExchange
+from domain.adapters.market.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
+from domain.adapters.persistence import orm
+from domain.adapters.persistence.migrate import upgrade_to_head
 from tests import services
 
 

@@ -49,7 +49,7 @@ async def backfill_candles(ctx: dict[str, Any]) -> int:
 
 async def backup_database(ctx: dict[str, Any]) -> str:
     """The daily backup (`BACKUP_CRON=true`): pg_dump into BACKUP_DIR, the newest BACKUP_KEEP kept."""
-    from domain.adapters.backup import backup
+    from domain.adapters.ops.backup import backup
 
     settings = ctx["app"].settings
     path = await backup(str(settings.database_url), settings.backups_path, settings.backup_keep)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 
 from domain import services
 from domain.adapters.bootstrap import App
-from domain.adapters.exchange_router import ExchangeRouter
+from domain.adapters.exchanges.router import ExchangeRouter
 from domain.errors import DomainError, ExchangeError
 from domain.ports import Execution, OrderUpdates
 

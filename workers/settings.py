@@ -16,7 +16,7 @@ from arq.connections import RedisSettings
 
 from domain.adapters.bootstrap import bootstrap, resolve_redis_url
 from domain.adapters.config import Settings
-from domain.adapters.market_factory import make_market_source
+from domain.adapters.market.factory import make_market_source
 from workers import cron as cron_jobs
 from workers.market import MarketWorker
 from workers.orders import OrderUpdatesWorker

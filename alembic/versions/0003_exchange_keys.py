@@ -3,7 +3,7 @@
 - clients.binance_api_key: the client's Binance API key (an identifier Binance receives in clear in
   every request header).
 - clients.binance_api_secret_encrypted: the matching secret, encrypted with a key derived from
-  CRIPTOREN_SECRET_KEY (`domain.adapters.secrets.SecretBox`); never stored in plain text.
+  CRIPTOREN_SECRET_KEY (`domain.adapters.exchanges.secrets.SecretBox`); never stored in plain text.
   Without them the client trades on paper. These are not the login credentials (`api_key`,
   `api_secret_hash`), which the server issues itself.
 

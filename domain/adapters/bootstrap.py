@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.adapters.config import Settings
-from domain.adapters.exchange_router import ExchangeRouter
-from domain.adapters.paper import PaperExchange
-from domain.adapters.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
-from domain.adapters.redis_bus import RedisEventBus
-from domain.adapters.unit_of_work import SqlAlchemyUnitOfWorkFactory, make_engine, make_session_factory
+from domain.adapters.exchanges.paper import PaperExchange
+from domain.adapters.exchanges.router import ExchangeRouter
+from domain.adapters.market.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
+from domain.adapters.messaging.redis_bus import RedisEventBus
+from domain.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWorkFactory, make_engine, make_session_factory
 from domain.model import Symbol
 from domain.ports import Exchange, PriceSource, UnitOfWorkFactory
 
@@ -89,8 +89,8 @@ def make_exchange(
     paper = PaperExchange(prices, settings.fee_rate)
     if settings.exchange == "paper":
         return paper
-    from domain.adapters.binance import BinanceConfig, BinanceExchange, RequestGate
-    from domain.adapters.secrets import SecretBox
+    from domain.adapters.exchanges.binance import BinanceConfig, BinanceExchange, RequestGate
+    from domain.adapters.exchanges.secrets import SecretBox
 
     cipher = SecretBox(settings.criptoren_secret_key) if settings.criptoren_secret_key else None
     if cipher is None:

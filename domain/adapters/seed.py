@@ -10,7 +10,7 @@ from decimal import Decimal
 from domain import channel as ch
 from domain import commands as cmds
 from domain import services
-from domain.adapters.paper import SEED_SYMBOLS
+from domain.adapters.exchanges.paper import SEED_SYMBOLS
 from domain.model import Candle, Symbol
 from domain.ports import Exchange, UnitOfWorkFactory
 

@@ -12,7 +12,7 @@ import strawberry
 
 from domain import commands as cmds
 from domain import exchange_keys
-from domain.adapters.secrets import SecretBox
+from domain.adapters.exchanges.secrets import SecretBox
 from gql_api.audit import Audited
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated

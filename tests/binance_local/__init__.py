@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from domain.adapters.binance import BinanceConfig, BinanceExchange
+from domain.adapters.exchanges.binance import BinanceConfig, BinanceExchange
 from domain.ports import Execution
 from tests.binance_local.server import ApiError, LocalBinance, Order, RequestRecord, SymbolSpec, Trade
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from domain.adapters.binance import BinanceExchange
+from domain.adapters.exchanges.binance import BinanceExchange
 from tests.binance_local import LocalBinance, local_config
 
 

@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import expect
 
 from domain.adapters.bootstrap import App
-from domain.adapters.redis_bus import dumps
+from domain.adapters.messaging.redis_bus import dumps
 from domain.adapters.seed import seed_demo
 from gql_api import web
 from gql_api.schema import schema

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from domain.adapters.backtest_runner import backtest_async, load_stored_candles
+from domain.adapters.backtest.runner import backtest_async, load_stored_candles
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from domain.backtest import Channel

@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from domain import commands as cmds
 from domain import services
-from domain.adapters import orm
 from domain.adapters.bootstrap import App
+from domain.adapters.persistence import orm
 from domain.adapters.seed import seed_demo
 from tests.e2e.conftest import GraphQLClient
 

@@ -17,11 +17,11 @@ from sqlalchemy import text
 
 from domain import commands as cmds
 from domain import services
-from domain.adapters import orm
-from domain.adapters.binance import BinanceExchange
 from domain.adapters.bootstrap import App
-from domain.adapters.exchange_router import ExchangeRouter
-from domain.adapters.secrets import SecretBox
+from domain.adapters.exchanges.binance import BinanceExchange
+from domain.adapters.exchanges.router import ExchangeRouter
+from domain.adapters.exchanges.secrets import SecretBox
+from domain.adapters.persistence import orm
 from domain.adapters.seed import seed_demo
 from domain.model import PositionStatus
 from tests.binance_local import LocalBinance, local_config

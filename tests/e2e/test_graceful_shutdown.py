@@ -25,8 +25,8 @@ import httpx
 import websockets
 
 from domain.adapters.bootstrap import App
-from domain.adapters.market_replay import ReplayMarket
-from domain.adapters.paper import PaperExchange
+from domain.adapters.exchanges.paper import PaperExchange
+from domain.adapters.market.replay import ReplayMarket
 from domain.adapters.seed import seed_demo
 from domain.ports import Page
 from tests.e2e import servers

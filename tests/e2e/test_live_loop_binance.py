@@ -30,13 +30,13 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from domain.adapters.binance import BinanceExchange
 from domain.adapters.bootstrap import App
-from domain.adapters.exchange_router import ExchangeRouter
-from domain.adapters.market_replay import ReplayMarket
-from domain.adapters.paper import PaperExchange
-from domain.adapters.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
-from domain.adapters.secrets import SecretBox
+from domain.adapters.exchanges.binance import BinanceExchange
+from domain.adapters.exchanges.paper import PaperExchange
+from domain.adapters.exchanges.router import ExchangeRouter
+from domain.adapters.exchanges.secrets import SecretBox
+from domain.adapters.market.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
+from domain.adapters.market.replay import ReplayMarket
 from domain.adapters.seed import seed_demo
 from domain.market import ClosedCandle, MarketEvent, Tick
 from domain.model import Position, PositionStatus, Trade

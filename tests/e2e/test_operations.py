@@ -13,10 +13,10 @@ import httpx
 
 from domain import commands as cmds
 from domain import services
-from domain.adapters import stream_health
 from domain.adapters.bootstrap import App
 from domain.adapters.config import Settings
-from domain.adapters.logs import configure_logging
+from domain.adapters.ops import stream_health
+from domain.adapters.ops.logs import configure_logging
 from domain.adapters.seed import seed_demo
 from domain.logctx import log_fields
 from tests.e2e.conftest import GraphQLClient

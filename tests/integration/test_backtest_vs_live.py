@@ -10,9 +10,9 @@ from pathlib import Path
 
 from domain import commands as cmds
 from domain import services
-from domain.adapters.backtest_runner import backtest_async, read_candle_csv
+from domain.adapters.backtest.runner import backtest_async, read_candle_csv
 from domain.adapters.bootstrap import App
-from domain.adapters.market_replay import ReplayMarket
+from domain.adapters.market.replay import ReplayMarket
 from domain.backtest import Channel
 from domain.model import PositionStatus
 from domain.ports import Page

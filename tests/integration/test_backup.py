@@ -13,10 +13,10 @@ import pytest
 
 from domain import commands as cmds
 from domain import services
-from domain.adapters import backup
 from domain.adapters.bootstrap import App, bootstrap
 from domain.adapters.config import Settings
-from domain.adapters.migrate import upgrade_to_head
+from domain.adapters.ops import backup
+from domain.adapters.persistence.migrate import upgrade_to_head
 from domain.adapters.seed import seed_demo
 from tests import services as test_services
 

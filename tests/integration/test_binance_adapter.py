@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from domain import channel as ch
-from domain.adapters.binance import (
+from domain.adapters.exchanges.binance import (
     BinanceAuthError,
     BinanceExchange,
     BinanceFilterFailure,

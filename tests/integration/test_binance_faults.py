@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.adapters.binance import BinanceExchange, BinanceRateLimited, OrderStateUnknown, RequestGate
+from domain.adapters.exchanges.binance import BinanceExchange, BinanceRateLimited, OrderStateUnknown, RequestGate
 from domain.errors import TemporaryExchangeError
 from domain.model import OrderStatus, TimeInForce
 from tests.binance_local import LocalBinance, local_config, next_update, wait_until

@@ -17,7 +17,7 @@ import pytest
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException
 
-from domain.adapters.binance import client_class, socket_manager_class
+from domain.adapters.exchanges.binance import client_class, socket_manager_class
 from tests.binance_local import LocalBinance, wait_until
 
 pytest_plugins = ["tests.binance_local.fixtures"]  # local_binance

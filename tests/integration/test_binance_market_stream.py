@@ -11,7 +11,7 @@ import contextlib
 from decimal import Decimal
 
 from domain.adapters.bootstrap import App
-from domain.adapters.market_binance import BinanceMarket
+from domain.adapters.market.binance_stream import BinanceMarket
 from domain.adapters.seed import seed_demo
 from domain.market import ClosedCandle, MarketEvent, Tick
 from domain.ports import Page

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from cryptography.fernet import Fernet
 
-from domain.adapters.binance import BinanceExchange
 from domain.adapters.config import Settings
-from domain.adapters.secrets import (
+from domain.adapters.exchanges.binance import BinanceExchange
+from domain.adapters.exchanges.secrets import (
     MASK,
     RedactingFilter,
     SecretBox,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from domain import channel as ch
 from domain.adapters.bootstrap import App
-from domain.adapters.market_replay import ReplayMarket
+from domain.adapters.market.replay import ReplayMarket
 from domain.adapters.seed import seed_demo
 from domain.model import PositionStatus
 from domain.ports import Page

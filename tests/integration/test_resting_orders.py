@@ -18,10 +18,10 @@ import pytest
 
 from domain import commands as cmds
 from domain import exchange_keys, services
-from domain.adapters.binance import BinanceExchange
 from domain.adapters.bootstrap import App
-from domain.adapters.exchange_router import ExchangeRouter
-from domain.adapters.secrets import SecretBox
+from domain.adapters.exchanges.binance import BinanceExchange
+from domain.adapters.exchanges.router import ExchangeRouter
+from domain.adapters.exchanges.secrets import SecretBox
 from domain.adapters.seed import seed_demo
 from domain.errors import InvalidState, OrderOutcomeUnknown
 from domain.model import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Side, TimeInForce, Trade

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from domain.adapters import orm
 from domain.adapters.bootstrap import App
+from domain.adapters.persistence import orm
 
 ROOT = Path(__file__).resolve().parents[2]
 

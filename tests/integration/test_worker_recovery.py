@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.adapters.bootstrap import App
-from domain.adapters.market_replay import ReplayMarket
+from domain.adapters.market.replay import ReplayMarket
 from domain.adapters.seed import seed_demo
 from domain.ports import Page
 from workers.market import MarketWorker

@@ -1,13 +1,13 @@
 """In-memory fakes of the persistence ports (cosmicpython's `FakeUnitOfWork`), for unit tests.
 
 The implementation is the in-memory unit of work that backtests run on
-(`domain.adapters.memory`): one transactional store, with the semantics of the SQLAlchemy adapters
+(`domain.adapters.persistence.memory`): one transactional store, with the semantics of the SQLAlchemy adapters
 the services rely on. The names below are the ones the tests have always used.
 """
 
 from __future__ import annotations
 
-from domain.adapters.memory import (
+from domain.adapters.persistence.memory import (
     LIVE,
     TABLE_OF,
     TABLES,

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import channel as ch
-from domain.adapters.backtest_runner import backtest, symbol_for
-from domain.adapters.memory import MemoryStore, MemoryUnitOfWork, seeded_store
+from domain.adapters.backtest.runner import backtest, symbol_for
+from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWork, seeded_store
 from domain.backtest import BacktestResult, CandleSeries, Channel
 from domain.errors import ValidationError
 from domain.model import Position, PositionStatus, Side

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain import channel as ch
-from domain.adapters import orm
-from domain.adapters.memory import MemoryStore, MemoryUnitOfWorkFactory
-from domain.adapters.paper import SEED_SYMBOLS, PaperExchange
-from domain.adapters.prices import MemoryPriceBook
+from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
+from domain.adapters.market.prices import MemoryPriceBook
+from domain.adapters.persistence import orm
+from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWorkFactory
 from domain.backtest import BacktestResult, CandleSeries, Channel, Prices, run_backtest
 from domain.errors import NoPrice, NotFound, ValidationError
 from domain.model import Symbol

@@ -65,8 +65,8 @@ from binance.ws.constants import WSListenerState
 from websockets.protocol import State
 
 from domain import channel as ch
-from domain.adapters import metrics
-from domain.adapters.secrets import redact
+from domain.adapters.exchanges.secrets import redact
+from domain.adapters.ops import metrics
 from domain.errors import (
     ExchangeError,
     FilterFailure,

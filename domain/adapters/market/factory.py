@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 from domain.adapters.config import Settings
-from domain.adapters.market_replay import ReplayMarket
-from domain.adapters.market_synthetic import SyntheticMarket
+from domain.adapters.market.replay import ReplayMarket
+from domain.adapters.market.synthetic import SyntheticMarket
 from domain.market import MarketSource
 
 log = logging.getLogger("criptoren.market")
@@ -30,7 +30,7 @@ def replay_files(spec: Path | str) -> dict[str, Path]:
 
 async def binance_reachable(settings: Settings, wait: float = 3.0) -> bool:
     try:
-        from domain.adapters.market_binance import BinanceMarket
+        from domain.adapters.market.binance_stream import BinanceMarket
     except ImportError:
         return False
     try:
@@ -50,7 +50,7 @@ async def make_market_source(settings: Settings) -> MarketSource:
         log.info("Market data: synthetic random walk (offline demo)")
         return SyntheticMarket(seed=settings.synthetic_seed)
     if choice == "binance" or await binance_reachable(settings):
-        from domain.adapters.market_binance import BinanceMarket
+        from domain.adapters.market.binance_stream import BinanceMarket
 
         log.info("Market data: Binance public streams")
         return BinanceMarket()

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from domain.adapters.secrets import SecretDecryptionError, redact
+from domain.adapters.exchanges.secrets import SecretDecryptionError, redact
 from domain.errors import ExchangeError, PermanentExchangeError, TemporaryExchangeError
 from domain.model import Symbol, TimeInForce
 from domain.ports import Exchange, Execution, OrderUpdates, SecretCipher, UnitOfWorkFactory
 
 if TYPE_CHECKING:
-    from domain.adapters.binance import BinanceExchange
+    from domain.adapters.exchanges.binance import BinanceExchange
 
 log = logging.getLogger("criptoren.exchange")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.adapters.repositories import SqlAlchemyCandleRepository
+from domain.adapters.persistence.repositories import SqlAlchemyCandleRepository
 from domain.model import Symbol
 from domain.ports import PriceSource
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.adapters import orm
+from domain.adapters.persistence import orm
 from domain.model import (
     AllocationKind,
     AuditEntry,

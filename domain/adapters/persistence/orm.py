@@ -94,7 +94,7 @@ clients = Table(
     _updated(),
     # scrypt hash of the client's API secret (`domain.auth.hash_secret`); the secret is never stored.
     Column("api_secret_hash", String(200)),
-    # The client's Binance API key, and its secret encrypted (Fernet, `domain.adapters.secrets`).
+    # The client's Binance API key, and its secret encrypted (Fernet, `domain.adapters.exchanges.secrets`).
     Column("binance_api_key", String(100)),
     Column("binance_api_secret_encrypted", Text),
     # Emergency stop (`domain.trading_pause`): no new entries since this time; with

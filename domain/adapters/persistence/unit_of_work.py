@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from domain.adapters import orm
-from domain.adapters.repositories import (
+from domain.adapters.persistence import orm
+from domain.adapters.persistence.repositories import (
     SqlAlchemyAllocationRepository,
     SqlAlchemyAuditRepository,
     SqlAlchemyBatchReader,

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from domain.adapters.redis_bus import RedisEventBus
+from domain.adapters.messaging.redis_bus import RedisEventBus
 
 
 @dataclass(frozen=True)

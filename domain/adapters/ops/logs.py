@@ -4,7 +4,7 @@ secrets masked.
 
 Masked, in the message and the traceback alike: the configured secrets (`CRIPTOREN_SECRET_KEY`, the
 passwords in `DATABASE_URL` and `REDIS_URL`), bearer tokens and JWTs, and Binance request
-signatures. Client secrets are never logged in the first place (see `domain.adapters.secrets`).
+signatures. Client secrets are never logged in the first place (see `domain.adapters.exchanges.secrets`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from domain.adapters.config import Settings
-from domain.adapters.secrets import MASK
+from domain.adapters.exchanges.secrets import MASK
 from domain.logctx import current_fields
 
 # Attributes of a LogRecord that are not `extra=` fields.

@@ -10,7 +10,7 @@ from alembic.config import Config
 
 from alembic import command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def alembic_config(url: str) -> Config:

@@ -11,7 +11,7 @@ semantics of the SQLAlchemy adapters that the services rely on:
   every query flushes first (SQLAlchemy's autoflush), so queries see the transaction's own changes;
 - commit publishes only the rows that changed (an UPDATE of dirty rows), as clones: an object held
   by the caller after the commit reflects the committed state but is not the store's row;
-- the tables' unique and check constraints (`domain.adapters.orm`) are enforced at flush and raise
+- the tables' unique and check constraints (`domain.adapters.persistence.orm`) are enforced at flush and raise
   `MemoryIntegrityError`; id sequences are not rolled back, as in PostgreSQL.
 
 Speed (a backtest runs thousands of transactions over a growing store): a transaction copies only
@@ -30,8 +30,8 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Self
 
-from domain.adapters.paper import SEED_SYMBOLS, PaperExchange
-from domain.adapters.prices import MemoryPriceBook
+from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
+from domain.adapters.market.prices import MemoryPriceBook
 from domain.model import (
     AllocationKind,
     AuditEntry,
@@ -157,7 +157,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# ---------------------------------------------------------------- constraints (domain.adapters.orm)
+# ---------------------------------------------------------------- constraints (domain.adapters.persistence.orm)
 
 
 def _check(table: str, o: Any) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from binance import AsyncClient, BinanceSocketManager
 
 from domain import channel as ch
-from domain.adapters import metrics
+from domain.adapters.ops import metrics
 from domain.market import ClosedCandle, MarketEvent, Tick
 
 log = logging.getLogger("criptoren.market.binance")

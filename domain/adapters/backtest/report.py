@@ -16,7 +16,7 @@ from domain.backtest import BacktestResult, BacktestTrade, CandleSeries, LeftPos
 from domain.model import Side
 
 if TYPE_CHECKING:
-    from domain.adapters.backtest_runner import SweepRow
+    from domain.adapters.backtest.runner import SweepRow
 
 CHART_BUCKETS = 1600  # price and equity are drawn as per-bucket ranges beyond this many candles
 

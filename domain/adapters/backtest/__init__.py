@@ -1,0 +1,1 @@
+"""Backtests and sweeps on the shared engine: candle loading, runs in processes, reports and charts."""

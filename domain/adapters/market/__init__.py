@@ -1,0 +1,2 @@
+"""The MarketSource and PriceSource ports' adapters: Binance public streams, candle replay, the
+synthetic walk, and price books."""

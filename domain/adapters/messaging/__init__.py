@@ -1,0 +1,1 @@
+"""The EventPublisher port's adapter: events on Redis pub/sub."""

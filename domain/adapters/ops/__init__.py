@@ -1,0 +1,1 @@
+"""Operations: backups, logs, metrics, market stream heartbeats."""
