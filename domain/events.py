@@ -34,4 +34,4 @@ class SkipReason(enum.StrEnum):
     ALLOCATION_PRECISION = "allocation_precision"
     EXCHANGE_REJECTED = "exchange_rejected"
     ORDER_UNKNOWN = "order_unknown"
-    TRADING_PAUSED = "trading_paused"  # the client's emergency stop (`domain.trading_pause`)
+    TRADING_PAUSED = "trading_paused"  # the client's emergency stop (`domain.services.trading_pause`)

@@ -80,7 +80,7 @@ class Client:
     # with CRIPTOREN_SECRET_KEY, never in plain text). Without them the client trades on paper.
     binance_api_key: str | None = None
     binance_api_secret_encrypted: str | None = field(default=None, repr=False)
-    # Emergency stop (`domain.trading_pause`): set, no new entries; `trading_sells_held`, no
+    # Emergency stop (`domain.services.trading_pause`): set, no new entries; `trading_sells_held`, no
     # automatic exits either until trading resumes.
     trading_paused_at: datetime | None = None
     trading_sells_held: bool = False

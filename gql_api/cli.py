@@ -27,12 +27,12 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from domain import auth
 from domain import commands as cmds
 from domain.adapters.config import Settings
 from domain.adapters.seed import DEMO_CLIENT
-from domain.auth import Credentials
 from domain.errors import DomainError
+from domain.services import auth
+from domain.services.auth import Credentials
 from gql_api import backtest_cli
 
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ def _read_secret(prompt: str) -> str:
 
 
 async def _exchange_keys(app: App, action: str, name: str, api_key: str | None) -> None:
-    from domain import exchange_keys
     from domain.adapters.exchanges.secrets import SecretBox
+    from domain.services import exchange_keys
 
     client = await auth.find_client(app.uow(), name)
     assert client.id is not None
@@ -193,8 +193,9 @@ def cmd_up(settings: Settings) -> None:
 
 
 async def _pause(settings: Settings, resume: bool, name: str | None, cancel_scheduled: bool) -> None:
-    from domain import audit, trading_pause
+    from domain import audit
     from domain.adapters.bootstrap import bootstrap
+    from domain.services import trading_pause
 
     app = bootstrap(settings)
     try:

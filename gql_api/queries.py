@@ -7,9 +7,10 @@ from typing import Annotated
 
 import strawberry
 
-from domain import auth, model, views
+from domain import model, views
 from domain.errors import ValidationError
 from domain.ports import Page
+from domain.services import auth
 from gql_api.backtest import BacktestQueries
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import strawberry
 
-from domain import auth
 from domain import commands as cmds
+from domain.services import auth
 from gql_api.audit import Audited
 from gql_api.auth import access_tokens
 from gql_api.context import Info

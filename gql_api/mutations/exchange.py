@@ -11,8 +11,8 @@ from typing import Annotated
 import strawberry
 
 from domain import commands as cmds
-from domain import exchange_keys
 from domain.adapters.exchanges.secrets import SecretBox
+from domain.services import exchange_keys
 from gql_api.audit import Audited
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated

@@ -1,4 +1,4 @@
-"""The emergency stop: pause and resume a client's trading (`domain.trading_pause`)."""
+"""The emergency stop: pause and resume a client's trading (`domain.services.trading_pause`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated
 import strawberry
 
 from domain import commands as cmds
-from domain import trading_pause
 from domain.errors import NotFound
+from domain.services import trading_pause
 from gql_api.audit import Audited
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated

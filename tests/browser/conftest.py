@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from domain import auth
 from domain import commands as cmds
 from domain.adapters.bootstrap import App
+from domain.services import auth
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from domain import auth
 from domain import commands as cmds
 from domain.adapters.bootstrap import App
+from domain.services import auth
 from gql_api.app import create_app
 
 LOGIN = """

@@ -13,12 +13,12 @@ import jwt
 import pytest
 from sqlalchemy import text
 
-from domain import auth
 from domain import commands as cmds
 from domain.adapters.bootstrap import App
 from domain.adapters.config import Settings
 from domain.adapters.keys import MissingSecretKey, secret_key
 from domain.errors import ValidationError
+from domain.services import auth
 from gql_api.auth import access_tokens
 from tests.e2e.conftest import LOGIN, GraphQLClient
 

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import websockets
 
-from domain import auth, services
 from domain import commands as cmds
+from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
+from domain.services import auth
 from gql_api.auth import access_tokens
 from gql_api.permissions import PUBLIC_FIELDS
 from tests.e2e import servers

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from domain import commands as cmds
-from domain import exchange_keys, services
+from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.exchanges.binance import BinanceExchange
 from domain.adapters.exchanges.paper import PaperExchange
@@ -20,6 +20,7 @@ from domain.adapters.seed import seed_demo
 from domain.errors import PermanentExchangeError
 from domain.model import OrderStatus, PositionStatus, Side, TimeInForce
 from domain.ports import Page
+from domain.services import exchange_keys
 from tests.binance_local import LocalBinance, local_config
 
 pytest_plugins = ["tests.binance_local.fixtures"]  # local_binance

@@ -17,7 +17,7 @@ from decimal import Decimal
 import pytest
 
 from domain import commands as cmds
-from domain import exchange_keys, services
+from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.exchanges.binance import BinanceExchange
 from domain.adapters.exchanges.router import ExchangeRouter
@@ -26,6 +26,7 @@ from domain.adapters.seed import seed_demo
 from domain.errors import InvalidState, OrderOutcomeUnknown
 from domain.model import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Side, TimeInForce, Trade
 from domain.ports import Page
+from domain.services import exchange_keys
 from tests.binance_local import LocalBinance, local_config
 from workers.orders import OrderUpdatesWorker
 

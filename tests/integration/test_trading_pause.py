@@ -15,12 +15,13 @@ from decimal import Decimal
 import pytest
 
 from domain import commands as cmds
-from domain import services, trading_pause
+from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from domain.errors import InvalidState
 from domain.model import PositionStatus
 from domain.ports import Page
+from domain.services import trading_pause
 from tests.e2e.servers import ROOT
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

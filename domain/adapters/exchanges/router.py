@@ -1,6 +1,6 @@
 """`ExchangeRouter`: the `Exchange` port for many clients, each on its own account (issue 4).
 
-With `EXCHANGE=binance`, a client that stored its Binance keys (`domain.exchange_keys`) trades on
+With `EXCHANGE=binance`, a client that stored its Binance keys (`domain.services.exchange_keys`) trades on
 its own Binance account — one `BinanceExchange` per key, all sharing one `RequestGate`, since
 Binance counts request weight per IP — and a client without keys trades on paper.
 

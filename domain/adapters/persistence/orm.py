@@ -92,18 +92,18 @@ clients = Table(
     Column("api_secret_encrypted", Text),
     _created(),
     _updated(),
-    # scrypt hash of the client's API secret (`domain.auth.hash_secret`); the secret is never stored.
+    # scrypt hash of the client's API secret (`domain.services.auth.hash_secret`); the secret is never stored.
     Column("api_secret_hash", String(200)),
     # The client's Binance API key, and its secret encrypted (Fernet, `domain.adapters.exchanges.secrets`).
     Column("binance_api_key", String(100)),
     Column("binance_api_secret_encrypted", Text),
-    # Emergency stop (`domain.trading_pause`): no new entries since this time; with
+    # Emergency stop (`domain.services.trading_pause`): no new entries since this time; with
     # `trading_sells_held`, no automatic exits either (its scheduled sells were cancelled).
     Column("trading_paused_at", DateTime(timezone=True)),
     Column("trading_sells_held", Boolean, nullable=False, server_default=text("false")),
 )
 
-# Refresh tokens (SHA-256 of the token), one family per login; see `domain.auth`.
+# Refresh tokens (SHA-256 of the token), one family per login; see `domain.services.auth`.
 refresh_tokens = Table(
     "refresh_tokens",
     metadata,

@@ -117,7 +117,7 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
         .scalar_subquery()
         .label("principal")
     )
-    # NULL: not paused; else whether the pause holds automatic sells too (domain.trading_pause).
+    # NULL: not paused; else whether the pause holds automatic sells too (domain.services.trading_pause).
     pause = (
         select(case((c.c.trading_paused_at.is_(None), None), else_=c.c.trading_sells_held))
         .where(c.c.id == t.c.client_id)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from domain import commands as cmds
-from domain import services
 from domain.errors import DomainError, NotFound
 from domain.model import Client, PositionStatus
 from domain.ports import Exchange, Page, UnitOfWork, UnitOfWorkFactory
+from domain.services.orders import cancel_scheduled_sell
 
 log = logging.getLogger("criptoren.pause")
 
@@ -85,12 +85,12 @@ async def pause_trading(cmd: cmds.PauseTrading, uow: UnitOfWorkFactory, exchange
     if not cmd.cancel_scheduled:
         return status
     # The pause is committed first, so the engine schedules nothing new meanwhile. Each cancel is a
-    # transaction of its own (services.cancel_scheduled_sell), its resting order cancelled on the exchange.
+    # transaction of its own (`cancel_scheduled_sell`), its resting order cancelled on the exchange.
     cancelled: list[int] = []
     failed: dict[int, str] = {}
     for position_id in await _scheduled_positions(uow(), cmd.client_id):
         try:
-            await services.cancel_scheduled_sell(cmds.CancelScheduledSell(position_id, cmd.client_id), uow(), exchange)
+            await cancel_scheduled_sell(cmds.CancelScheduledSell(position_id, cmd.client_id), uow(), exchange)
             cancelled.append(position_id)
         except DomainError as e:
             failed[position_id] = e.message
