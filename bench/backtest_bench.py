@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from domain.adapters.backtest.runner import backtest, read_candle_csv, symbol_for
-from domain.backtest import CandleSeries, Channel
+from domain.backtest import CandleSeries
+from domain.channel import Channel
 
 YEAR = 525_600
 MINUTE_MS = 60_000

@@ -37,7 +37,7 @@ def strategies(n: int, rng: random.Random) -> list[StrategySnapshot]:
         top = base * Decimal("1.12")
         out.append(
             StrategySnapshot.of(
-                i + 1, base, top, Decimal(2), Decimal(2), "4h", True, rng.random() < 0.5, False, rng.random() < 0.3
+                i + 1, ch.Channel(base, top).levels, "4h", True, rng.random() < 0.5, False, rng.random() < 0.3
             )
         )
     return out
@@ -124,8 +124,8 @@ async def bench_latency(url: str, redis_url: str, prefix: str) -> None:
     client = await services.create_client(cmds.CreateClient("bench"), app.uow())
     for i in range(20):
         s = await services.create_strategy(
-            cmds.CreateStrategy(client.id, "BTCUSDT", f"s{i}", Decimal(100000 + i * 10), Decimal(112000 + i * 10),
-                                capital_percentage=Decimal(5)),
+            cmds.CreateStrategy(client.id, "BTCUSDT", f"s{i}",
+                                ch.Channel(Decimal(100000 + i * 10), Decimal(112000 + i * 10), Decimal(5))),
             app.uow(), app.exchange,
         )  # fmt: skip
         await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal(100000)), app.uow())

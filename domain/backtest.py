@@ -34,6 +34,7 @@ import numpy.typing as npt
 from domain import channel as ch
 from domain import commands as cmds
 from domain import services
+from domain.channel import Channel
 from domain.engine import StrategySnapshot, SymbolIndex
 from domain.events import EventType
 from domain.model import Position, PositionStatus, Side, Symbol, Trade
@@ -59,31 +60,6 @@ Prices = tuple[Decimal, Decimal, Decimal, Decimal]
 
 
 # ---------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A strategy's channel parameters (SPEC §4)."""
-
-    base: Decimal
-    top: Decimal
-    capital_percentage: Decimal = Decimal(20)
-    buy_threshold: Decimal = Decimal(2)
-    sell_threshold: Decimal = Decimal(2)
-    min_profit: Decimal = Decimal("0.5")
-    timeframe: str = "4h"
-
-    @property
-    def levels(self) -> ch.Levels:
-        return ch.levels(self.base, self.top, self.buy_threshold, self.sell_threshold)
-
-    def validate(self, fee_rate: Decimal, tick_size: Decimal = ch.PRICE_QUANTUM) -> None:
-        """Rule 11, as at a strategy's creation: raises `ValidationError` (naming the smallest
-        workable top for a narrow channel)."""
-        ch.validate_channel(
-            self.base, self.top, self.capital_percentage, self.buy_threshold, self.sell_threshold, self.min_profit,
-            fee_rate, self.timeframe, tick_size,
-        )  # fmt: skip
 
 
 def interval_of(step_ms: int) -> str:
@@ -391,8 +367,7 @@ async def create_backtest_strategy(
     assert client.id is not None
     strategy = await services.create_strategy(
         cmds.CreateStrategy(
-            client.id, symbol, BACKTEST_STRATEGY, channel.base, channel.top, channel.capital_percentage,
-            channel.buy_threshold, channel.sell_threshold, channel.min_profit, channel.timeframe,
+            client.id, symbol, BACKTEST_STRATEGY, channel,
         ),
         uow(),
         exchange,

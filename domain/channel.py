@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
 
 from domain.errors import FilterFailure, ValidationError
-from domain.model import SymbolFilters
+
+if TYPE_CHECKING:
+    from domain.model import SymbolFilters
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)
@@ -74,6 +77,66 @@ def levels(base: Decimal, top: Decimal, buy_threshold: Decimal, sell_threshold: 
     )
 
 
+# The defaults of SPEC §4's parameters, defined once.
+DEFAULT_CAPITAL_PERCENTAGE = Decimal(20)
+DEFAULT_BUY_THRESHOLD = Decimal(2)
+DEFAULT_SELL_THRESHOLD = Decimal(2)
+DEFAULT_MIN_PROFIT = Decimal("0.5")
+DEFAULT_TIMEFRAME = "4h"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A strategy's channel (SPEC §4): floor B, ceiling T, entry size p%, thresholds b% and s%,
+    minimum profit m% and the timeframe whose closes judge a break. One value, with its levels
+    and its validation: nothing else recomputes them from loose arguments."""
+
+    base: Decimal
+    top: Decimal
+    capital_percentage: Decimal = DEFAULT_CAPITAL_PERCENTAGE
+    buy_threshold: Decimal = DEFAULT_BUY_THRESHOLD
+    sell_threshold: Decimal = DEFAULT_SELL_THRESHOLD
+    min_profit: Decimal = DEFAULT_MIN_PROFIT
+    timeframe: str = DEFAULT_TIMEFRAME
+
+    @property
+    def levels(self) -> Levels:
+        """E = B * (1 + b/100), X = T * (1 - s/100)."""
+        return levels(self.base, self.top, self.buy_threshold, self.sell_threshold)
+
+    def validate(self, fee_rate: Decimal, tick_size: Decimal = PRICE_QUANTUM) -> Levels:
+        """Rule 11 and the parameters' ranges; returns the levels. Raises `ValidationError` naming
+        the field and, for a narrow channel, the smallest workable top."""
+        return validate_channel(self, fee_rate, tick_size)
+
+    def with_changes(
+        self,
+        *,
+        base: Decimal | None = None,
+        top: Decimal | None = None,
+        capital_percentage: Decimal | None = None,
+        buy_threshold: Decimal | None = None,
+        sell_threshold: Decimal | None = None,
+        min_profit: Decimal | None = None,
+        timeframe: str | None = None,
+    ) -> Channel:
+        """This channel with the given parameters changed (`None` keeps a parameter)."""
+        return Channel(
+            self.base if base is None else base,
+            self.top if top is None else top,
+            self.capital_percentage if capital_percentage is None else capital_percentage,
+            self.buy_threshold if buy_threshold is None else buy_threshold,
+            self.sell_threshold if sell_threshold is None else sell_threshold,
+            self.min_profit if min_profit is None else min_profit,
+            self.timeframe if timeframe is None else timeframe,
+        )
+
+    def entry_moved(self, other: Channel) -> bool:
+        """Whether `other` has another entry level's inputs (base or buy threshold): rule 1 re-arms
+        a strategy only on such a change."""
+        return (self.base, self.buy_threshold) != (other.base, other.buy_threshold)
+
+
 def smallest_workable_top(
     base: Decimal,
     buy_threshold: Decimal,
@@ -92,21 +155,14 @@ def smallest_workable_top(
     return top
 
 
-def validate_channel(
-    base: Decimal,
-    top: Decimal,
-    capital_percentage: Decimal,
-    buy_threshold: Decimal,
-    sell_threshold: Decimal,
-    min_profit: Decimal,
-    fee_rate: Decimal,
-    timeframe: str,
-    tick_size: Decimal = PRICE_QUANTUM,
-) -> Levels:
+def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = PRICE_QUANTUM) -> Levels:
     """Check a channel's parameters (SPEC §4 parameters and rule 11); return its levels.
 
     Raises `ValidationError` naming the field and, for a narrow channel, the smallest workable top.
     """
+    base, top, timeframe = channel.base, channel.top, channel.timeframe
+    capital_percentage, buy_threshold = channel.capital_percentage, channel.buy_threshold
+    sell_threshold, min_profit = channel.sell_threshold, channel.min_profit
     for name, value in (("basePrice", base), ("topPrice", top)):
         if not value.is_finite() or value <= 0:
             raise ValidationError(f"{name} must be a positive number.", field=name)
@@ -124,7 +180,7 @@ def validate_channel(
         raise ValidationError("minProfit must be at least 0 and below 1000.", field="minProfit")
     if timeframe not in TIMEFRAMES:
         raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
-    lv = levels(base, top, buy_threshold, sell_threshold)
+    lv = channel.levels
     if lv.exit <= lv.entry or lv.exit < lv.entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2):
         smallest = smallest_workable_top(base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size)
         raise ValidationError(

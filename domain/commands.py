@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from domain.channel import Channel
+
 
 @dataclass(frozen=True)
 class CreateClient:
@@ -21,13 +23,7 @@ class CreateStrategy:
     client_id: int
     symbol: str
     name: str
-    base_price: Decimal
-    top_price: Decimal
-    capital_percentage: Decimal = Decimal(20)
-    buy_threshold: Decimal = Decimal(2)
-    sell_threshold: Decimal = Decimal(2)
-    min_profit: Decimal = Decimal("0.5")
-    timeframe: str = "4h"
+    channel: Channel
     is_active: bool = True
 
 
@@ -45,6 +41,14 @@ class UpdateStrategy:
     sell_threshold: Decimal | None = None
     min_profit: Decimal | None = None
     timeframe: str | None = None
+
+    def channel_from(self, current: Channel) -> Channel:
+        """The channel this update asks for, starting from the strategy's `current` one."""
+        return current.with_changes(
+            base=self.base_price, top=self.top_price, capital_percentage=self.capital_percentage,
+            buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
+            timeframe=self.timeframe,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class Sell:
 
 @dataclass(frozen=True)
 class ScheduleSell:
-    """Rule 6: schedule a position at its min_sell for `min_profit` (the strategy's by default)."""
+    """Rule 6: schedule a position at its min_sell for `min_profit` (the position's own by default)."""
 
     position_id: int
     min_profit: Decimal | None = None
@@ -197,3 +201,27 @@ class ResumeTrading:
     """End a client's trading pause."""
 
     client_id: int
+
+
+@dataclass(frozen=True)
+class PrepareBacktest:
+    """A backtest's channel: a stored strategy's (of `client_id`), with the parameters given here
+    changed, or one given whole (base and top at least). `None` keeps a value or takes its default."""
+
+    client_id: int | None = None
+    strategy_id: int | None = None
+    base_price: Decimal | None = None
+    top_price: Decimal | None = None
+    capital_percentage: Decimal | None = None
+    buy_threshold: Decimal | None = None
+    sell_threshold: Decimal | None = None
+    min_profit: Decimal | None = None
+    timeframe: str | None = None
+    bankroll: Decimal | None = None
+
+    def channel_from(self, current: Channel) -> Channel:
+        return current.with_changes(
+            base=self.base_price, top=self.top_price, capital_percentage=self.capital_percentage,
+            buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
+            timeframe=self.timeframe,
+        )  # fmt: skip

@@ -44,10 +44,7 @@ class StrategySnapshot:
     def of(
         cls,
         strategy_id: int,
-        base: Decimal,
-        top: Decimal,
-        buy_threshold: Decimal,
-        sell_threshold: Decimal,
+        levels: ch.Levels,
         timeframe: str,
         is_active: bool,
         is_armed: bool,
@@ -55,9 +52,8 @@ class StrategySnapshot:
         has_open_positions: bool,
         scheduled: Iterable[tuple[int, Decimal]] = (),
     ) -> StrategySnapshot:
-        lv = ch.levels(base, top, buy_threshold, sell_threshold)
         return cls(
-            strategy_id, lv.base, lv.entry, lv.exit, timeframe, is_active, is_armed, is_broken,
+            strategy_id, levels.base, levels.entry, levels.exit, timeframe, is_active, is_armed, is_broken,
             has_open_positions, tuple(scheduled),
         )  # fmt: skip
 

@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain import channel as ch
+
 
 class PositionStatus(enum.StrEnum):
     OPEN = "open"
@@ -70,7 +72,6 @@ class AllocationKind(enum.StrEnum):
 class Client:
     name: str
     api_key: str | None = None  # public half of the client's API credentials (login)
-    api_secret_encrypted: str | None = None  # the exchange secret, encrypted (never the plain secret)
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -122,11 +123,11 @@ class Strategy:
     name: str
     base_price: Decimal
     top_price: Decimal
-    capital_percentage: Decimal = Decimal(20)
-    buy_threshold: Decimal = Decimal(2)
-    sell_threshold: Decimal = Decimal(2)
-    min_profit: Decimal = Decimal("0.5")
-    timeframe: str = "4h"
+    capital_percentage: Decimal = ch.DEFAULT_CAPITAL_PERCENTAGE
+    buy_threshold: Decimal = ch.DEFAULT_BUY_THRESHOLD
+    sell_threshold: Decimal = ch.DEFAULT_SELL_THRESHOLD
+    min_profit: Decimal = ch.DEFAULT_MIN_PROFIT
+    timeframe: str = ch.DEFAULT_TIMEFRAME
     is_active: bool = True
     # Rule 1: one entry per bounce. Armed on creation/re-activation, disarmed by an entry (or an
     # entry skipped for lack of capital), re-armed when the price touches the base.
@@ -139,9 +140,85 @@ class Strategy:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @classmethod
+    def open(
+        cls, client_id: int, symbol_id: int, name: str, channel: ch.Channel, *, is_active: bool = True
+    ) -> Strategy:
+        """A new strategy on `channel`: armed (rule 1)."""
+        strategy = cls(client_id=client_id, symbol_id=symbol_id, name=name, base_price=channel.base,
+                       top_price=channel.top, is_active=is_active, is_armed=True)  # fmt: skip
+        strategy._set_channel(channel)
+        return strategy
+
+    @property
+    def channel(self) -> ch.Channel:
+        """The channel's parameters as one value (its columns are stored flat)."""
+        return ch.Channel(
+            self.base_price, self.top_price, self.capital_percentage, self.buy_threshold, self.sell_threshold,
+            self.min_profit, self.timeframe,
+        )  # fmt: skip
+
+    @property
+    def levels(self) -> ch.Levels:
+        return self.channel.levels
+
     @property
     def is_channel_broken(self) -> bool:
         return self.channel_broken_at is not None
+
+    @property
+    def can_enter(self) -> bool:
+        """Rule 1: only an active, armed strategy whose channel holds may enter."""
+        return self.is_active and self.is_armed and not self.is_channel_broken
+
+    def _set_channel(self, channel: ch.Channel) -> None:
+        self.base_price, self.top_price = channel.base, channel.top
+        self.capital_percentage, self.buy_threshold = channel.capital_percentage, channel.buy_threshold
+        self.sell_threshold, self.min_profit, self.timeframe = (
+            channel.sell_threshold,
+            channel.min_profit,
+            channel.timeframe,
+        )
+
+    def change_channel(self, channel: ch.Channel) -> None:
+        """A user's change of the channel: it re-arms the strategy and ends a channel break (rules 1, 5)."""
+        self._set_channel(channel)
+        self.arm()
+
+    def arm(self) -> None:
+        """Armed again, and a channel break ended (rules 1, 5)."""
+        self.is_armed = True
+        self.channel_broken_at = None
+
+    def disarm(self) -> None:
+        """Rule 1: an entry, or an entry skipped, disarms until the price touches the base."""
+        self.is_armed = False
+
+    def rearm_on(self, price: Decimal) -> bool:
+        """Rule 1: an active, disarmed, unbroken strategy is re-armed when the price touches B.
+        Returns whether it was."""
+        if (
+            self.is_active
+            and not self.is_armed
+            and not self.is_channel_broken
+            and ch.rearm_triggered(price, self.levels)
+        ):
+            self.is_armed = True
+            return True
+        return False
+
+    def break_channel(self, at: datetime) -> None:
+        """Rule 5: a timeframe close below B: no entries until the user re-arms it."""
+        self.channel_broken_at = at
+        self.is_armed = False
+
+    def activate(self) -> None:
+        """Re-activation arms the strategy and ends a channel break (rules 1, 5)."""
+        self.is_active = True
+        self.arm()
+
+    def deactivate(self) -> None:
+        self.is_active = False
 
 
 @dataclass(eq=False)

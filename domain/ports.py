@@ -126,6 +126,10 @@ class OrderRepository(Protocol):
         ...
 
     async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]: ...
+    async def count_by_status(self) -> dict[str, int]:
+        """How many orders are in each status (one statement; for the metrics)."""
+        ...
+
     async def list_by_position(
         self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
     ) -> Sequence[Order]:
@@ -166,6 +170,10 @@ class EventRepository(Protocol):
     async def list_by_strategy(self, strategy_id: int, limit: int) -> Sequence[StrategyEvent]: ...
 
 
+# (open time, open, high, low, close) of a stored candle: what a backtest reads.
+CandlePrices = tuple[datetime, Decimal, Decimal, Decimal, Decimal]
+
+
 class CandleRepository(Protocol):
     async def upsert(self, candles: Sequence[Candle]) -> int: ...
     async def history(self, symbol_id: int, interval: str, limit: int) -> Sequence[Candle]:
@@ -173,6 +181,18 @@ class CandleRepository(Protocol):
         ...
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None: ...
+
+    async def price_rows(
+        self,
+        symbol_id: int,
+        interval: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> Sequence[CandlePrices]:
+        """(open time, open, high, low, close) of the candles with open time in [start, end), oldest
+        first; with `limit`, the latest `limit` of them. Plain rows, for backtests."""
+        ...
 
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
@@ -324,12 +344,18 @@ class Exchange(Protocol):
 
 
 @runtime_checkable
-class OrderUpdates(Protocol):
-    """Optional capability of an exchange on which orders rest (Binance): their later fills, partial
-    fills, cancels and expiries, as cumulative `Execution`s (the user data stream, polling as the
-    fallback). Consumers apply them idempotently (`services.apply_order_update`)."""
+class OrderUpdateStream(Protocol):
+    """Optional capability of an exchange on which orders rest (Binance, or a router over Binance
+    accounts): their later fills, partial fills, cancels and expiries, as cumulative `Execution`s
+    (the user data stream, polling as the fallback). Consumers apply them idempotently
+    (`services.apply_order_update`)."""
 
     def order_updates(self) -> AsyncIterator[Execution]: ...
+
+
+@runtime_checkable
+class OrderUpdates(OrderUpdateStream, Protocol):
+    """An account's order updates, which can also follow orders placed earlier."""
 
     def watch(self, symbol: Symbol | str, client_order_id: str) -> None:
         """Follow an order placed earlier (before a restart, or by another process)."""

@@ -169,3 +169,9 @@ async def positions(
 async def strategies(uow: UnitOfWork, page: Page, client_id: int, current: int | None) -> Sequence[Strategy]:
     await client_exists(uow, client_id, current)
     return await uow.strategies.list_by_client(client_id, page)
+
+
+async def orders_by_status(uow: UnitOfWork) -> dict[str, int]:
+    """How many orders are in each status (the API's metrics)."""
+    async with uow:
+        return await uow.orders.count_by_status()

@@ -20,9 +20,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from domain.adapters.bootstrap import App, bootstrap
+from domain.adapters.bootstrap import App, bootstrap, metrics
 from domain.adapters.config import Settings
-from domain.adapters.ops import metrics
 from domain.errors import Unauthenticated
 from gql_api import web
 from gql_api.auth import access_tokens, authenticate, authenticate_connection, bearer_token

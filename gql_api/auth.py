@@ -1,6 +1,6 @@
 """Access tokens: short-lived JWTs (HS256) that say which client a request acts for.
 
-The signing key is derived from `CRIPTOREN_SECRET_KEY` (see `domain.adapters.keys`). Tokens are
+The signing key is derived from `CRIPTOREN_SECRET_KEY` (`domain.adapters.keys`). Tokens are
 checked without a database round trip; they live `ACCESS_TOKEN_MINUTES` (15 by default), and a
 session is ended for good by revoking its refresh token (`logout`).
 
@@ -20,9 +20,8 @@ from typing import Any
 import jwt
 from strawberry.exceptions import ConnectionRejectionError
 
-from domain.adapters.bootstrap import App
+from domain.adapters.bootstrap import App, derive_key, secret_key
 from domain.adapters.config import Settings
-from domain.adapters.keys import derive_key, secret_key
 from domain.errors import Unauthenticated
 
 ALGORITHM = "HS256"

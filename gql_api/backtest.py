@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -13,9 +12,11 @@ from typing import Annotated
 import strawberry
 
 from domain import backtest as bt
-from domain.adapters.backtest import runner
+from domain import commands as cmds
+from domain.adapters.bootstrap import backtest_runner
 from domain.errors import ValidationError
 from domain.model import PositionStatus as DomainPositionStatus
+from domain.services import backtests
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated
 from gql_api.types import PositionStatus, Side, parse_id
@@ -181,23 +182,6 @@ class BacktestResult:
     marks: list[BacktestMark] = strawberry.field(description=f"Schedules and channel breaks (the first {MAX_TRADES}).")
 
 
-async def _channel(info: Info, i: BacktestInput) -> tuple[bt.Channel, Decimal, str | None]:
-    given = {
-        "base": i.base_price, "top": i.top_price, "capital_percentage": i.capital_percentage,
-        "buy_threshold": i.buy_threshold, "sell_threshold": i.sell_threshold, "min_profit": i.min_profit,
-        "timeframe": i.timeframe,
-    }  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if i.strategy_id is not None:
-        stored = await runner.stored_channel(
-            info.context.app.uow, parse_id(i.strategy_id, "Strategy"), info.context.client_id
-        )
-        return replace(stored.channel, **given), i.bankroll or stored.bankroll, stored.symbol.symbol
-    if "base" not in given or "top" not in given:
-        raise ValidationError("Give basePrice and topPrice, or a strategyId.", field="basePrice")
-    return bt.Channel(**given), i.bankroll or Decimal(2000), None  # type: ignore[arg-type]
-
-
 @strawberry.type
 class BacktestQueries:
     @strawberry.field(
@@ -210,18 +194,31 @@ class BacktestQueries:
     ) -> BacktestResult:
         if not 1 <= input.max_trades <= MAX_TRADES:
             raise ValidationError(f"maxTrades must be between 1 and {MAX_TRADES}.", field="maxTrades")
-        channel, bankroll, strategy_symbol = await _channel(info, input)
-        name = input.symbol or strategy_symbol
-        if name is None:
-            raise ValidationError("Give a symbol or a strategyId.", field="symbol")
         app = info.context.app
-        symbol = await runner.stored_symbol(app.uow, name)
+        setup = await backtests.prepare_backtest(
+            cmds.PrepareBacktest(
+                client_id=info.context.client_id,
+                strategy_id=None if input.strategy_id is None else parse_id(input.strategy_id, "Strategy"),
+                base_price=input.base_price, top_price=input.top_price,
+                capital_percentage=input.capital_percentage, buy_threshold=input.buy_threshold,
+                sell_threshold=input.sell_threshold, min_profit=input.min_profit, timeframe=input.timeframe,
+                bankroll=input.bankroll,
+            ),
+            app.uow,
+        )  # fmt: skip
+        channel, bankroll = setup.channel, setup.bankroll
+        if input.symbol is not None:
+            symbol = await backtests.stored_symbol(app.uow(), input.symbol)
+        elif setup.symbol is not None:
+            symbol = setup.symbol
+        else:
+            raise ValidationError("Give a symbol or a strategyId.", field="symbol")
         assert symbol.id is not None
         fee_rate = input.fee_rate if input.fee_rate is not None else app.exchange.fee_rate(symbol)
         channel.validate(fee_rate, symbol.tick_size)
         ranged = input.start is not None or input.end is not None
-        series = await runner.load_stored_candles(
-            app.session_factory, symbol.id, input.interval, input.start, input.end,
+        series = await backtests.stored_candles(
+            app.uow(), symbol.id, input.interval, input.start, input.end,
             limit=MAX_CANDLES + 1 if ranged else MAX_CANDLES,
         )  # fmt: skip
         if len(series) > MAX_CANDLES:
@@ -229,7 +226,7 @@ class BacktestQueries:
         if not len(series):
             raise ValidationError(f"No {input.interval} candles of {symbol.symbol} are stored there.", field="start")
         # CPU-bound: in a thread with its own event loop, so this process keeps serving meanwhile.
-        result = await asyncio.to_thread(runner.backtest, series, channel, bankroll, symbol, fee_rate)
+        result = await asyncio.to_thread(backtest_runner.backtest, series, channel, bankroll, symbol, fee_rate)
         return BacktestResult(
             summary=BacktestSummary.from_domain(result.summary),
             trades=[BacktestTrade.from_domain(t) for t in result.trades[: input.max_trades]],

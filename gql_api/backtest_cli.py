@@ -14,18 +14,20 @@ import asyncio
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
+from domain import commands as cmds
+from domain.adapters.bootstrap import Database, backtest_report, backtest_runner, open_database
 from domain.adapters.config import Settings
-from domain.backtest import CandleSeries, Channel
+from domain.backtest import CandleSeries
+from domain.channel import Channel
 from domain.errors import DomainError, ValidationError
 from domain.model import Symbol
-from domain.ports import UnitOfWorkFactory
+from domain.ports import UnitOfWork
+from domain.services import backtests
 
 CHANNEL_OPTIONS = (
     ("--base", "base", "base price B"),
@@ -35,7 +37,8 @@ CHANNEL_OPTIONS = (
     ("--sell-threshold", "sell_threshold", "s: exit at T × (1 − s/100), in %% (default 2)"),
     ("--min-profit", "min_profit", "m: minimum profit of a sell, in %% (default 0.5)"),
 )
-DEFAULTS = {"capital_percentage": "20", "buy_threshold": "2", "sell_threshold": "2", "min_profit": "0.5"}
+# A sweep's parameters that are not given take the channel's defaults (domain.channel).
+DEFAULTS = {f.name: str(f.default) for f in fields(Channel) if f.name in {n for _, n, _ in CHANNEL_OPTIONS}}
 
 
 def _decimal(text: str) -> Decimal:
@@ -109,40 +112,26 @@ class _Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engine: AsyncEngine | None = None
-        self._session_factory: async_sessionmaker[AsyncSession] | None = None
+        self._db: Database | None = None
 
     async def __aenter__(self) -> _Database:
         return self
 
     async def __aexit__(self, *args: object) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
+        if self._db is not None:
+            await self._db.close()
 
-    @property
-    def session_factory(self) -> async_sessionmaker[AsyncSession]:
-        from domain.adapters.bootstrap import resolve_database_url
-        from domain.adapters.persistence.unit_of_work import make_engine, make_session_factory
-
-        if self._session_factory is None:
-            self._engine = make_engine(resolve_database_url(self.settings))
-            self._session_factory = make_session_factory(self._engine)
-        return self._session_factory
-
-    @property
-    def uow(self) -> UnitOfWorkFactory:
-        from domain.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWorkFactory
-
-        return SqlAlchemyUnitOfWorkFactory(self.session_factory)  # type: ignore[return-value]
+    def uow(self) -> UnitOfWork:
+        if self._db is None:
+            self._db = open_database(self.settings)
+        return self._db.uow()
 
 
 async def _candles(args: argparse.Namespace, db: _Database, symbol: Symbol | None) -> tuple[CandleSeries, Symbol]:
-    from domain.adapters.backtest import runner
-
     if args.csv is not None:
         if not args.csv.is_file():
             raise ValidationError(f"No such file: {args.csv}", field="csv")
-        series = runner.read_candle_csv(args.csv)
+        series = backtest_runner.read_candle_csv(args.csv)
         if args.start is not None or args.end is not None:
             lo = 0 if args.start is None else int(args.start.timestamp() * 1000)
             hi = None if args.end is None else int(args.end.timestamp() * 1000)
@@ -150,61 +139,53 @@ async def _candles(args: argparse.Namespace, db: _Database, symbol: Symbol | Non
             first = int(keep.argmax()) if keep.any() else len(series)
             series = series.slice(first, first + int(keep.sum()))
         if symbol is None:
-            name = args.symbol or runner.symbol_from_file_name(args.csv)
-            symbol = runner.symbol_for(name, args.tick_size, args.step_size)
+            name = args.symbol or backtest_runner.symbol_from_file_name(args.csv)
+            symbol = backtest_runner.symbol_for(name, args.tick_size, args.step_size)
     else:
         if symbol is None and not args.symbol:
             raise ValidationError("Give --csv FILE, or --symbol (or --strategy-id) to use stored candles.")
         if symbol is None:
-            symbol = await runner.stored_symbol(db.uow, args.symbol)
+            symbol = await backtests.stored_symbol(db.uow(), args.symbol)
         assert symbol.id is not None
-        series = await runner.load_stored_candles(db.session_factory, symbol.id, args.interval, args.start, args.end)
+        series = await backtests.stored_candles(db.uow(), symbol.id, args.interval, args.start, args.end)
     if not len(series):
         raise ValidationError("No candles to backtest in that range.")
     return series, symbol
-
-
-def _channel_args(args: argparse.Namespace) -> dict[str, Decimal]:
-    return {name: getattr(args, name) for _, name, _ in CHANNEL_OPTIONS if getattr(args, name) is not None}
 
 
 # ---------------------------------------------------------------- backtest
 
 
 async def _backtest(args: argparse.Namespace, settings: Settings) -> None:
-    from domain.adapters.backtest import report, runner
-
     async with _Database(settings) as db:
-        symbol: Symbol | None = None
-        bankroll = args.bankroll
-        given = _channel_args(args)
-        if args.strategy_id is not None:
-            stored = await runner.stored_channel(db.uow, args.strategy_id)
-            channel = replace(stored.channel, **given, timeframe=args.timeframe or stored.channel.timeframe)
-            symbol = stored.symbol
-            bankroll = bankroll or stored.bankroll
-        else:
-            if "base" not in given or "top" not in given:
-                raise ValidationError("Give --base and --top (or --strategy-id).", field="base")
-            channel = Channel(**{**{k: Decimal(v) for k, v in DEFAULTS.items()}, **given},
-                              timeframe=args.timeframe or "4h")  # fmt: skip
-        series, symbol = await _candles(args, db, symbol)
-    bankroll = bankroll if bankroll else Decimal(2000)
+        if args.strategy_id is None and (args.base is None or args.top is None):
+            raise ValidationError("Give --base and --top (or --strategy-id).", field="base")
+        setup = await backtests.prepare_backtest(
+            cmds.PrepareBacktest(
+                strategy_id=args.strategy_id, base_price=args.base, top_price=args.top,
+                capital_percentage=args.capital_percentage, buy_threshold=args.buy_threshold,
+                sell_threshold=args.sell_threshold, min_profit=args.min_profit, timeframe=args.timeframe,
+                bankroll=args.bankroll,
+            ),
+            db.uow,
+        )  # fmt: skip
+        channel, bankroll = setup.channel, setup.bankroll
+        series, symbol = await _candles(args, db, setup.symbol)
     fee_rate = args.fee_rate if args.fee_rate is not None else settings.fee_rate
-    progress = runner.ProgressBar() if len(series) >= 200_000 else None
+    progress = backtest_runner.ProgressBar() if len(series) >= 200_000 else None
     started = time.perf_counter()
-    result = await runner.backtest_async(
+    result = await backtest_runner.backtest_async(
         series, channel, bankroll, symbol, fee_rate, skip_ahead=not args.tick_by_tick, progress=progress
     )
     seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    report.write_trades_csv(result.trades, args.out / "trades.csv")
-    report.write_result_json(result, args.out / "backtest.json")
+    backtest_report.write_trades_csv(result.trades, args.out / "trades.csv")
+    backtest_report.write_result_json(result, args.out / "backtest.json")
     written = ["trades.csv", "backtest.json"]
     if not args.no_chart:
-        report.plot_backtest(result, series, args.out / "chart.png")
+        backtest_report.plot_backtest(result, series, args.out / "chart.png")
         written.append("chart.png")
-    sys.stdout.write(report.summary_table(result.summary, seconds))
+    sys.stdout.write(backtest_report.summary_table(result.summary, seconds))
     sys.stdout.write(f"Wrote {', '.join(str(args.out / w) for w in written)}\n")
 
 
@@ -212,8 +193,6 @@ async def _backtest(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _axis_values(args: argparse.Namespace) -> dict[str, list[object]]:
-    from domain.adapters.backtest import runner
-
     axes: dict[str, list[object]] = {}
     for _, name, _ in CHANNEL_OPTIONS:
         text = getattr(args, name)
@@ -222,7 +201,7 @@ def _axis_values(args: argparse.Namespace) -> dict[str, list[object]]:
         if text is None:
             raise ValidationError(f"Give --{name.replace('_', '-')}.", field=name)
         try:
-            axes[name] = list(runner.parse_values(text))
+            axes[name] = list(backtest_runner.parse_values(text))
         except (InvalidOperation, ValueError):
             raise ValidationError(f"--{name.replace('_', '-')}: not a number, list or range: {text!r}") from None
     axes["timeframe"] = [t.strip() for t in args.timeframe.split(",") if t.strip()]
@@ -235,32 +214,30 @@ async def _sweep_candles(args: argparse.Namespace, settings: Settings) -> tuple[
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> None:
-    from domain.adapters.backtest import report, runner
-
     axes = _axis_values(args)
     swept = [name for name, values in axes.items() if len(values) > 1]
     if not swept:
         raise ValidationError("Nothing to sweep: give at least one parameter several values (a,b or start:stop:step).")
     x_axis = args.x or swept[0]
     y_axis = args.y or (swept[1] if len(swept) > 1 else next(n for n in axes if n != x_axis))
-    channels = runner.grid(Channel(Decimal(1), Decimal(2)), {k: v for k, v in axes.items()})
+    channels = backtest_runner.grid(Channel(Decimal(1), Decimal(2)), {k: v for k, v in axes.items()})
     args.out.mkdir(parents=True, exist_ok=True)
     series, symbol = asyncio.run(_sweep_candles(args, settings))
     source = args.csv
     with tempfile.TemporaryDirectory() as tmp:
         if source is None or args.start is not None or args.end is not None:
             source = Path(tmp) / "candles.csv"
-            runner.write_candle_csv(series, source)
+            backtest_runner.write_candle_csv(series, source)
         bankroll = args.bankroll or Decimal(2000)
         fee_rate = args.fee_rate if args.fee_rate is not None else settings.fee_rate
         started = time.perf_counter()
-        rows = runner.sweep(
+        rows = backtest_runner.sweep(
             source, channels, bankroll, symbol, fee_rate, workers=args.workers,
-            progress=runner.ProgressBar("sweep", unit="runs"),
+            progress=backtest_runner.ProgressBar("sweep", unit="runs"),
         )  # fmt: skip
         seconds = time.perf_counter() - started
-    report.write_sweep_csv(rows, args.out / "sweep.csv")
-    report.plot_heatmap(rows, x_axis, y_axis, args.out / "heatmap.png")
+    backtest_report.write_sweep_csv(rows, args.out / "sweep.csv")
+    backtest_report.plot_heatmap(rows, x_axis, y_axis, args.out / "heatmap.png")
     valid = [r for r in rows if r.net_profit is not None]
     sys.stdout.write(
         f"{len(rows)} runs ({len(rows) - len(valid)} rejected by rule 11) over {len(series):,} candles "

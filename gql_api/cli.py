@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from domain import commands as cmds
 from domain.adapters.config import Settings
-from domain.adapters.seed import DEMO_CLIENT
 from domain.errors import DomainError
 from domain.services import auth
 from domain.services.auth import Credentials
@@ -42,22 +42,20 @@ log = logging.getLogger("criptoren")
 
 
 def _setup_logging(settings: Settings) -> None:
-    from domain.adapters.ops.logs import configure_logging
+    from domain.adapters.bootstrap import configure_logging
 
     configure_logging(settings)  # text or JSON (LOG_FORMAT), secrets masked
 
 
 def cmd_migrate(settings: Settings) -> None:
-    from domain.adapters.bootstrap import resolve_database_url
-    from domain.adapters.persistence.migrate import upgrade_to_head
+    from domain.adapters.bootstrap import resolve_database_url, upgrade_to_head
 
     upgrade_to_head(resolve_database_url(settings))
     log.info("Database schema is up to date.")
 
 
 async def _seed(settings: Settings, only_if_empty: bool) -> bool:
-    from domain.adapters.bootstrap import bootstrap
-    from domain.adapters.seed import seed_demo, seed_symbols
+    from domain.adapters.bootstrap import bootstrap, seed
 
     app = bootstrap(settings)
     try:
@@ -65,12 +63,12 @@ async def _seed(settings: Settings, only_if_empty: bool) -> bool:
             async with app.uow() as uow:
                 has_clients = await uow.clients.exists()
             if has_clients:
-                await seed_symbols(app.uow)
+                await seed.seed_symbols(app.uow)
                 return False
-        loaded = await seed_demo(app.uow, app.exchange)
+        loaded = await seed.seed_demo(app.uow, app.exchange)
         if loaded:
             # The demo client needs credentials to log in: new ones, shown once.
-            await _issue_credentials(app, DEMO_CLIENT)
+            await _issue_credentials(app, seed.DEMO_CLIENT)
         return loaded
     finally:
         await app.close()
@@ -109,7 +107,6 @@ def _read_secret(prompt: str) -> str:
 
 
 async def _exchange_keys(app: App, action: str, name: str, api_key: str | None) -> None:
-    from domain.adapters.exchanges.secrets import SecretBox
     from domain.services import exchange_keys
 
     client = await auth.find_client(app.uow(), name)
@@ -119,8 +116,9 @@ async def _exchange_keys(app: App, action: str, name: str, api_key: str | None) 
     else:
         key = api_key or _read_secret("Binance API key: ")
         secret = _read_secret("Binance API secret (not shown): ")
-        cipher = SecretBox(app.settings.criptoren_secret_key) if app.settings.criptoren_secret_key else None
-        keys = await exchange_keys.set_exchange_keys(cmds.SetExchangeKeys(client.id, key, secret), app.uow(), cipher)
+        keys = await exchange_keys.set_exchange_keys(
+            cmds.SetExchangeKeys(client.id, key, secret), app.uow(), app.secret_box
+        )
     trades_on = "Binance" if keys.has_keys and app.settings.exchange == "binance" else "paper"
     log.info("Client %r: exchange key %s; trades on %s.", client.name, keys.api_key_hint or "none", trades_on)
 
@@ -160,14 +158,13 @@ def cmd_serve(settings: Settings) -> None:
     serve(app, settings.host, settings.port, settings.log_level.lower())
 
 
+WORKER_COMMAND = [sys.executable, "-m", "workers"]
+
+
 def cmd_worker(settings: Settings) -> None:
-    from arq.worker import Worker
-
-    from domain.adapters.bootstrap import resolve_database_url
-    from workers.settings import worker_settings
-
-    resolve_database_url(settings)
-    Worker(**worker_settings(settings)).run()
+    """The worker is a process of its own (`python -m workers`): the API's code never imports the
+    workers' (a test keeps the two apart)."""
+    os.execv(WORKER_COMMAND[0], WORKER_COMMAND)  # noqa: S606 - our own interpreter, fixed arguments
 
 
 def cmd_up(settings: Settings) -> None:
@@ -181,7 +178,7 @@ def cmd_up(settings: Settings) -> None:
     cmd_migrate(settings)
     cmd_seed_demo(settings, only_if_empty=True)
     resolve_redis_url(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "gql_api.cli", "worker"])
+    worker = subprocess.Popen(WORKER_COMMAND)  # noqa: S603 - fixed arguments
     try:
         cmd_serve(settings)
     finally:
@@ -238,12 +235,11 @@ def cmd_pause(settings: Settings, resume: bool, name: str | None, cancel_schedul
 
 
 def cmd_backup(settings: Settings) -> None:
-    from domain.adapters.bootstrap import resolve_database_url
-    from domain.adapters.ops.backup import BackupError, backup
+    from domain.adapters.bootstrap import backups, resolve_database_url
 
     try:
-        path = asyncio.run(backup(resolve_database_url(settings), settings.backups_path, settings.backup_keep))
-    except BackupError as e:
+        path = asyncio.run(backups.backup(resolve_database_url(settings), settings.backups_path, settings.backup_keep))
+    except backups.BackupError as e:
         log.error("%s", e)
         raise SystemExit(1) from None
     sys.stdout.write(f"{path}\n")
@@ -252,12 +248,11 @@ def cmd_backup(settings: Settings) -> None:
 def cmd_restore(settings: Settings, file: str, force: bool) -> None:
     from pathlib import Path
 
-    from domain.adapters.bootstrap import resolve_database_url
-    from domain.adapters.ops.backup import BackupError, restore
+    from domain.adapters.bootstrap import backups, resolve_database_url
 
     try:
-        asyncio.run(restore(resolve_database_url(settings), Path(file), force=force))
-    except BackupError as e:
+        asyncio.run(backups.restore(resolve_database_url(settings), Path(file), force=force))
+    except backups.BackupError as e:
         log.error("%s", e)
         raise SystemExit(1) from None
     log.info("Restored %s. Run `criptoren migrate` if the backup comes from an older version.", file)
@@ -272,7 +267,10 @@ def cmd_schema(settings: Settings) -> None:
 COMMANDS = {
     "up": (cmd_up, "migrate, seed the demo into an empty database, run a worker and serve the API"),
     "serve": (cmd_serve, "serve the GraphQL API (uvicorn)"),
-    "worker": (cmd_worker, "run a worker: market streams, strategy engine, order jobs (scale out with more)"),
+    "worker": (
+        cmd_worker,
+        "run a worker: market streams and the strategy engine, order updates, cron jobs (scale out with more)",
+    ),
     "migrate": (cmd_migrate, "upgrade the database to the latest schema"),
     "seed-demo": (cmd_seed_demo, "load the plan's demo data (idempotent)"),
     "schema": (cmd_schema, "print the GraphQL schema (SDL)"),

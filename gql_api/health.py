@@ -19,13 +19,11 @@ import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from domain.adapters.bootstrap import App
-from domain.adapters.ops import metrics, stream_health
-from domain.adapters.persistence import orm
+from domain import views
+from domain.adapters.bootstrap import App, metrics, stream_health
 from domain.model import OrderStatus
 
 CHECK_TIMEOUT = 3.0
@@ -42,8 +40,7 @@ async def _timed(check: Any) -> dict[str, Any]:
 
 
 async def _postgres(app: App) -> dict[str, Any]:
-    async with app.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    await app.ping_database()
     return {}
 
 
@@ -105,11 +102,8 @@ async def readyz(request: Request) -> JSONResponse:
 async def _refresh_gauges(app: App) -> None:
     """The gauges read at scrape time from the database and Redis (each failure leaves the previous
     value: a scrape must not fail because one source is down)."""
-    o = orm.orders
     try:
-        async with app.engine.connect() as conn:
-            rows = (await conn.execute(select(o.c.status, func.count()).group_by(o.c.status))).all()
-        counts = {str(status): n for status, n in rows}
+        counts = await views.orders_by_status(app.uow())
         for status in OrderStatus:
             metrics.ORDERS.labels(status.value).set(counts.pop(status.value, 0))
         for status, n in counts.items():

@@ -11,8 +11,8 @@ from typing import Annotated, Generic, TypeVar
 
 import strawberry
 
-from domain import channel as ch
 from domain import model, views
+from domain.channel import Channel
 from domain.errors import NotFound, ValidationError
 from domain.model import Ledger
 from gql_api.context import Info
@@ -208,6 +208,7 @@ class Strategy:
     updated_at: datetime | None = strawberry.field(description="Last change (UTC).")
     symbol_id: strawberry.Private[int]
     strategy_id: strawberry.Private[int]
+    channel: strawberry.Private[Channel]
 
     @classmethod
     def from_domain(cls, s: model.Strategy) -> Strategy:
@@ -218,7 +219,7 @@ class Strategy:
             buy_threshold=s.buy_threshold, sell_threshold=s.sell_threshold, min_profit=s.min_profit,
             timeframe=s.timeframe, is_active=s.is_active, is_armed=s.is_armed,
             channel_broken_at=s.channel_broken_at, created_at=s.created_at, updated_at=s.updated_at,
-            symbol_id=s.symbol_id, strategy_id=s.id,
+            symbol_id=s.symbol_id, strategy_id=s.id, channel=s.channel,
         )  # fmt: skip
 
     @strawberry.field(description="What the strategy will do on the next price move.")
@@ -231,7 +232,7 @@ class Strategy:
 
     @strawberry.field(description="The channel's levels B, E, X, T.")
     def levels(self) -> Levels:
-        lv = ch.levels(self.base_price, self.top_price, self.buy_threshold, self.sell_threshold)
+        lv = self.channel.levels
         return Levels(base=lv.base, entry=lv.entry, exit=lv.exit, top=lv.top)
 
     @strawberry.field(description="The traded symbol.")

@@ -1,1 +1,2 @@
-"""arq workers: the market stream, the strategy engine and order jobs (the live-loop issue)."""
+"""arq workers: the market consumers (stream -> engine, decisions inline in tick order), order
+updates, and the cron jobs (reconciliation, candle backfill, backups). Run as `python -m workers`."""

@@ -49,8 +49,8 @@ async def backfill_candles(ctx: dict[str, Any]) -> int:
 
 async def backup_database(ctx: dict[str, Any]) -> str:
     """The daily backup (`BACKUP_CRON=true`): pg_dump into BACKUP_DIR, the newest BACKUP_KEEP kept."""
-    from domain.adapters.ops.backup import backup
+    from domain.adapters.bootstrap import backups
 
     settings = ctx["app"].settings
-    path = await backup(str(settings.database_url), settings.backups_path, settings.backup_keep)
+    path = await backups.backup(str(settings.database_url), settings.backups_path, settings.backup_keep)
     return str(path)

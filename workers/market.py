@@ -34,8 +34,7 @@ from decimal import Decimal
 
 from domain import channel as ch
 from domain import services
-from domain.adapters.bootstrap import App
-from domain.adapters.ops import metrics, stream_health
+from domain.adapters.bootstrap import App, metrics, stream_health
 from domain.logctx import log_fields
 from domain.market import ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol

@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator
 
 from domain import services
 from domain.adapters.bootstrap import App
-from domain.adapters.exchanges.router import ExchangeRouter
 from domain.errors import DomainError, ExchangeError
-from domain.ports import Execution, OrderUpdates
+from domain.ports import Execution, OrderUpdates, OrderUpdateStream
 
 log = logging.getLogger("criptoren.orders")
 
@@ -34,7 +33,7 @@ UNKNOWN_ORDER_RETRIES = (0.1, 0.25, 0.5, 1.0, 2.0)
 def order_updates_of(app: App) -> AsyncIterator[Execution] | None:
     """The stream of order updates of the app's exchange, if its orders rest (Binance)."""
     exchange = app.exchange
-    if isinstance(exchange, ExchangeRouter | OrderUpdates):
+    if isinstance(exchange, OrderUpdateStream):
         return exchange.order_updates()
     return None
 

@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from domain.adapters.bootstrap import bootstrap, resolve_redis_url
+from domain.adapters.bootstrap import bootstrap, make_market_source, resolve_redis_url
 from domain.adapters.config import Settings
-from domain.adapters.market.factory import make_market_source
 from workers import cron as cron_jobs
 from workers.market import MarketWorker
 from workers.orders import OrderUpdatesWorker

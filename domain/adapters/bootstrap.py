@@ -1,5 +1,9 @@
 """The composition root: builds the adapters from the settings and hands them to the API and the
-workers (cosmicpython's bootstrap)."""
+workers (cosmicpython's bootstrap).
+
+The entry points (`gql_api`, `workers`, the CLI) reach the adapters only through this module and
+`config` (a test enforces it): what they use of them is built or re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,25 @@ from datetime import datetime
 from decimal import Decimal
 
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+# Re-exported for the entry points (see the module's docstring).
+from domain.adapters import seed
+from domain.adapters.backtest import report as backtest_report
+from domain.adapters.backtest import runner as backtest_runner
 from domain.adapters.config import Settings
 from domain.adapters.exchanges.paper import PaperExchange
 from domain.adapters.exchanges.router import ExchangeRouter
+from domain.adapters.exchanges.secrets import SecretBox
+from domain.adapters.keys import derive_key, secret_key
+from domain.adapters.market.factory import make_market_source
 from domain.adapters.market.prices import FirstKnownPrice, LatestCandlePrices, MemoryPriceBook
 from domain.adapters.messaging.redis_bus import RedisEventBus
+from domain.adapters.ops import backup as backups
+from domain.adapters.ops import metrics, stream_health
+from domain.adapters.ops.logs import configure_logging
+from domain.adapters.persistence.migrate import upgrade_to_head
 from domain.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWorkFactory, make_engine, make_session_factory
 from domain.model import Symbol
 from domain.ports import Exchange, PriceSource, UnitOfWorkFactory
@@ -72,11 +88,37 @@ class App:
     bus: RedisEventBus
     price_book: MemoryPriceBook = field(default_factory=MemoryPriceBook)
 
+    @property
+    def secret_box(self) -> SecretBox | None:
+        """The cipher of stored secrets (exchange keys), None without `CRIPTOREN_SECRET_KEY`."""
+        key = self.settings.criptoren_secret_key
+        return SecretBox(key) if key else None
+
+    async def ping_database(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def close(self) -> None:
         if isinstance(self.exchange, ExchangeRouter):
             await self.exchange.close()
         await self.engine.dispose()
         await self.redis.aclose()
+
+
+@dataclass
+class Database:
+    """PostgreSQL alone, for one-shot commands that need nothing else (backtests of stored candles)."""
+
+    engine: AsyncEngine
+    uow: SqlAlchemyUnitOfWorkFactory
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    engine = make_engine(resolve_database_url(settings))
+    return Database(engine, SqlAlchemyUnitOfWorkFactory(make_session_factory(engine)))
 
 
 def make_exchange(
@@ -90,7 +132,6 @@ def make_exchange(
     if settings.exchange == "paper":
         return paper
     from domain.adapters.exchanges.binance import BinanceConfig, BinanceExchange, RequestGate
-    from domain.adapters.exchanges.secrets import SecretBox
 
     cipher = SecretBox(settings.criptoren_secret_key) if settings.criptoren_secret_key else None
     if cipher is None:
@@ -128,3 +169,26 @@ def bootstrap(settings: Settings | None = None, *, exchange: Exchange | None = N
         bus=bus,
         price_book=book,
     )
+
+
+__all__ = [
+    "App",
+    "Database",
+    "SecretBox",
+    "Settings",
+    "backtest_report",
+    "backtest_runner",
+    "backups",
+    "bootstrap",
+    "configure_logging",
+    "derive_key",
+    "make_market_source",
+    "metrics",
+    "open_database",
+    "resolve_database_url",
+    "resolve_redis_url",
+    "secret_key",
+    "seed",
+    "stream_health",
+    "upgrade_to_head",
+]

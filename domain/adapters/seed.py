@@ -11,6 +11,7 @@ from domain import channel as ch
 from domain import commands as cmds
 from domain import services
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
+from domain.channel import Channel
 from domain.model import Candle, Symbol
 from domain.ports import Exchange, UnitOfWorkFactory
 
@@ -93,13 +94,8 @@ async def seed_demo(uow_factory: UnitOfWorkFactory, exchange: Exchange, now: dat
             client_id=client.id,
             symbol="BTCUSDT",
             name=DEMO_STRATEGY,
-            base_price=Decimal("100489"),
-            top_price=Decimal("110626"),
-            capital_percentage=Decimal("20"),
-            buy_threshold=Decimal("2"),
-            sell_threshold=Decimal("2"),
-            min_profit=Decimal("0.5"),
-            timeframe="4h",
+            # The plan's demo channel: p 20%, b and s 2%, m 0.5%, 4h — the channel's defaults.
+            channel=Channel(Decimal("100489"), Decimal("110626")),
         ),
         uow_factory(),
         exchange,

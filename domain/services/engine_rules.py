@@ -57,7 +57,7 @@ async def _try_entry(
     strategy's open and scheduled positions, `principal` its bankroll (read under its lock).
     `paused`: the client's trading is paused (emergency stop): the entry is skipped."""
     assert strategy.id is not None
-    strategy.is_armed = False
+    strategy.disarm()
     ledger = Ledger(principal=principal, committed=sum((p.cost for p in live), Decimal(0)), profit=Decimal(0))
 
     def skip(reason: SkipReason, message: str) -> None:
@@ -110,8 +110,8 @@ def snapshot(strategy: Strategy, live: Sequence[Position]) -> StrategySnapshot:
     """The engine index's view of a strategy and its live positions."""
     assert strategy.id is not None
     return StrategySnapshot.of(
-        strategy.id, strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold,
-        strategy.timeframe, strategy.is_active, strategy.is_armed, strategy.is_channel_broken,
+        strategy.id, strategy.levels, strategy.timeframe, strategy.is_active, strategy.is_armed,
+        strategy.is_channel_broken,
         has_open_positions=any(p.status is PositionStatus.OPEN for p in live),
         scheduled=[
             (p.id, p.scheduled_exit_price)
@@ -176,9 +176,8 @@ async def _apply_tick(
     sells_held: bool = False,
 ) -> None:
     assert strategy.id is not None
-    lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
-    if strategy.is_active and not strategy.is_armed and not strategy.is_channel_broken and ch.rearm_triggered(cur, lv):
-        strategy.is_armed = True
+    lv = strategy.levels
+    if strategy.rearm_on(cur):
         record_event(
             uow, strategy, EventType.STRATEGY_REARMED, f"Price {fmt(cur)} touched the base: armed again.", price=cur
         )
@@ -229,12 +228,7 @@ async def _apply_tick(
             )
             outcome.scheduled.append(position)
     # Rule 1: entry on the way up through E, once per bounce.
-    if (
-        strategy.is_active
-        and strategy.is_armed
-        and not strategy.is_channel_broken
-        and ch.entry_triggered(prev, cur, lv)
-    ):
+    if strategy.can_enter and ch.entry_triggered(prev, cur, lv):
         opened = await _try_entry(
             uow, exchange, strategy, symbol, cur, [p for p in live if not is_closed(p)], principal, paused=paused
         )
@@ -254,7 +248,7 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
             # A paused strategy holding positions breaks too: its open positions are parked all the same.
             if strategy.timeframe != cmd.interval or strategy.is_channel_broken:
                 continue
-            lv = ch.levels(strategy.base_price, strategy.top_price, strategy.buy_threshold, strategy.sell_threshold)
+            lv = strategy.levels
             if not ch.channel_broken(cmd.close, lv):
                 continue
             if (await uow.clients.paused([strategy.client_id])).get(strategy.client_id):
@@ -265,8 +259,7 @@ async def process_candle_close(cmd: cmds.ProcessCandleClose, uow: UnitOfWork, ex
             except ExchangeError:
                 # Parked all the same; reconciliation places the resting sells once the account answers.
                 account, rest = exchange, False
-            strategy.channel_broken_at = cmd.close_time
-            strategy.is_armed = False
+            strategy.break_channel(cmd.close_time)
             record_event(
                 uow,
                 strategy,

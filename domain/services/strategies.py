@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from domain import channel as ch
 from domain import commands as cmds
 from domain.errors import (
     NotFound,
@@ -51,34 +48,11 @@ async def create_strategy(cmd: cmds.CreateStrategy, uow: UnitOfWork, exchange: E
         if symbol is None:
             raise NotFound(f"Symbol {cmd.symbol} is not known.", entity="Symbol", id=cmd.symbol)
         exchange = await exchange.for_client(cmd.client_id)
-        ch.validate_channel(
-            cmd.base_price,
-            cmd.top_price,
-            cmd.capital_percentage,
-            cmd.buy_threshold,
-            cmd.sell_threshold,
-            cmd.min_profit,
-            exchange.fee_rate(symbol),
-            cmd.timeframe,
-            symbol.tick_size,
-        )
+        cmd.channel.validate(exchange.fee_rate(symbol), symbol.tick_size)
         if await uow.strategies.find(cmd.client_id, name) is not None:
             raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
         assert symbol.id is not None
-        strategy = Strategy(
-            client_id=cmd.client_id,
-            symbol_id=symbol.id,
-            name=name,
-            base_price=cmd.base_price,
-            top_price=cmd.top_price,
-            capital_percentage=cmd.capital_percentage,
-            buy_threshold=cmd.buy_threshold,
-            sell_threshold=cmd.sell_threshold,
-            min_profit=cmd.min_profit,
-            timeframe=cmd.timeframe,
-            is_active=cmd.is_active,
-            is_armed=True,
-        )
+        strategy = Strategy.open(cmd.client_id, symbol.id, name, cmd.channel, is_active=cmd.is_active)
         uow.strategies.add(strategy)
         await uow.flush()
         record_event(uow, strategy, EventType.STRATEGY_CREATED, f"Strategy {name!r} created.")
@@ -94,30 +68,15 @@ async def update_strategy(cmd: cmds.UpdateStrategy, uow: UnitOfWork, exchange: E
         symbol = await get_symbol(uow, strategy.symbol_id)
         exchange = await exchange.for_client(strategy.client_id)
 
-        def pick(new: Decimal | None, old: Decimal) -> Decimal:
-            return old if new is None else new
-
-        base = pick(cmd.base_price, strategy.base_price)
-        top = pick(cmd.top_price, strategy.top_price)
-        pct = pick(cmd.capital_percentage, strategy.capital_percentage)
-        buy_t = pick(cmd.buy_threshold, strategy.buy_threshold)
-        sell_t = pick(cmd.sell_threshold, strategy.sell_threshold)
-        min_p = pick(cmd.min_profit, strategy.min_profit)
-        timeframe = cmd.timeframe or strategy.timeframe
-        ch.validate_channel(
-            base, top, pct, buy_t, sell_t, min_p, exchange.fee_rate(symbol), timeframe, symbol.tick_size
-        )
+        channel = cmd.channel_from(strategy.channel)
+        channel.validate(exchange.fee_rate(symbol), symbol.tick_size)
         if cmd.name is not None:
             name = check_name(cmd.name)
             other = await uow.strategies.find(strategy.client_id, name)
             if other is not None and other.id != strategy.id:
                 raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
             strategy.name = name
-        strategy.base_price, strategy.top_price = base, top
-        strategy.capital_percentage, strategy.buy_threshold = pct, buy_t
-        strategy.sell_threshold, strategy.min_profit, strategy.timeframe = sell_t, min_p, timeframe
-        strategy.is_armed = True
-        strategy.channel_broken_at = None
+        strategy.change_channel(channel)
         record_event(uow, strategy, EventType.STRATEGY_UPDATED, "Strategy updated and re-armed.")
         await uow.commit()
     return strategy
@@ -130,12 +89,10 @@ async def set_strategy_active(cmd: cmds.SetStrategyActive, uow: UnitOfWork) -> S
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
         if cmd.is_active:
-            strategy.is_active = True
-            strategy.is_armed = True
-            strategy.channel_broken_at = None
+            strategy.activate()
             record_event(uow, strategy, EventType.STRATEGY_ACTIVATED, "Strategy activated and armed.")
         elif strategy.is_active:
-            strategy.is_active = False
+            strategy.deactivate()
             record_event(uow, strategy, EventType.STRATEGY_DEACTIVATED, "Strategy paused: no new entries.")
         await uow.commit()
     return strategy

@@ -11,7 +11,6 @@ from typing import Annotated
 import strawberry
 
 from domain import commands as cmds
-from domain.adapters.exchanges.secrets import SecretBox
 from domain.services import exchange_keys
 from gql_api.audit import Audited
 from gql_api.context import Info
@@ -63,10 +62,8 @@ class ExchangeMutations:
         api_key: Annotated[str, strawberry.argument(description="The Binance API key.")],
         api_secret: Annotated[str, strawberry.argument(description="The Binance API secret (stored encrypted).")],
     ) -> ExchangeAccount:
-        settings = info.context.app.settings
-        cipher = SecretBox(settings.criptoren_secret_key) if settings.criptoren_secret_key else None
         cmd = cmds.SetExchangeKeys(_client_id(info), api_key, api_secret)
-        keys = await exchange_keys.set_exchange_keys(cmd, info.context.app.uow(), cipher)
+        keys = await exchange_keys.set_exchange_keys(cmd, info.context.app.uow(), info.context.app.secret_box)
         return ExchangeAccount.from_domain(info, keys)
 
     @strawberry.mutation(

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import strawberry
 
+from domain import channel as ch
 from domain import commands as cmds
 from domain import services
+from domain.channel import Channel
 from gql_api.audit import Audited
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated
@@ -25,12 +27,18 @@ class CreateStrategyInput:
     base_price: Decimal = strawberry.field(description="B: the channel's floor.")
     top_price: Decimal = strawberry.field(description="T: the channel's ceiling, above B.")
     capital_percentage: Decimal = strawberry.field(
-        default=Decimal("20"), description="p: share of the bankroll per entry, 0 < p <= 100."
+        default=ch.DEFAULT_CAPITAL_PERCENTAGE, description="p: share of the bankroll per entry, 0 < p <= 100."
     )
-    buy_threshold: Decimal = strawberry.field(default=Decimal("2"), description="b: entry level above B, in %.")
-    sell_threshold: Decimal = strawberry.field(default=Decimal("2"), description="s: exit level under T, in %.")
-    min_profit: Decimal = strawberry.field(default=Decimal("0.5"), description="m: minimum profit per sell, in %.")
-    timeframe: str = strawberry.field(default="4h", description="Candle timeframe for channel breaks.")
+    buy_threshold: Decimal = strawberry.field(
+        default=ch.DEFAULT_BUY_THRESHOLD, description="b: entry level above B, in %."
+    )
+    sell_threshold: Decimal = strawberry.field(
+        default=ch.DEFAULT_SELL_THRESHOLD, description="s: exit level under T, in %."
+    )
+    min_profit: Decimal = strawberry.field(
+        default=ch.DEFAULT_MIN_PROFIT, description="m: minimum profit per sell, in %."
+    )
+    timeframe: str = strawberry.field(default=ch.DEFAULT_TIMEFRAME, description="Candle timeframe for channel breaks.")
     is_active: bool = strawberry.field(default=True, description="Start active (armed).")
 
 
@@ -62,10 +70,11 @@ class StrategyMutations:
         if client_id != info.context.client_id:
             client_id = -1  # another client's id reads as unknown
         cmd = cmds.CreateStrategy(
-            client_id=client_id, symbol=input.symbol, name=input.name, base_price=input.base_price,
-            top_price=input.top_price, capital_percentage=input.capital_percentage,
-            buy_threshold=input.buy_threshold, sell_threshold=input.sell_threshold, min_profit=input.min_profit,
-            timeframe=input.timeframe, is_active=input.is_active,
+            client_id=client_id, symbol=input.symbol, name=input.name, is_active=input.is_active,
+            channel=Channel(
+                input.base_price, input.top_price, input.capital_percentage, input.buy_threshold,
+                input.sell_threshold, input.min_profit, input.timeframe,
+            ),
         )  # fmt: skip
         app = info.context.app
         return Strategy.from_domain(await services.create_strategy(cmd, app.uow(), app.exchange))

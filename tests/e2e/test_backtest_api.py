@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from domain.adapters.backtest.runner import backtest_async, load_stored_candles
+from domain.adapters.backtest.runner import backtest_async
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
-from domain.backtest import Channel
+from domain.channel import Channel
+from domain.services.backtests import stored_candles
 from tests.e2e.conftest import GraphQLClient
 
 QUERY = """
@@ -33,7 +34,7 @@ async def test_backtest_query_matches_the_runner(db: App, gql: GraphQLClient) ->
     async with db.uow() as uow:
         symbol = await uow.symbols.get_by_name("BTCUSDT")
     assert symbol is not None and symbol.id is not None
-    series = await load_stored_candles(db.session_factory, symbol.id, "4h")
+    series = await stored_candles(db.uow(), symbol.id, "4h")
     channel = Channel(Decimal(100489), Decimal(110626))
     expected = await backtest_async(series, channel, Decimal(2000), symbol, Decimal("0.001"))
     s = expected.summary

@@ -13,6 +13,7 @@ from domain import commands as cmds
 from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
+from domain.channel import Channel
 from tests.e2e.conftest import GraphQLClient
 
 QUERY = """
@@ -49,8 +50,8 @@ async def _positions(db: App, n: int) -> None:
     strategies = []
     for symbol, base, top in (("ETHUSDT", "2400", "2800"), ("BTCUSDT", "90000", "120000")):
         s = await services.create_strategy(
-            cmds.CreateStrategy(client_id=1, symbol=symbol, name=f"{symbol} loader test", base_price=Decimal(base),
-                                top_price=Decimal(top), capital_percentage=Decimal("1")),
+            cmds.CreateStrategy(client_id=1, symbol=symbol, name=f"{symbol} loader test", channel=Channel(Decimal(base),
+                                Decimal(top), capital_percentage=Decimal("1"))),
             db.uow(), db.exchange,
         )  # fmt: skip
         assert s.id is not None

@@ -13,6 +13,7 @@ from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.persistence import orm
 from domain.adapters.seed import seed_demo
+from domain.channel import Channel
 from tests.e2e.conftest import GraphQLClient
 
 # A failed mutation is still audited, and logging in opens a session: not "changes" of the data.
@@ -36,7 +37,7 @@ async def world(db: App) -> dict[str, str]:
     """The demo, an ETH strategy with 1000 USDT, one open position and one closed one."""
     await seed_demo(db.uow, db.exchange)
     s = await services.create_strategy(
-        cmds.CreateStrategy(1, "ETHUSDT", "ETH", Decimal("2400"), Decimal("2800")), db.uow(), db.exchange
+        cmds.CreateStrategy(1, "ETHUSDT", "ETH", Channel(Decimal("2400"), Decimal("2800"))), db.uow(), db.exchange
     )
     assert s.id is not None
     await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())
@@ -205,7 +206,9 @@ async def test_buy_without_a_known_price_is_refused(db: App, gql: GraphQLClient)
     client = await services.create_client(cmds.CreateClient("no prices"), db.uow())
     assert client.id is not None
     s = await services.create_strategy(
-        cmds.CreateStrategy(client.id, "ETHUSDT", "ETH", Decimal("2400"), Decimal("2800")), db.uow(), db.exchange
+        cmds.CreateStrategy(client.id, "ETHUSDT", "ETH", Channel(Decimal("2400"), Decimal("2800"))),
+        db.uow(),
+        db.exchange,
     )
     await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())  # type: ignore[arg-type]
     await gql.login()

@@ -25,6 +25,7 @@ from domain import commands as cmds
 from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
+from domain.channel import Channel
 from domain.services import auth
 from gql_api.auth import access_tokens
 from gql_api.permissions import PUBLIC_FIELDS
@@ -53,7 +54,9 @@ class Owner:
 
 async def _owner(db: App, client_id: int, name: str) -> Owner:
     strategy = await services.create_strategy(
-        cmds.CreateStrategy(client_id, "ETHUSDT", name, Decimal("2400"), Decimal("2800")), db.uow(), db.exchange
+        cmds.CreateStrategy(client_id, "ETHUSDT", name, Channel(Decimal("2400"), Decimal("2800"))),
+        db.uow(),
+        db.exchange,
     )
     assert strategy.id is not None
     await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal("1000")), db.uow())

@@ -13,7 +13,7 @@ from domain import services
 from domain.adapters.backtest.runner import backtest_async, read_candle_csv
 from domain.adapters.bootstrap import App
 from domain.adapters.market.replay import ReplayMarket
-from domain.backtest import Channel
+from domain.channel import Channel
 from domain.model import PositionStatus
 from domain.ports import Page
 from workers.market import SymbolConsumer
@@ -53,8 +53,7 @@ async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp
     assert client.id is not None
     strategy = await services.create_strategy(
         cmds.CreateStrategy(
-            client.id, "BTCUSDT", "live", CHANNEL.base, CHANNEL.top, CHANNEL.capital_percentage,
-            CHANNEL.buy_threshold, CHANNEL.sell_threshold, CHANNEL.min_profit, CHANNEL.timeframe,
+            client.id, "BTCUSDT", "live", CHANNEL,
         ),
         db.uow(), db.exchange,
     )  # fmt: skip

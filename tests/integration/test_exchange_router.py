@@ -17,6 +17,7 @@ from domain.adapters.exchanges.paper import PaperExchange
 from domain.adapters.exchanges.router import ExchangeRouter
 from domain.adapters.exchanges.secrets import SecretBox
 from domain.adapters.seed import seed_demo
+from domain.channel import Channel
 from domain.errors import PermanentExchangeError
 from domain.model import OrderStatus, PositionStatus, Side, TimeInForce
 from domain.ports import Page
@@ -81,7 +82,9 @@ async def test_refused_keys_pause_that_client_only(
     bob = await services.create_client(cmds.CreateClient("Bob"), db.uow())
     assert bob.id is not None
     strategy = await services.create_strategy(
-        cmds.CreateStrategy(bob.id, "BTCUSDT", "Bob BTC", Decimal(100489), Decimal(110626)), db.uow(), db.exchange
+        cmds.CreateStrategy(bob.id, "BTCUSDT", "Bob BTC", Channel(Decimal(100489), Decimal(110626))),
+        db.uow(),
+        db.exchange,
     )
     assert strategy.id is not None
     await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal(1000)), db.uow())

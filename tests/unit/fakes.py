@@ -7,6 +7,11 @@ the services rely on. The names below are the ones the tests have always used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.adapters.exchanges.paper import PaperExchange
+from domain.adapters.market.prices import MemoryPriceBook
 from domain.adapters.persistence.memory import (
     LIVE,
     TABLE_OF,
@@ -15,7 +20,6 @@ from domain.adapters.persistence.memory import (
     MemoryStore,
     MemoryUnitOfWork,
     MemoryUnitOfWorkFactory,
-    MemoryWorld,
     clone,
     row_values,
     seeded_store,
@@ -25,7 +29,23 @@ FakeIntegrityError = MemoryIntegrityError
 FakeStore = MemoryStore
 FakeUnitOfWork = MemoryUnitOfWork
 FakeUnitOfWorkFactory = MemoryUnitOfWorkFactory
-World = MemoryWorld
+
+
+@dataclass
+class World:
+    """The in-memory database, a price book and the real paper exchange on it."""
+
+    store: MemoryStore
+    uow: MemoryUnitOfWorkFactory
+    book: MemoryPriceBook
+    exchange: PaperExchange
+
+    @classmethod
+    def make(cls, fee_rate: Decimal = Decimal("0.001")) -> World:
+        store = seeded_store()
+        book = MemoryPriceBook()
+        return cls(store, MemoryUnitOfWorkFactory(store), book, PaperExchange(book, fee_rate))
+
 
 __all__ = [
     "LIVE",

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain import channel as ch
 from domain.adapters.backtest.runner import backtest, symbol_for
 from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWork, seeded_store
-from domain.backtest import BacktestResult, CandleSeries, Channel
+from domain.backtest import BacktestResult, CandleSeries
+from domain.channel import Channel
 from domain.errors import ValidationError
 from domain.model import Position, PositionStatus, Side
 
@@ -185,10 +185,7 @@ def test_skipping_candles_gives_the_tick_by_tick_results(market: tuple[list[tupl
     rows = [tuple(f"{v:.2f}" for v in row) for row in rows]
     series = series_of(rows, step_ms)  # type: ignore[arg-type]
     try:
-        ch.validate_channel(
-            channel.base, channel.top, channel.capital_percentage, channel.buy_threshold, channel.sell_threshold,
-            channel.min_profit, D("0.001"), channel.timeframe, D("0.01"),
-        )  # fmt: skip
+        channel.validate(D("0.001"), D("0.01"))
     except ValidationError:
         return
     symbol = symbol_for("BTCUSDT")

@@ -35,7 +35,8 @@ def validate(**overrides: object) -> ch.Levels:
         "timeframe": "4h",
     }
     params.update(overrides)
-    return ch.validate_channel(**params)  # type: ignore[arg-type]
+    fee_rate = params.pop("fee_rate")
+    return ch.Channel(**params).validate(fee_rate)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- levels
@@ -173,7 +174,7 @@ def test_narrow_channel_names_the_smallest_workable_top_exactly(
     base: Decimal, top: Decimal, b: Decimal, s: Decimal, m: Decimal, fee: Decimal, tick: Decimal
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        ch.validate_channel(base, top, D(20), b, s, m, fee, "4h", tick)
+        ch.Channel(base, top, D(20), b, s, m).validate(fee, tick)
     err = info.value
     assert err.details["field"] == "topPrice"
     assert "too narrow" in err.message
@@ -182,11 +183,11 @@ def test_narrow_channel_names_the_smallest_workable_top_exactly(
     assert f"smallest workable topPrice is {smallest:f}." in err.message
     assert smallest % tick == 0
     # That top is workable ...
-    lv = ch.validate_channel(base, smallest, D(20), b, s, m, fee, "4h", tick)
+    lv = ch.Channel(base, smallest, D(20), b, s, m).validate(fee, tick)
     assert lv.exit >= lv.entry * (1 + m / 100) / (1 - fee) ** 2
     # ... and one tick less is not.
     with pytest.raises(ValidationError) as less:
-        ch.validate_channel(base, smallest - tick, D(20), b, s, m, fee, "4h", tick)
+        ch.Channel(base, smallest - tick, D(20), b, s, m).validate(fee, tick)
     assert less.value.details["smallest_workable_top"] == err.details["smallest_workable_top"]
 
 
@@ -194,7 +195,7 @@ def test_smallest_workable_top_detail_is_plain_decimal_notation() -> None:
     """`details['smallest_workable_top']` reaches API clients as a Decimal string: it must read like
     the message ("33310"), not in exponent notation ("3.331E+4", what `str(d.normalize())` gives)."""
     with pytest.raises(ValidationError) as info:
-        ch.validate_channel(D(30000), D(30001), D(20), D(3), D(5), D(2), D("0.002"), "4h", D("0.1"))
+        ch.Channel(D(30000), D(30001), D(20), D(3), D(5), D(2)).validate(D("0.002"), D("0.1"))
     detail = info.value.details["smallest_workable_top"]
     assert D(detail) == D(33310)
     assert detail == "33310"
@@ -207,9 +208,9 @@ def test_smallest_workable_top_is_workable_without_fee_and_profit() -> None:
     base, b, s, m, fee, tick = D(100), D(2), D(0), D(0), D(0), D("0.01")
     smallest = ch.smallest_workable_top(base, b, s, m, fee, tick)
     assert smallest == D("102.01")
-    ch.validate_channel(base, smallest, D(20), b, s, m, fee, "4h", tick)
+    ch.Channel(base, smallest, D(20), b, s, m).validate(fee, tick)
     with pytest.raises(ValidationError):
-        ch.validate_channel(base, smallest - tick, D(20), b, s, m, fee, "4h", tick)
+        ch.Channel(base, smallest - tick, D(20), b, s, m).validate(fee, tick)
 
 
 percent_2dp = st.integers(min_value=0, max_value=1500).map(lambda n: D(n) / 100)
@@ -229,10 +230,10 @@ def test_smallest_workable_top_is_always_exactly_workable(
 ) -> None:
     base, fee = D(base_cents) / 100, D(fee_bp) / 10_000
     smallest = ch.smallest_workable_top(base, b, s, m, fee, tick)
-    ch.validate_channel(base, smallest, D(20), b, s, m, fee, "4h", tick)
+    ch.Channel(base, smallest, D(20), b, s, m).validate(fee, tick)
     if smallest - tick > base:
         with pytest.raises(ValidationError):
-            ch.validate_channel(base, smallest - tick, D(20), b, s, m, fee, "4h", tick)
+            ch.Channel(base, smallest - tick, D(20), b, s, m).validate(fee, tick)
 
 
 def test_validate_percentage() -> None:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from domain import channel as ch
 from domain import commands as cmds
 from domain import services
+from domain.channel import Channel
 from domain.errors import DomainError
 from domain.events import EventType
 from domain.model import (
@@ -167,13 +168,15 @@ class Sim:
                     client.id,
                     "BTCUSDT",
                     f"s{i}",
-                    p.base,
-                    p.top,
-                    p.capital_percentage,
-                    p.buy_threshold,
-                    p.sell_threshold,
-                    p.min_profit,
-                    p.timeframe,
+                    Channel(
+                        p.base,
+                        p.top,
+                        p.capital_percentage,
+                        p.buy_threshold,
+                        p.sell_threshold,
+                        p.min_profit,
+                        p.timeframe,
+                    ),
                 ),
                 world.uow(),
                 world.exchange,

@@ -15,6 +15,7 @@ import pytest
 from domain import channel as ch
 from domain import commands as cmds
 from domain import services
+from domain.channel import Channel
 from domain.errors import (
     DomainError,
     FilterFailure,
@@ -66,6 +67,14 @@ async def make_client(world: World, name: str = "TradeBot XYZ") -> Client:
     return await services.create_client(cmds.CreateClient(name), world.uow())
 
 
+def create_cmd(client_id: int, symbol: str, name: str, **fields: Any) -> cmds.CreateStrategy:
+    """A CreateStrategy from the API's flat field names (base_price, top_price, ...)."""
+    names = {"base_price": "base", "top_price": "top"}
+    is_active = fields.pop("is_active", True)
+    channel = Channel(**{names.get(k, k): v for k, v in fields.items()})
+    return cmds.CreateStrategy(client_id, symbol, name, channel, is_active)
+
+
 async def make_strategy(
     world: World,
     capital: Decimal | int | None = 2000,
@@ -78,7 +87,7 @@ async def make_strategy(
     fields: dict[str, Any] = {"base_price": B, "top_price": T}
     fields.update(params)
     strategy = await services.create_strategy(
-        cmds.CreateStrategy(client_id=client.id, symbol=fields.pop("symbol", "BTCUSDT"), name=name, **fields),
+        create_cmd(client.id, fields.pop("symbol", "BTCUSDT"), name, **fields),
         world.uow(),
         world.exchange,
     )
@@ -950,7 +959,7 @@ async def test_create_strategy_rejects_a_narrow_channel_naming_the_smallest_top(
     err = await rejected(
         world,
         services.create_strategy(
-            cmds.CreateStrategy(client.id, "BTCUSDT", "narrow", B, D(104000)), world.uow(), world.exchange
+            cmds.CreateStrategy(client.id, "BTCUSDT", "narrow", Channel(B, D(104000))), world.uow(), world.exchange
         ),
         ValidationError,
         "VALIDATION",
@@ -958,7 +967,7 @@ async def test_create_strategy_rejects_a_narrow_channel_naming_the_smallest_top(
     smallest = D(err.details["smallest_workable_top"])
     assert smallest == ch.smallest_workable_top(B, D(2), D(2), D("0.5"), F, D("0.01"))
     created = await services.create_strategy(
-        cmds.CreateStrategy(client.id, "BTCUSDT", "narrow", B, smallest), world.uow(), world.exchange
+        cmds.CreateStrategy(client.id, "BTCUSDT", "narrow", Channel(B, smallest)), world.uow(), world.exchange
     )
     assert created.top_price == smallest
 
@@ -983,7 +992,7 @@ async def test_create_strategy_validation(world: World, params: dict[str, Any], 
     fields: dict[str, Any] = {"name": "s", "base_price": B, "top_price": T} | params
     err = await rejected(
         world,
-        services.create_strategy(cmds.CreateStrategy(client.id, "BTCUSDT", **fields), world.uow(), world.exchange),
+        services.create_strategy(create_cmd(client.id, "BTCUSDT", **fields), world.uow(), world.exchange),
         ValidationError,
         "VALIDATION",
     )
@@ -995,21 +1004,23 @@ async def test_create_strategy_unknown_symbol_client_and_duplicate_name(world: W
     await rejected(
         world,
         services.create_strategy(
-            cmds.CreateStrategy(strategy.client_id, "DOGEUSDT", "d", B, T), world.uow(), world.exchange
+            cmds.CreateStrategy(strategy.client_id, "DOGEUSDT", "d", Channel(B, T)), world.uow(), world.exchange
         ),
         NotFound,
         "NOT_FOUND",
     )
     await rejected(
         world,
-        services.create_strategy(cmds.CreateStrategy(999, "BTCUSDT", "d", B, T), world.uow(), world.exchange),
+        services.create_strategy(cmds.CreateStrategy(999, "BTCUSDT", "d", Channel(B, T)), world.uow(), world.exchange),
         NotFound,
         "NOT_FOUND",
     )
     err = await rejected(
         world,
         services.create_strategy(
-            cmds.CreateStrategy(strategy.client_id, "btcusdt", strategy.name, B, T), world.uow(), world.exchange
+            cmds.CreateStrategy(strategy.client_id, "btcusdt", strategy.name, Channel(B, T)),
+            world.uow(),
+            world.exchange,
         ),
         ValidationError,
         "VALIDATION",

@@ -17,18 +17,15 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain import channel as ch
 from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
 from domain.adapters.market.prices import MemoryPriceBook
-from domain.adapters.persistence import orm
 from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWorkFactory
-from domain.backtest import BacktestResult, CandleSeries, Channel, Prices, run_backtest
-from domain.errors import NoPrice, NotFound, ValidationError
+from domain.backtest import BacktestResult, CandleSeries, Prices, run_backtest
+from domain.channel import Channel
+from domain.errors import NoPrice, ValidationError
 from domain.model import Symbol
-from domain.ports import UnitOfWorkFactory
 
 QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
 FINE = Decimal("0.00000001")
@@ -82,37 +79,6 @@ def read_candle_csv(path: Path) -> CandleSeries:
         return Decimal(o), Decimal(h), Decimal(low), Decimal(c)
 
     return CandleSeries(open_ms, np.ascontiguousarray(table[:, 1:5]), exact)
-
-
-async def load_stored_candles(
-    session_factory: async_sessionmaker[AsyncSession],
-    symbol_id: int,
-    interval: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int | None = None,
-) -> CandleSeries:
-    """A symbol's candles of one interval from `historical_prices` (open time in [start, end)),
-    oldest first; with `limit`, the latest `limit` of them. Read as plain rows, not entities."""
-    t = orm.historical_prices
-    stmt = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close).where(
-        t.c.symbol_id == symbol_id, t.c.interval == interval
-    )
-    if start is not None:
-        stmt = stmt.where(t.c.open_time >= start)
-    if end is not None:
-        stmt = stmt.where(t.c.open_time < end)
-    if limit is not None:
-        stmt = stmt.order_by(t.c.open_time.desc()).limit(limit)
-    else:
-        stmt = stmt.order_by(t.c.open_time)
-    async with session_factory() as session:
-        rows = list((await session.execute(stmt)).all())
-    if limit is not None:
-        rows.reverse()
-    step_ms = int(ch.timeframe_delta(interval).total_seconds() * 1000)
-    open_ms = [int((r[0] - ch.EPOCH).total_seconds() * 1000) for r in rows]
-    return CandleSeries.from_prices(open_ms, [(r[1], r[2], r[3], r[4]) for r in rows], step_ms)
 
 
 def write_candle_csv(series: CandleSeries, path: Path) -> None:
@@ -323,39 +289,3 @@ def sweep(
 def rank(rows: Iterable[SweepRow]) -> list[SweepRow]:
     """Best net profit first; invalid channels last."""
     return sorted(rows, key=lambda r: (r.net_profit is None, -(r.net_profit or 0), -r.final_equity))
-
-
-# ---------------------------------------------------------------- stored strategies and symbols
-
-
-@dataclass(frozen=True)
-class StoredChannel:
-    """An existing strategy's channel, its symbol and its bankroll (principal)."""
-
-    channel: Channel
-    symbol: Symbol
-    bankroll: Decimal
-
-
-async def stored_channel(uow: UnitOfWorkFactory, strategy_id: int, client_id: int | None = None) -> StoredChannel:
-    """The channel of a stored strategy (of `client_id` when given), to backtest it."""
-    async with uow() as u:
-        strategy = await u.strategies.get(strategy_id)
-        if strategy is None or (client_id is not None and strategy.client_id != client_id):
-            raise NotFound(f"Strategy {strategy_id} not found.", entity="Strategy", id=strategy_id)
-        symbol = await u.symbols.get(strategy.symbol_id)
-        principal = await u.allocations.principal(strategy_id)
-    assert symbol is not None
-    channel = Channel(
-        strategy.base_price, strategy.top_price, strategy.capital_percentage, strategy.buy_threshold,
-        strategy.sell_threshold, strategy.min_profit, strategy.timeframe,
-    )  # fmt: skip
-    return StoredChannel(channel, symbol, principal)
-
-
-async def stored_symbol(uow: UnitOfWorkFactory, name: str) -> Symbol:
-    async with uow() as u:
-        symbol = await u.symbols.get_by_name(name.upper())
-    if symbol is None:
-        raise NotFound(f"Symbol {name} is not known.", entity="Symbol", id=name)
-    return symbol

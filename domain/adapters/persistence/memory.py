@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Self
 
-from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
-from domain.adapters.market.prices import MemoryPriceBook
+from domain.adapters.exchanges.paper import SEED_SYMBOLS
 from domain.model import (
     AllocationKind,
     AuditEntry,
@@ -49,7 +48,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import Page
+from domain.ports import CandlePrices, Page
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -160,45 +159,53 @@ def _now() -> datetime:
 # ---------------------------------------------------------------- constraints (domain.adapters.persistence.orm)
 
 
-def _check(table: str, o: Any) -> None:
-    def require(ok: bool, name: str) -> None:
-        if not ok:
-            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(o)!r}")
+def _ohlc_consistent(o: Any) -> bool:
+    return bool(
+        o.low > 0 and o.high >= o.low and o.high >= o.open and o.high >= o.close and o.low <= o.open
+        and o.low <= o.close and o.volume >= 0
+    )  # fmt: skip
 
-    if table == "symbols":
-        require(o.step_size > 0 and o.tick_size > 0 and o.min_qty >= 0 and o.min_notional >= 0, "filters_positive")
-    elif table == "strategies":
-        require(o.base_price > 0, "base_positive")
-        require(o.top_price > o.base_price, "top_above_base")
-        require(0 < o.capital_percentage <= 100, "capital_percentage_range")
-        require(0 <= o.buy_threshold < 100, "buy_threshold_range")
-        require(0 <= o.sell_threshold < 100, "sell_threshold_range")
-        require(o.min_profit >= 0, "min_profit_nonnegative")
-    elif table == "positions":
-        require(o.quantity >= 0 and o.cost >= 0 and o.dust >= 0, "amounts_nonnegative")
-        require(o.status is not PositionStatus.SCHEDULED or o.scheduled_exit_price is not None, "scheduled_has_price")
-        require(o.status is not PositionStatus.CLOSED or o.closed_at is not None, "closed_has_date")
-    elif table == "orders":
-        require(o.requested_quantity is not None or o.requested_quote is not None, "has_amount")
-        require(bool(CLIENT_ORDER_ID.match(o.client_order_id)), "client_order_id_format")
-    elif table == "trades":
-        require(o.price > 0 and o.quantity > 0 and o.quote_amount > 0 and o.fees >= 0, "amounts_positive")
-    elif table == "allocations":
-        require(o.amount != 0, "amount_nonzero")
-        require(o.kind.is_profit == o.is_profit, "profit_flag_matches_kind")
-        positive = o.kind in (AllocationKind.DEPOSIT, AllocationKind.PROFIT)
-        require(o.amount > 0 if positive else o.amount < 0, "amount_sign_matches_kind")
-    elif table == "candles":
-        require(
-            o.low > 0
-            and o.high >= o.low
-            and o.high >= o.open
-            and o.high >= o.close
-            and o.low <= o.open
-            and o.low <= o.close
-            and o.volume >= 0,
-            "ohlc_consistent",
-        )
+
+# The schema's check constraints (`orm`), by table and name: a test ties the two sets of names.
+CHECKS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "symbols": {
+        "filters_positive": lambda o: o.step_size > 0 and o.tick_size > 0 and o.min_qty >= 0 and o.min_notional >= 0,
+    },
+    "strategies": {
+        "base_positive": lambda o: o.base_price > 0,
+        "top_above_base": lambda o: o.top_price > o.base_price,
+        "capital_percentage_range": lambda o: 0 < o.capital_percentage <= 100,
+        "buy_threshold_range": lambda o: 0 <= o.buy_threshold < 100,
+        "sell_threshold_range": lambda o: 0 <= o.sell_threshold < 100,
+        "min_profit_nonnegative": lambda o: o.min_profit >= 0,
+    },
+    "positions": {
+        "amounts_nonnegative": lambda o: o.quantity >= 0 and o.cost >= 0 and o.dust >= 0,
+        "scheduled_has_price": lambda o: o.status is not PositionStatus.SCHEDULED or o.scheduled_exit_price is not None,
+        "closed_has_date": lambda o: o.status is not PositionStatus.CLOSED or o.closed_at is not None,
+    },
+    "orders": {
+        "has_amount": lambda o: o.requested_quantity is not None or o.requested_quote is not None,
+        "client_order_id_format": lambda o: bool(CLIENT_ORDER_ID.match(o.client_order_id)),
+    },
+    "trades": {
+        "amounts_positive": lambda o: o.price > 0 and o.quantity > 0 and o.quote_amount > 0 and o.fees >= 0,
+    },
+    "allocations": {
+        "amount_nonzero": lambda o: o.amount != 0,
+        "profit_flag_matches_kind": lambda o: o.kind.is_profit == o.is_profit,
+        "amount_sign_matches_kind": lambda o: (
+            o.amount > 0 if o.kind in (AllocationKind.DEPOSIT, AllocationKind.PROFIT) else o.amount < 0
+        ),
+    },
+    "candles": {"ohlc_consistent": _ohlc_consistent},
+}
+
+
+def _check(table: str, o: Any) -> None:
+    for name, ok in CHECKS.get(table, {}).items():
+        if not ok(o):
+            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(o)!r}")
 
 
 UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -684,6 +691,12 @@ class MemoryOrderRepository(_Repository):
             candidates.update(self.uow.store.ids(self.table, "status", status))
         return self.uow._select(self.table, lambda o: o.status in wanted, candidates)
 
+    async def count_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.uow._select(self.table, lambda o: True):
+            counts[o.status.value] = counts.get(o.status.value, 0) + 1
+        return counts
+
     async def list_by_position(
         self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
     ) -> Sequence[Order]:
@@ -796,6 +809,24 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         return rows[-limit:] if limit > 0 else []
 
+    async def price_rows(
+        self,
+        symbol_id: int,
+        interval: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> Sequence[CandlePrices]:
+        rows = self._series(
+            symbol_id,
+            interval,
+            lambda c: (start is None or c.open_time >= start) and (end is None or c.open_time < end),
+        )
+        rows.sort(key=lambda c: c.open_time)
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [(c.open_time, c.open, c.high, c.low, c.close) for c in rows]
+
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
     ) -> Candle | None:
@@ -861,22 +892,3 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
-
-
-# ---------------------------------------------------------------- a wired world
-
-
-@dataclass
-class MemoryWorld:
-    """The in-memory database, a price book and the real paper exchange on it."""
-
-    store: MemoryStore
-    uow: MemoryUnitOfWorkFactory
-    book: MemoryPriceBook
-    exchange: PaperExchange
-
-    @classmethod
-    def make(cls, fee_rate: Decimal = Decimal("0.001")) -> MemoryWorld:
-        store = seeded_store()
-        book = MemoryPriceBook()
-        return cls(store, MemoryUnitOfWorkFactory(store), book, PaperExchange(book, fee_rate))

@@ -89,7 +89,6 @@ clients = Table(
     # The client's API key (login); unique, looked up on every login.
     Column("api_key", String(100), unique=True),
     # The exchange secret, encrypted at rest (Fernet); never the plain secret.
-    Column("api_secret_encrypted", Text),
     _created(),
     _updated(),
     # scrypt hash of the client's API secret (`domain.services.auth.hash_secret`); the secret is never stored.

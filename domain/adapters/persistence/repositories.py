@@ -29,7 +29,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import Page
+from domain.ports import CandlePrices, Page
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -253,6 +253,11 @@ class SqlAlchemyOrderRepository(_Base):
         stmt = select(Order).where(orm.orders.c.status.in_([s.value for s in statuses])).order_by(orm.orders.c.id)
         return (await self.session.execute(stmt)).scalars().all()
 
+    async def count_by_status(self) -> dict[str, int]:
+        t = orm.orders
+        rows = (await self.session.execute(select(t.c.status, func.count()).group_by(t.c.status))).all()
+        return {str(status): int(n) for status, n in rows}
+
     async def list_by_position(
         self, position_id: int, statuses: Sequence[OrderStatus], *, for_update: bool = False
     ) -> Sequence[Order]:
@@ -365,6 +370,31 @@ class SqlAlchemyCandleRepository(_Base):
         )
         rows = (await self.session.execute(stmt)).scalars().all()
         return list(reversed(rows))
+
+    async def price_rows(
+        self,
+        symbol_id: int,
+        interval: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> Sequence[CandlePrices]:
+        t = orm.historical_prices
+        stmt = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close).where(
+            t.c.symbol_id == symbol_id, t.c.interval == interval
+        )
+        if start is not None:
+            stmt = stmt.where(t.c.open_time >= start)
+        if end is not None:
+            stmt = stmt.where(t.c.open_time < end)
+        if limit is not None:
+            stmt = stmt.order_by(t.c.open_time.desc()).limit(limit)
+        else:
+            stmt = stmt.order_by(t.c.open_time)
+        rows: list[CandlePrices] = [tuple(r) for r in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
+        if limit is not None:
+            rows.reverse()
+        return rows
 
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
