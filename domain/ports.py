@@ -71,6 +71,22 @@ class SymbolRepository(Protocol):
     def add(self, symbol: Symbol) -> None: ...
 
 
+@dataclass
+class TickRow:
+    """What a price move needs of one strategy, read under its row lock (`lock_for_tick`)."""
+
+    strategy: Strategy
+    principal: Decimal  # its bankroll: the sum of its non-profit allocations (rule 2)
+    live: list[Position]  # its open and scheduled positions, oldest first
+    paused: bool = False  # the client's emergency stop: no new entries
+    sells_held: bool = False  # ... and no automatic sells either
+
+    @classmethod
+    def of(cls, strategy: Strategy, principal: Decimal, live: list[Position], pause: bool | None) -> TickRow:
+        """`pause` as the clients table holds it: None (not paused), else whether sells are held."""
+        return cls(strategy, principal, live, paused=pause is not None, sells_held=bool(pause))
+
+
 class StrategyRepository(Protocol):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None: ...
     async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]: ...
@@ -80,12 +96,10 @@ class StrategyRepository(Protocol):
         """Strategies the engine looks at (active, or holding positions), locked for update."""
         ...
 
-    async def lock_for_tick(
-        self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
+    async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
         """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal,
-        its open and scheduled positions and its client's trading pause (None: not paused; else
-        whether automatic sells are held too), strategy rows locked — in one round trip."""
+        its open and scheduled positions and its client's trading pause, strategy rows locked — in
+        one round trip."""
         ...
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from domain import services
 from domain.model import Candle
+from domain.services import candles
 
 log = logging.getLogger("criptoren.cron")
 
@@ -29,19 +30,14 @@ async def backfill_candles(ctx: dict[str, Any]) -> int:
     app, source = ctx["app"], ctx["source"]
     now = datetime.now(UTC)
     stored = 0
-    async with app.uow() as uow:
-        for symbol in await uow.symbols.watched():
-            last = await uow.candles.last_close_time(symbol.id, "1m")
-            start = max(last or now - MAX_BACKFILL, now - MAX_BACKFILL)
-            if now - start < timedelta(minutes=2):
-                continue
-            candles = await source.closed_candles(symbol.symbol, "1m", start, now)
-            rows = [
-                Candle(symbol.id, c.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
-                for c in candles
-            ]
-            stored += await uow.candles.upsert(rows)
-        await uow.commit()
+    for symbol, start in await candles.candle_gaps(app.uow(), "1m", now, MAX_BACKFILL, timedelta(minutes=2)):
+        assert symbol.id is not None
+        fetched = await source.closed_candles(symbol.symbol, "1m", start, now)
+        rows = [
+            Candle(symbol.id, c.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
+            for c in fetched
+        ]
+        stored += await candles.store_candles(rows, app.uow())
     if stored:
         log.info("Backfilled %d candles", stored)
     return stored

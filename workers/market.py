@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from domain import channel as ch
 from domain import services
 from domain.adapters.bootstrap import App, metrics, stream_health
 from domain.logctx import log_fields
 from domain.market import ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol
+from domain.services import candles
 from domain.symbol_engine import SymbolEngine
 from workers.lease import RedisLease
 
@@ -184,18 +184,8 @@ class SymbolConsumer:
             self.symbol_id, candle.interval, candle.open_time, candle.close_time, candle.open, candle.high,
             candle.low, candle.close, candle.volume,
         )  # fmt: skip
-        closed: list[Candle] = [stored]
-        async with self.app.uow() as uow:
-            await uow.candles.upsert([stored])
-            for tf in self.engine.closing_timeframes(candle.interval, candle.close_time, HISTORY_TIMEFRAMES):
-                delta = ch.timeframe_delta(tf)
-                built = await uow.candles.aggregate(
-                    self.symbol_id, candle.interval, tf, candle.close_time - delta, candle.close_time
-                )
-                if built is not None:
-                    await uow.candles.upsert([built])
-                    closed.append(built)
-            await uow.commit()
+        closing = self.engine.closing_timeframes(candle.interval, candle.close_time, HISTORY_TIMEFRAMES)
+        closed = await candles.store_closed_candle(stored, closing, self.app.uow())
         for c in closed:
             await self._check_break(c)
 

@@ -25,7 +25,7 @@ from domain.model import (
     Strategy,
     Symbol,
 )
-from domain.ports import Exchange, UnitOfWork
+from domain.ports import Exchange, TickRow, UnitOfWork
 from domain.services.common import (
     fmt,
     get_symbol,
@@ -145,18 +145,15 @@ async def process_price_move(
         if symbol is None:
             symbol = await get_symbol(uow, cmd.symbol_id)
         rows = await uow.strategies.lock_for_tick(cmd.symbol_id, cmd.strategy_ids)
-        for strategy, principal, live, pause in rows:
+        for row in rows:
             try:
-                account = await exchange.for_client(strategy.client_id)
+                account = await exchange.for_client(row.strategy.client_id)
             except ExchangeError:
                 # The client's account cannot trade now (keys refused, exchange unreachable): its
                 # strategies wait for the next move (the exchange adapter logs why).
                 continue
-            with log_fields(strategy_id=strategy.id):
-                await _apply_tick(
-                    uow, account, strategy, symbol, cmd.prev, cmd.cur, outcome, live, principal,
-                    paused=pause is not None, sells_held=bool(pause),
-                )  # fmt: skip
+            with log_fields(strategy_id=row.strategy.id):
+                await _apply_tick(uow, account, row, symbol, cmd.prev, cmd.cur, outcome)
         await uow.commit()
     return outcome
 
@@ -164,17 +161,14 @@ async def process_price_move(
 async def _apply_tick(
     uow: UnitOfWork,
     exchange: Exchange,
-    strategy: Strategy,
+    row: TickRow,
     symbol: Symbol,
     prev: Decimal,
     cur: Decimal,
     outcome: TickOutcome,
-    live: list[Position],
-    principal: Decimal,
-    *,
-    paused: bool = False,
-    sells_held: bool = False,
 ) -> None:
+    strategy, live, principal = row.strategy, row.live, row.principal
+    paused, sells_held = row.paused, row.sells_held
     assert strategy.id is not None
     lv = strategy.levels
     if strategy.rearm_on(cur):

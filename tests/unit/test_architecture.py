@@ -97,3 +97,14 @@ def test_no_module_is_over_900_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 900 and str(p.relative_to(ROOT)) not in allowed
     }
     assert long == {}
+
+
+def test_only_domain_services_commit() -> None:
+    """STYLE §2: transactions begin and end in domain services; resolvers and tasks never commit."""
+    committing = [
+        str(p.relative_to(ROOT))
+        for p in API + WORKERS
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "commit"
+    ]
+    assert committing == []

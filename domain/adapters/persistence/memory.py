@@ -48,7 +48,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, Page
+from domain.ports import CandlePrices, Page, TickRow
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -607,9 +607,7 @@ class MemoryStrategyRepository(_Repository):
             candidates=self._candidates(symbol_id, strategy_ids),
         )
 
-    async def lock_for_tick(
-        self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
+    async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
         """The engine's strategies (as `list_active_by_symbol`), each with its principal, its live
         positions, oldest first, and its client's trading pause."""
         out = []
@@ -619,7 +617,7 @@ class MemoryStrategyRepository(_Repository):
             live = list(await self.uow.positions.list_live_by_strategy(strategy.id))
             if strategy.client_id not in pauses:
                 pauses[strategy.client_id] = await self.uow.clients.paused([strategy.client_id])
-            out.append((strategy, principal, live, pauses[strategy.client_id].get(strategy.client_id)))
+            out.append(TickRow.of(strategy, principal, live, pauses[strategy.client_id].get(strategy.client_id)))
         return out
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:

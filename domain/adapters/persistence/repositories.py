@@ -29,7 +29,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, Page
+from domain.ports import CandlePrices, Page, TickRow
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -149,19 +149,19 @@ class SqlAlchemyStrategyRepository(_Base):
         stmt = _keyset(select(Strategy).where(t.c.client_id == client_id), t, page)
         return (await self.session.execute(stmt)).scalars().all()
 
-    async def lock_for_tick(
-        self, symbol_id: int, strategy_ids: Collection[int] | None = None
-    ) -> Sequence[tuple[Strategy, Decimal, list[Position], bool | None]]:
+    async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
         params: dict[str, Any] = {"symbol_id": symbol_id}
         if strategy_ids is not None:
             params["ids"] = list(strategy_ids)
-        out: dict[int, tuple[Strategy, Decimal, list[Position], bool | None]] = {}
+        out: dict[int, TickRow] = {}
         for strategy, amount, pause, position in (
             await self.session.execute(_tick_statement(strategy_ids is not None), params)
         ).all():
-            entry = out.setdefault(strategy.id, (strategy, Decimal(amount), [], pause))
+            row = out.get(strategy.id)
+            if row is None:
+                row = out[strategy.id] = TickRow.of(strategy, Decimal(amount), [], pause)
             if position is not None:
-                entry[2].append(position)
+                row.live.append(position)
         return list(out.values())
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:

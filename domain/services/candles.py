@@ -1,0 +1,52 @@
+"""Candle history: closed candles stored (and the coarser timeframes they close, built from them),
+and the gaps a stream outage left, found for backfilling. One transaction each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from domain import channel as ch
+from domain.model import Candle, Symbol
+from domain.ports import UnitOfWork
+
+
+async def store_closed_candle(candle: Candle, closing: Iterable[str], uow: UnitOfWork) -> list[Candle]:
+    """Store a closed candle, and each of the `closing` timeframes it closes (rule 10: aggregated
+    from the stored finer candles). Returns the candles stored, the given one first."""
+    stored = [candle]
+    async with uow:
+        await uow.candles.upsert([candle])
+        for tf in closing:
+            built = await uow.candles.aggregate(
+                candle.symbol_id, candle.interval, tf, candle.close_time - ch.timeframe_delta(tf), candle.close_time
+            )
+            if built is not None:
+                await uow.candles.upsert([built])
+                stored.append(built)
+        await uow.commit()
+    return stored
+
+
+async def candle_gaps(
+    uow: UnitOfWork, interval: str, now: datetime, max_back: timedelta, min_gap: timedelta
+) -> list[tuple[Symbol, datetime]]:
+    """The watched symbols whose stored `interval` candles stop at least `min_gap` before `now`, each
+    with the time to backfill from (never further back than `max_back`). Read only."""
+    gaps: list[tuple[Symbol, datetime]] = []
+    async with uow:
+        for symbol in await uow.symbols.watched():
+            assert symbol.id is not None
+            last = await uow.candles.last_close_time(symbol.id, interval)
+            start = max(last or now - max_back, now - max_back)
+            if now - start >= min_gap:
+                gaps.append((symbol, start))
+    return gaps
+
+
+async def store_candles(candles: Sequence[Candle], uow: UnitOfWork) -> int:
+    """Insert or update candles (on symbol, interval and open time); returns how many."""
+    async with uow:
+        stored = await uow.candles.upsert(candles)
+        await uow.commit()
+    return stored
