@@ -83,8 +83,9 @@ class CriptorenGraphQL(GraphQL[Context, None]):
         return UNSET
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        # GraphiQL on assets served by this server (gql_api/web.py), else Strawberry's CDN page.
-        return web.graphiql_page() or await super().render_graphql_ide(request)
+        # GraphiQL on assets served by this server (gql_api/web.py); when they are not installed, a
+        # page that says so, or (?cdn=1) Strawberry's page on a CDN.
+        return web.graphiql_page(cdn="cdn" in request.query_params) or await super().render_graphql_ide(request)
 
 
 def create_app(settings: Settings | None = None, app: App | None = None) -> Starlette:

@@ -177,6 +177,12 @@ def cmd_up(settings: Settings) -> None:
 
     cmd_migrate(settings)
     cmd_seed_demo(settings, only_if_empty=True)
+    if not settings.is_prod:
+        from gql_api.web import INSTALL_HINT, install_graphiql_assets
+
+        missing = install_graphiql_assets()
+        if missing:
+            log.warning("GraphiQL's browser files are not installed (%s): %s.", missing, INSTALL_HINT)
     resolve_redis_url(settings)
     worker = subprocess.Popen(WORKER_COMMAND)  # noqa: S603 - fixed arguments
     try:

@@ -8,14 +8,18 @@
 - GraphiQL's assets (React, ReactDOM, GraphiQL's bundle and stylesheet) come from the npm registry at
   install time (`scripts/setup`: `npm ci` in `gql_api/graphiql/`, whose `node_modules` is not in the
   repository) and are served under `/graphiql/`; the GraphiQL page at `GET /graphql` points at them,
-  so it works without internet access. When they are missing, Strawberry's own page (which loads
-  them from a CDN) is served instead, and a warning is logged once.
+  so it works without internet access. `criptoren up` installs them on its first start when npm is
+  there (`install_graphiql_assets`). When they are missing, `GET /graphql` says so on the page itself
+  (and how to install them), with a link to Strawberry's own page, which loads them from a CDN; the
+  dashboard marks its GraphiQL link the same way.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -77,32 +81,62 @@ def schema_features(schema: Any) -> list[str]:
     return found
 
 
-@cache
 def _dashboard_html(features: tuple[str, ...]) -> str:
-    page = (STATIC / "index.html").read_text(encoding="utf-8")
-    return page.replace("__FEATURES__", html.escape(",".join(features), quote=True))
+    # Not cached as a whole: GraphiQL's assets may be installed while the server runs.
+    present = ("graphiql",) if graphiql_assets_present() else ()
+    page = _dashboard_template()
+    return page.replace("__FEATURES__", html.escape(",".join(features + present), quote=True))
+
+
+@cache
+def _dashboard_template() -> str:
+    return (STATIC / "index.html").read_text(encoding="utf-8")
 
 
 def graphiql_assets_present() -> bool:
     return all((GRAPHIQL_MODULES / path).is_file() for path in GRAPHIQL_ASSETS.values())
 
 
+INSTALL_HINT = "install Node.js and npm, then run scripts/setup graphiql (or restart criptoren up)"
+
+
+def install_graphiql_assets() -> str | None:
+    """Install GraphiQL's pinned assets (`npm ci` in gql_api/graphiql, from its package-lock.json) when
+    they are missing. Returns None when they are there, else why they are not (no npm, npm failed)."""
+    if graphiql_assets_present():
+        return None
+    npm = shutil.which("npm")
+    if npm is None or not (HERE / "graphiql" / "package-lock.json").is_file():
+        return "npm was not found"
+    log.info("Installing GraphiQL's browser assets from the npm registry (once, into %s)…", GRAPHIQL_MODULES)
+    try:
+        subprocess.run(  # noqa: S603 - npm found on PATH, fixed arguments
+            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+            cwd=HERE / "graphiql", check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", b"") or b""
+        return f"npm ci failed: {detail.decode(errors='replace').strip()[-300:] or e}"
+    return None if graphiql_assets_present() else "npm ci did not install them"
+
+
 _warned: list[bool] = []
 
 
-def graphiql_page() -> HTMLResponse | None:
-    """The GraphiQL page on local assets; None (and a warning, once) when they are not installed."""
-    if not graphiql_assets_present():
-        if not _warned:
-            _warned.append(True)
-            log.warning(
-                "GraphiQL's assets are not installed (%s): serving the page that loads them from a CDN, "
-                "blank without internet access. Run scripts/setup to install them.",
-                GRAPHIQL_MODULES,
-            )
+def graphiql_page(cdn: bool = False) -> HTMLResponse | None:
+    """The GraphiQL page on local assets. When they are not installed: a page that says so and how to
+    install them (a warning is logged once), or — `cdn`, the user's choice — None: Strawberry's page,
+    which loads them from a CDN and is blank without internet access."""
+    if graphiql_assets_present():
+        page = (STATIC / "graphiql.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers=SECURITY_HEADERS)
+    if not _warned:
+        _warned.append(True)
+        log.warning("GraphiQL's assets are not installed (%s): %s.", GRAPHIQL_MODULES, INSTALL_HINT)
+    if cdn:
         return None
-    page = (STATIC / "graphiql.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers=SECURITY_HEADERS)
+    page = (STATIC / "graphiql-missing.html").read_text(encoding="utf-8").replace("__HINT__", html.escape(INSTALL_HINT))
+    return HTMLResponse(page, headers={**SECURITY_HEADERS, "Content-Security-Policy": DASHBOARD_CSP})
 
 
 def routes(schema: Any, graphiql: bool = True) -> list[BaseRoute]:

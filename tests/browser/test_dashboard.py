@@ -76,6 +76,13 @@ async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
         await expect(form).to_be_hidden()
         await expect(page.locator("#strategies tbody tr")).to_have_count(2)
         await expect(page.locator("#chart-title")).to_have_text("ETH channel · ETHUSDT")
+        # No principal yet: it cannot trade, and says so, with the allocate field beside it (issue 14).
+        eth_row = page.locator("#strategies tbody tr", has_text="ETH channel")
+        await expect(eth_row.locator(".badge")).to_have_text("needs capital")
+        await eth_row.locator("form.row-fund input[name=amount]").fill("500")
+        await eth_row.locator("form.row-fund button[type=submit]").click()
+        await expect(eth_row.locator(".badge")).to_have_text("armed")
+        await expect(eth_row.locator("form.row-fund")).to_have_count(0)
 
         # Watch the demo channel trade on the replayed market.
         await demo_row.locator("button[data-action=select]").click()
@@ -114,6 +121,10 @@ async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
             stop = page.locator("#emergency-stop")
             await expect(stop).to_have_text("Emergency stop")
             await stop.click()
+            await expect(stop).to_contain_text("Click again")
+            # A refresh while the confirmation is pending must not put the old label back (issue 14:
+            # the periodic refresh did, and the second click then read as a first one).
+            await page.evaluate("window.criptoren.refresh()")
             await expect(stop).to_contain_text("Click again")
             await stop.click()
             await expect(stop).to_have_text("Resume trading")
@@ -182,6 +193,20 @@ async def test_the_dashboard_reconnects_by_itself_and_says_so(db: App, page: Any
         assert await page.evaluate("window.criptoren.lastPrice()") == 101234
 
 
+# Whether a <select> is at least as wide as its selected option's text.
+FITS_ITS_TEXT = """(selector) => {
+  const select = document.querySelector(selector);
+  const probe = document.createElement("span");
+  probe.style.font = getComputedStyle(select).font;
+  probe.style.whiteSpace = "pre";
+  probe.textContent = select.options[select.selectedIndex].text;
+  document.body.append(probe);
+  const width = probe.getBoundingClientRect().width;
+  probe.remove();
+  return select.getBoundingClientRect().width >= width;
+}"""
+
+
 async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
     if "backtest" not in web.schema_features(schema):
         pytest.skip("this server's API has no backtest query")
@@ -189,6 +214,8 @@ async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
     async with servers.api_server(db) as host:
         await log_in(page, f"http://{host}", db)
         await page.click("#tabs button[data-tab=backtest]")
+        # The strategy picker shows whole names (issue 14: they were cut off).
+        assert await page.evaluate(FITS_ITS_TEXT, "#backtest-form select[name=strategyId]")
         await page.click("#backtest-form button[type=submit]")
         await wait_until(page, "window.criptoren.backtest() !== null")
         drawn = await page.evaluate("window.criptoren.backtest()")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+from domain import commands as cmds
+from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from tests.e2e.conftest import GraphQLClient
@@ -87,3 +93,61 @@ async def test_tour(db: App, gql: GraphQLClient) -> None:
     assert data["tradesReport"] == {"trades": 2, "buys": 1, "sells": 1}
     assert len(data["priceHistory"]) == 5
     assert data["currentPrice"]["price"] == "2600"
+
+
+# ---------------------------------------------------------------- the README's tour, as written
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def tour_documents() -> list[str]:
+    """The GraphQL documents of the README's tour, in order."""
+    text = README.read_text()
+    section = text[text.index("## A short GraphQL tour") :]
+    section = section[: section.index("\n## ", 5)]
+    return re.findall(r"```graphql\n(.*?)```", section, re.S)
+
+
+def declared(document: str) -> list[str]:
+    return re.findall(r"\$(\w+)\s*:", document.split("{", 1)[0])
+
+
+async def trade_the_demo_for_a_while(db: App) -> None:
+    """What the worker did before the reader arrived: the demo strategy bought at E and sold at X, so
+    positions 1 and up exist (issue 14: the tour must not assume position 1 is the reader's)."""
+    moves = [("100000", "102600"), ("102600", "109000"), ("109000", "108000"), ("108000", "100400")]
+    for prev, cur in moves:
+        db.price_book.set("BTCUSDT", Decimal(cur))
+        await services.process_price_move(
+            cmds.ProcessPriceMove(1, Decimal(prev), Decimal(cur), datetime.now(UTC)), db.uow(), db.exchange
+        )
+
+
+async def test_the_readme_tour_runs_as_written_on_a_demo_that_has_traded(db: App, gql: GraphQLClient) -> None:
+    await seed_demo(db.uow, db.exchange)
+    await trade_the_demo_for_a_while(db)
+    db.price_book.set("ETHUSDT", Decimal("2450"))
+    documents = tour_documents()
+    assert len(documents) == 8
+    variables: dict[str, str] = {}
+    answers: list[dict[str, Any]] = []
+    for document in documents:
+        body = await gql.execute(document, **{name: variables[name] for name in declared(document)})
+        if "sell(positionId" in document and body.get("errors"):
+            # Documented: below minSellPrice the sell is refused with WOULD_SELL_AT_LOSS, and nothing changes.
+            assert body["errors"][0]["extensions"]["code"] == "WOULD_SELL_AT_LOSS", body
+            db.price_book.set("ETHUSDT", Decimal("2600"))  # the market rises; the same document sells
+            body = await gql.execute(document, **{name: variables[name] for name in declared(document)})
+        assert "errors" not in body, (document, body)
+        data = body["data"]
+        answers.append(data)
+        if "createStrategy" in data:
+            variables["strategy"] = data["createStrategy"]["id"]
+        if "buy" in data:
+            variables["position"] = data["buy"]["id"]
+    assert variables["position"] != "1"  # the demo's own trades came first
+    assert answers[0]["strategies"]["nodes"][0]["name"] == "Canal H4 BTC/USDT"
+    assert answers[6]["sell"]["status"] == "CLOSED" and Decimal(answers[6]["sell"]["realizedProfit"]) > 0
+    results = answers[7]
+    assert [t["side"] for t in results["positions"]["nodes"][0]["trades"]] == ["BUY", "SELL"]
+    assert results["tradesReport"]["trades"] == 2

@@ -11,6 +11,7 @@ import { LiveChart, drawBacktest, formatMoney, formatPrice } from "./chart.js";
 import { LiveSocket } from "./ws.js";
 
 const CHART_POINTS = 2000; // the live chart keeps the last 2,000 prices (see chart.js)
+const HISTORY_CANDLES = CHART_POINTS / 4; // 1-minute candles of history, four points each (pushCandle)
 const EVENTS_KEPT = 50;
 const POLL_MS = 15_000;
 
@@ -18,6 +19,16 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 
 const features = new Set(($('meta[name="criptoren-features"]')?.content || "").split(",").filter(Boolean));
+
+// GraphiQL's files may be missing (no npm when the server was set up): say so on the link itself.
+if (!features.has("graphiql")) {
+  const link = $('a[href="/graphql"]');
+  if (link) {
+    link.textContent = "GraphiQL (not installed)";
+    link.classList.add("warn");
+    link.title = "GraphiQL's files are not installed on this server: the page says how to install them.";
+  }
+}
 
 /** A DOM element; strings become text nodes. */
 function h(tag, attrs = {}, ...children) {
@@ -42,7 +53,15 @@ const STATES = {
   WAITING_FOR_BASE: ["waiting for base", "wait"],
   CHANNEL_BROKEN: ["channel broken", "bad"],
   PAUSED: ["paused", "off"],
+  NEEDS_CAPITAL: ["needs capital", "wait"],
 };
+
+// An active strategy with no principal cannot enter (rule 2): say so rather than "armed".
+function displayedState(s) {
+  const principal = Number(s.balance?.principal ?? 0);
+  if (principal <= 0 && (s.state === "ARMED" || s.state === "WAITING_FOR_BASE")) return "NEEDS_CAPITAL";
+  return s.state;
+}
 
 const POSITION_FIELDS = `id status entryPrice quantity cost minProfit minSellPrice scheduledExitPrice channelExitDate
   createdAt strategyId symbol { symbol }`;
@@ -50,7 +69,8 @@ const PAUSED_FIELD = features.has("tradingPausedAt") ? "me { tradingPausedAt }" 
 const DASHBOARD = `query Dashboard {
   ${PAUSED_FIELD}
   strategies(first: 100) { nodes { id name state isActive isArmed channelBrokenAt basePrice topPrice capitalPercentage
-    buyThreshold sellThreshold minProfit timeframe symbol { symbol } levels { base entry exit top } } }
+    buyThreshold sellThreshold minProfit timeframe symbol { symbol } levels { base entry exit top }
+    balance { principal } } }
   open: positions(status: OPEN, first: 100) { nodes { ${POSITION_FIELDS} } }
   scheduledSells(first: 100) { nodes { ${POSITION_FIELDS} } }
   capitalBalance { principal committed free profit total }
@@ -58,7 +78,7 @@ const DASHBOARD = `query Dashboard {
 const SELECTED = `query Selected($id: ID!, $symbol: String!) {
   strategy(id: $id) { events { id type message createdAt strategyId } }
   trades(strategyId: $id, first: 50) { nodes { side price executedAt } }
-  priceHistory(symbol: $symbol, interval: "1m", limit: 240) { closeTime close }
+  priceHistory(symbol: $symbol, interval: "1m", limit: ${HISTORY_CANDLES}) { closeTime open high low close }
   currentPrice(symbol: $symbol) { price at }
 }`;
 const STRATEGY_FIELDS = "id name state symbol { symbol }";
@@ -169,7 +189,17 @@ async function run(action, errorTarget = null) {
 
 function renderStrategies() {
   const rows = state.strategies.map((s) => {
-    const [label, tone] = STATES[s.state] || [s.state.toLowerCase(), "off"];
+    const shown = displayedState(s);
+    const [label, tone] = STATES[shown] || [shown.toLowerCase(), "off"];
+    const fund =
+      shown === "NEEDS_CAPITAL"
+        ? h(
+            "form",
+            { class: "row-fund", "data-id": s.id },
+            h("input", { name: "amount", placeholder: "amount", inputmode: "decimal", "aria-label": "Amount to allocate" }),
+            h("button", { type: "submit", class: "small" }, "Allocate"),
+          )
+        : null;
     return h(
       "tr",
       { "data-id": s.id, class: s.id === state.selectedId ? "selected" : "" },
@@ -179,7 +209,7 @@ function renderStrategies() {
         h("button", { type: "button", class: "link", "data-action": "select", "data-id": s.id }, s.name),
         h("span", { class: "sub" }, `${s.symbol.symbol} · ${s.timeframe}`),
       ),
-      h("td", {}, h("span", { class: `badge ${tone}`, "data-state": s.state }, label)),
+      h("td", {}, h("span", { class: `badge ${tone}`, "data-state": shown }, label), fund),
       h("td", { class: "num" }, formatPrice(s.basePrice)),
       h("td", { class: "num" }, formatPrice(s.topPrice)),
       h(
@@ -194,7 +224,14 @@ function renderStrategies() {
       ),
     );
   });
+  // Rows are rebuilt on every refresh: keep what the user is typing in an allocate field.
+  const typing = new Map([...document.querySelectorAll("form.row-fund")].map((f) => [f.dataset.id, f.elements.amount.value]));
+  const focused = document.activeElement?.closest?.("form.row-fund")?.dataset.id;
   $("#strategies tbody").replaceChildren(...rows);
+  for (const form of document.querySelectorAll("form.row-fund")) {
+    form.elements.amount.value = typing.get(form.dataset.id) ?? "";
+    if (form.dataset.id === focused) form.elements.amount.focus();
+  }
   const backtestSelect = $('#backtest-form select[name="strategyId"]');
   const current = backtestSelect.value;
   backtestSelect.replaceChildren(...state.strategies.map((s) => h("option", { value: s.id }, `${s.name} (${s.symbol.symbol})`)));
@@ -317,6 +354,15 @@ function refreshSoon() {
   refreshTimer = window.setTimeout(() => run(refresh), 250);
 }
 
+// History fills the chart's window at the resolution live ticks have: each 1-minute candle is drawn
+// as the path the price took inside it (O→L→H→C rising, O→H→L→C falling — SPEC §4 rule 10), four
+// points a candle, so a newly selected chart shows no coarse zig-zag of closes before the ticks.
+function pushCandle(c) {
+  const path = Number(c.close) >= Number(c.open) ? [c.open, c.low, c.high, c.close] : [c.open, c.high, c.low, c.close];
+  const end = Date.parse(c.closeTime);
+  path.forEach((price, k) => chart.push(price, end - 60e3 + ((k + 1) * 60e3) / path.length));
+}
+
 async function selectStrategy(id) {
   state.selectedId = id;
   const s = selected();
@@ -329,7 +375,7 @@ async function selectStrategy(id) {
   const data = await run(() => session.request(SELECTED, { id, symbol: s.symbol.symbol }));
   if (state.selectedId !== id) return; // another one was selected meanwhile
   if (data) {
-    for (const c of data.priceHistory) chart.push(c.close, Date.parse(c.closeTime));
+    for (const c of data.priceHistory) pushCandle(c);
     const quote = data.currentPrice;
     if (quote.price !== null && !state.pendingTicks.length) chart.push(quote.price, Date.parse(quote.at));
     for (const t of [...data.trades.nodes].reverse()) {
@@ -560,15 +606,41 @@ async function submitFund(event) {
   }, error);
 }
 
+// A strategy that needs capital has its allocate field in its row.
+async function submitRowFund(event) {
+  const form = event.target.closest("form.row-fund");
+  if (!form) return;
+  event.preventDefault();
+  const amount = form.elements.amount.value.trim();
+  if (!amount) return;
+  await run(async () => {
+    await session.request(
+      "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount } }",
+      { id: form.dataset.id, amount },
+    );
+    await refresh();
+  });
+}
+
 // ------------------------------------------------------------------------------ emergency stop
 // The client-wide emergency stop (`pauseTrading` / `resumeTrading`; `me { tradingPausedAt }` says
 // whether it is on): shown only when this server's schema has them (gql_api/web.py puts their names
 // in the page's criptoren-features meta tag).
 
+const CONFIRM_LABEL = "Click again to stop all trading";
+let confirmTimer = null;
+
 function setPaused(paused) {
   state.paused = paused;
   const button = $("#emergency-stop");
-  button.textContent = paused ? "Resume trading" : "Emergency stop";
+  // A periodic refresh must not undo a confirmation the user is in the middle of (issue 14): while
+  // the button waits for its second click, it keeps saying so, unless trading did get paused.
+  const confirming = button.classList.contains("confirming") && !paused;
+  if (paused) {
+    window.clearTimeout(confirmTimer);
+    button.classList.remove("confirming");
+  }
+  button.textContent = confirming ? CONFIRM_LABEL : paused ? "Resume trading" : "Emergency stop";
   button.classList.toggle("danger", !paused);
   button.dataset.paused = String(paused);
   document.body.classList.toggle("trading-paused", paused);
@@ -577,7 +649,6 @@ function setPaused(paused) {
   else if ($("#banner").classList.contains("warning")) banner("");
 }
 
-let confirmTimer = null;
 async function onEmergencyStop() {
   const button = $("#emergency-stop");
   if (state.paused) {
@@ -592,7 +663,7 @@ async function onEmergencyStop() {
   if (!button.classList.contains("confirming")) {
     // A second click within five seconds confirms: no trading stops by accident.
     button.classList.add("confirming");
-    button.textContent = "Click again to stop all trading";
+    button.textContent = CONFIRM_LABEL;
     confirmTimer = window.setTimeout(() => {
       button.classList.remove("confirming");
       setPaused(state.paused);
@@ -767,6 +838,7 @@ function init() {
   $("#login-form").addEventListener("submit", onLogin);
   $("#strategy-form").addEventListener("submit", submitStrategyForm);
   $("#fund-form").addEventListener("submit", submitFund);
+  $("#strategies").addEventListener("submit", submitRowFund);
   $("#backtest-form").addEventListener("submit", submitBacktest);
   $("#new-strategy").addEventListener("click", () => openStrategyForm(null));
   $("#logout").addEventListener("click", () => session.logout());
@@ -791,6 +863,7 @@ window.criptoren = Object.freeze({
   lastPrice: () => chart.lastPrice,
   connection: () => ({ ...socket.status }),
   features: () => [...features],
+  refresh: () => refresh(), // what the periodic refresh does, at once
   backtest: () => (lastBacktest ? { candles: lastBacktest.candles, trades: lastBacktest.trades, marks: lastBacktest.marks } : null),
 });
 
