@@ -225,3 +225,17 @@ class PrepareBacktest:
             buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
             timeframe=self.timeframe,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AddSymbol:
+    """A symbol added by hand (offline, paper, air-gapped): its assets and filters (SPEC §4b)."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_notional: Decimal
+    min_qty: Decimal | None = None  # default: one step
+    max_qty: Decimal | None = None

@@ -24,6 +24,9 @@ class EventType(enum.StrEnum):
     ORDER_REFUSED = "order_refused"
     CAPITAL_ALLOCATED = "capital_allocated"
     PROFIT_WITHDRAWN = "profit_withdrawn"
+    # The exchange halted or delisted the strategy's symbol: the strategy was paused, no order is sent.
+    SYMBOL_HALTED = "symbol_halted"
+    SYMBOL_TRADING = "symbol_trading"  # ... and it trades again (the strategy stays paused until activated)
 
 
 class SkipReason(enum.StrEnum):

@@ -106,10 +106,13 @@ class Symbol:
     min_qty: Decimal
     tick_size: Decimal
     min_notional: Decimal
-    is_active: bool = True
+    is_active: bool = True  # trading: orders may be sent (Binance's status is TRADING)
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    max_qty: Decimal | None = None
+    status: str = "TRADING"
+    quote_order_qty_allowed: bool = True  # MARKET buys by quote amount (quoteOrderQty)
 
     @property
     def filters(self) -> SymbolFilters:

@@ -71,6 +71,14 @@ class SymbolRepository(Protocol):
     def add(self, symbol: Symbol) -> None: ...
 
 
+class SymbolDirectory(Protocol):
+    """Where the exchange lists its spot symbols and their filters (Binance: exchangeInfo)."""
+
+    async def exchange_symbols(self) -> Sequence[Symbol]:
+        """Every spot symbol the exchange lists, as `Symbol`s without ids (status, assets, filters)."""
+        ...
+
+
 @dataclass
 class TickRow:
     """What a price move needs of one strategy, read under its row lock (`lock_for_tick`)."""
@@ -171,7 +179,11 @@ class AllocationRepository(Protocol):
         """Principal, committed cost of live positions and segregated profit of one strategy."""
         ...
 
-    async def client_ledger(self, client_id: int) -> Ledger: ...
+    async def client_ledgers(self, client_id: int) -> dict[str, Ledger]:
+        """A client's capital per quote asset (its strategies' symbols'): amounts in different assets
+        are never added together."""
+        ...
+
     async def principal(self, strategy_id: int) -> Decimal:
         """The strategy's bankroll: the sum of its non-profit allocations (rule 2)."""
         ...

@@ -43,9 +43,31 @@ async def symbol(uow: UnitOfWork, name: str) -> Symbol:
     return found
 
 
-async def capital_balance(uow: UnitOfWork, client_id: int, current: int | None) -> Ledger:
+async def capital_balances(uow: UnitOfWork, client_id: int, current: int | None) -> dict[str, Ledger]:
+    """A client's capital per quote asset (SPEC §4b: totals per asset, never BTC added to USDT)."""
     await client_exists(uow, client_id, current)
-    return await uow.allocations.client_ledger(client_id)
+    return await uow.allocations.client_ledgers(client_id)
+
+
+async def capital_balance(
+    uow: UnitOfWork, client_id: int, current: int | None, asset: str | None = None
+) -> tuple[str | None, Ledger]:
+    """A client's capital in one quote asset: the one asked for, else the only one it holds (none
+    yet: zeros). A client with capital in several assets must say which."""
+    ledgers = await capital_balances(uow, client_id, current)
+    if asset is not None:
+        asset = asset.strip().upper()
+        return asset, ledgers.get(asset, Ledger(principal=Decimal(0), committed=Decimal(0), profit=Decimal(0)))
+    if len(ledgers) > 1:
+        raise ValidationError(
+            f"This client's capital is in {len(ledgers)} assets ({', '.join(sorted(ledgers))}): give asset, or "
+            "read capitalBalances.",
+            field="asset",
+            assets=sorted(ledgers),
+        )
+    if not ledgers:
+        return None, Ledger(principal=Decimal(0), committed=Decimal(0), profit=Decimal(0))
+    return next(iter(ledgers.items()))
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class ProfitReport:
     losing_positions: int
     live_positions: int
     fees_paid: Decimal  # in the quote asset
+    quote_asset: str = ""  # the asset of every amount here (the strategy's symbol's quote asset)
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,8 @@ async def profit_report(uow: UnitOfWork, strategy_id: int, client_id: int | None
     assert found.id is not None
     summary = await uow.reports.strategy_profit(found.id)
     ledger = await uow.allocations.ledger(found.id)
-    return ProfitReport(strategy=found, ledger=ledger, **summary)
+    traded = await uow.symbols.get(found.symbol_id)
+    return ProfitReport(strategy=found, ledger=ledger, quote_asset=traded.quote_asset if traded else "", **summary)
 
 
 async def positions_report(uow: UnitOfWork, days: int, client_id: int | None, now: datetime) -> PositionsReport:
@@ -175,3 +199,13 @@ async def orders_by_status(uow: UnitOfWork) -> dict[str, int]:
     """How many orders are in each status (the API's metrics)."""
     async with uow:
         return await uow.orders.count_by_status()
+
+
+async def reference_price(uow: UnitOfWork, symbol_name: str) -> tuple[Decimal, Decimal] | None:
+    """A symbol's last stored close and its price tick (where a synthetic walk of it starts)."""
+    async with uow:
+        found = await uow.symbols.get_by_name(symbol_name)
+        if found is None or found.id is None:
+            return None
+        last = await uow.candles.latest_close(found.id)
+    return None if last is None else (last[0], found.tick_size)

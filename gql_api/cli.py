@@ -15,6 +15,7 @@ criptoren resume [--client NAME | --all]   end the pause
 criptoren backup      pg_dump the database into BACKUP_DIR (compressed; the newest BACKUP_KEEP kept)
 criptoren restore FILE [--force]   restore a backup (into an empty database, or replace it with --force)
 criptoren backtest    backtest a channel over historical candles (gql_api/backtest_cli.py)
+criptoren symbols     add a symbol by hand, list them, sync them from Binance (gql_api/symbols_cli.py)
 criptoren sweep       backtest a grid of channel parameters in parallel
 """
 
@@ -33,7 +34,7 @@ from domain.adapters.config import Settings
 from domain.errors import DomainError
 from domain.services import auth
 from domain.services.auth import Credentials
-from gql_api import backtest_cli
+from gql_api import backtest_cli, symbols_cli
 
 if TYPE_CHECKING:
     from domain.adapters.bootstrap import App
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     restore.add_argument("file", help="the backup file (.dump)")
     restore.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
     backtest_cli.add_parsers(sub)
+    symbols_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "host", None):
@@ -338,6 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "restore":
         cmd_restore(settings, args.file, args.force)
+        return
+    if args.command in symbols_cli.COMMANDS:
+        symbols_cli.run(args, settings)
         return
     if args.command in backtest_cli.COMMANDS:
         backtest_cli.run(args, settings)

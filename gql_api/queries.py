@@ -155,12 +155,30 @@ class Query(BacktestQueries):
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="A client's capital over all strategies: principal, committed, free, profit, total.",
+        description="A client's capital over its strategies in one quote asset: principal, committed, free, profit, "
+        "total. Without `asset`, the only asset the client's capital is in (VALIDATION when there are several: "
+        "amounts in different assets are never added; see capitalBalances).",
     )
-    async def capital_balance(self, info: Info, client_id: OwnClient = None) -> CapitalBalance:
+    async def capital_balance(
+        self,
+        info: Info,
+        client_id: OwnClient = None,
+        asset: Annotated[
+            str | None, strawberry.argument(description="Quote asset, e.g. USDT or BTC (default: the only one).")
+        ] = None,
+    ) -> CapitalBalance:
         async with info.context.app.uow() as uow:
-            ledger = await views.capital_balance(uow, own_client(info, client_id), info.context.client_id)
-        return CapitalBalance.from_domain(ledger)
+            found, ledger = await views.capital_balance(uow, own_client(info, client_id), info.context.client_id, asset)
+        return CapitalBalance.from_domain(ledger, found)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="A client's capital per quote asset (one entry per asset its strategies trade in).",
+    )
+    async def capital_balances(self, info: Info, client_id: OwnClient = None) -> list[CapitalBalance]:
+        async with info.context.app.uow() as uow:
+            ledgers = await views.capital_balances(uow, own_client(info, client_id), info.context.client_id)
+        return [CapitalBalance.from_domain(ledger, asset) for asset, ledger in sorted(ledgers.items())]
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="Accumulated profit of a strategy.")
     async def profit_report(

@@ -3,6 +3,7 @@ request's DataLoaders. Every type and field carries a description: it is the API
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 from datetime import datetime
@@ -143,6 +144,9 @@ class Symbol:
 
 @strawberry.type(description="A strategy's capital (rules 2 and 7 of the strategy): principal and segregated profit.")
 class CapitalBalance:
+    asset: str | None = strawberry.field(
+        description="The quote asset every amount here is in (USDT, BTC, …); null for a client with no capital yet."
+    )
     principal: Decimal = d("Bankroll: the sum of non-profit allocations (deposits minus withdrawals and losses).")
     committed: Decimal = d("Cost of the open and scheduled positions.")
     free: Decimal = d("Principal not committed to positions: what new entries can spend.")
@@ -150,9 +154,9 @@ class CapitalBalance:
     total: Decimal = d("Principal plus profit.")
 
     @classmethod
-    def from_domain(cls, ledger: Ledger) -> CapitalBalance:
+    def from_domain(cls, ledger: Ledger, asset: str | None) -> CapitalBalance:
         return cls(
-            principal=ledger.principal, committed=ledger.committed, free=ledger.free,
+            asset=asset, principal=ledger.principal, committed=ledger.committed, free=ledger.free,
             profit=ledger.profit, total=ledger.total,
         )  # fmt: skip
 
@@ -239,9 +243,14 @@ class Strategy:
     async def symbol(self, info: Info) -> Symbol:
         return Symbol.from_domain(await info.context.loaders.symbol.load(self.symbol_id))
 
-    @strawberry.field(description="The strategy's capital: principal, committed, free, profit.")
+    @strawberry.field(
+        description="The strategy's capital, in its symbol's quote asset: principal, committed, free, profit."
+    )
     async def balance(self, info: Info) -> CapitalBalance:
-        return CapitalBalance.from_domain(await info.context.loaders.ledger.load(self.strategy_id))
+        ledger, symbol = await asyncio.gather(
+            info.context.loaders.ledger.load(self.strategy_id), info.context.loaders.symbol.load(self.symbol_id)
+        )
+        return CapitalBalance.from_domain(ledger, symbol.quote_asset)
 
     @strawberry.field(description="The strategy's newest positions (at most 100), optionally of one status.")
     async def positions(
@@ -408,7 +417,7 @@ class ProfitReport:
     @classmethod
     def from_domain(cls, r: views.ProfitReport) -> ProfitReport:
         return cls(
-            strategy=Strategy.from_domain(r.strategy), balance=CapitalBalance.from_domain(r.ledger),
+            strategy=Strategy.from_domain(r.strategy), balance=CapitalBalance.from_domain(r.ledger, r.quote_asset),
             realized_profit=r.realized_profit, withdrawn_profit=r.withdrawn_profit,
             closed_positions=r.closed_positions, winning_positions=r.winning_positions,
             losing_positions=r.losing_positions, live_positions=r.live_positions, fees_paid=r.fees_paid,

@@ -1,5 +1,6 @@
-"""Periodic jobs: settle orders left in an unknown state, backfill candles missed by the stream.
-Tasks receive ids, never objects, and are idempotent in the database."""
+"""Periodic jobs: settle orders left in an unknown state, backfill candles missed by the stream, sync
+the symbols from Binance, back the database up. Tasks receive ids, never objects, and are
+idempotent in the database."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain import services
+from domain.adapters.bootstrap import symbol_directory
+from domain.errors import ExchangeError
 from domain.model import Candle
-from domain.services import candles
+from domain.services import candles, symbols
 
 log = logging.getLogger("criptoren.cron")
 
@@ -50,3 +53,22 @@ async def backup_database(ctx: dict[str, Any]) -> str:
     settings = ctx["app"].settings
     path = await backups.backup(str(settings.database_url), settings.backups_path, settings.backup_keep)
     return str(path)
+
+
+async def sync_symbols(ctx: dict[str, Any]) -> int:
+    """Daily, and at start (SPEC §4b): every Binance spot symbol with its filters; a halted or delisted
+    symbol pauses its strategies. Binance unreachable: logged, the symbols stay as they are."""
+    app = ctx["app"]
+    try:
+        listed = await symbol_directory(app.settings).exchange_symbols()
+    except ExchangeError as e:
+        log.warning("Symbols not synced: %s (add symbols by hand: criptoren symbols add).", e.message)
+        return 0
+    report = await symbols.sync_symbols(listed, app.uow())
+    log.info(
+        "Symbols synced from Binance: %d listed, %d added, %d changed, %d halted, %d trading again.",
+        report.listed, len(report.added), len(report.changed), len(report.halted), len(report.resumed),
+    )  # fmt: skip
+    for name in report.halted:
+        log.warning("Symbol %s is not trading: its strategies are paused.", name)
+    return len(report.added) + len(report.changed) + len(report.halted) + len(report.resumed)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
+from domain import views
 from domain.adapters.bootstrap import bootstrap, make_market_source, resolve_redis_url
 from domain.adapters.config import Settings
 from workers import cron as cron_jobs
@@ -26,7 +27,7 @@ log = logging.getLogger("criptoren.worker")
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
     app = bootstrap(settings, user_streams=True)
-    source = await make_market_source(settings)
+    source = await make_market_source(settings, anchor=lambda name: views.reference_price(app.uow(), name))
     market = MarketWorker(app, source, lease_ttl=settings.lease_seconds, shutdown_grace=settings.shutdown_grace_seconds)
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.
@@ -38,12 +39,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx.update(app=app, source=source, market=market, orders=orders)
     ctx["market_task"] = asyncio.create_task(market.run(), name="market-worker")
     ctx["orders_task"] = asyncio.create_task(orders.run(), name="order-updates")
+    if settings.syncs_symbols:
+        # In the background: an unreachable Binance must not delay the market consumers.
+        ctx["symbols_task"] = asyncio.create_task(cron_jobs.sync_symbols(ctx), name="sync-symbols")
     log.info("Worker %s started (market: %s, exchange: %s)", market.owner, source.name, app.exchange.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if ctx.get("orders_task") is not None:
-        ctx["orders_task"].cancel()
+    for name in ("orders_task", "symbols_task"):
+        if ctx.get(name) is not None:
+            ctx[name].cancel()
     market: MarketWorker | None = ctx.get("market")
     if market is not None:
         # SIGTERM: consumers finish the decision in hand (up to SHUTDOWN_GRACE_SECONDS) or abandon it.
@@ -72,12 +77,19 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         cron(cron_jobs.reconcile_orders, second={5, 35}, unique=True),
         cron(cron_jobs.backfill_candles, minute=set(range(0, 60, 5)), second=15, unique=True),
     ]
+    if settings.syncs_symbols:
+        crons.append(cron(cron_jobs.sync_symbols, hour=settings.backup_hour, minute=7, second=0, unique=True))
     if settings.backup_cron:
         crons.append(
             cron(cron_jobs.backup_database, hour=settings.backup_hour, minute=17, second=0, unique=True, timeout=3600)
         )
     return {
-        "functions": [cron_jobs.reconcile_orders, cron_jobs.backfill_candles, cron_jobs.backup_database],
+        "functions": [
+            cron_jobs.reconcile_orders,
+            cron_jobs.backfill_candles,
+            cron_jobs.backup_database,
+            cron_jobs.sync_symbols,
+        ],
         "cron_jobs": crons,
         # SIGTERM: running jobs get this long to finish before they are cancelled (rolled back).
         "job_completion_wait": int(settings.shutdown_grace_seconds),

@@ -22,6 +22,7 @@ from domain.adapters import seed
 from domain.adapters.backtest import report as backtest_report
 from domain.adapters.backtest import runner as backtest_runner
 from domain.adapters.config import Settings
+from domain.adapters.exchanges.binance_symbols import BinanceSymbolDirectory
 from domain.adapters.exchanges.paper import PaperExchange
 from domain.adapters.exchanges.router import ExchangeRouter
 from domain.adapters.exchanges.secrets import SecretBox
@@ -114,6 +115,14 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def symbol_directory(settings: Settings) -> BinanceSymbolDirectory:
+    """Where the symbols come from: the Binance orders go to (testnet with EXCHANGE=binance and
+    BINANCE_TESTNET), else live Binance, whose public market the paper exchange follows."""
+    return BinanceSymbolDirectory(
+        testnet=settings.exchange == "binance" and settings.binance_testnet, api_url=settings.binance_api_url
+    )
 
 
 def open_database(settings: Settings) -> Database:

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     backup_keep: int = Field(default=7, description="backups kept in BACKUP_DIR (the oldest are deleted)")
     backup_cron: bool = Field(default=False, description="worker: back the database up every day")
     backup_hour: int = Field(default=3, description="hour (UTC) of the daily backup")
+    # Symbols (SPEC §4b): synced from Binance's exchangeInfo at worker start and daily.
+    symbol_sync: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="sync symbols from Binance: auto = unless the market is a replay or synthetic on paper",
+    )
+    binance_api_url: str | None = Field(
+        default=None, description="another Binance REST base ending in /api (a proxy, or the tests' local Binance)"
+    )
+
+    @property
+    def syncs_symbols(self) -> bool:
+        if self.symbol_sync != "auto":
+            return self.symbol_sync == "on"
+        return not (self.exchange == "paper" and self.market_source in ("replay", "synthetic"))
 
     @property
     def backups_path(self) -> Path:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain.errors import (
+    InvalidState,
     NoPrice,
     NotFound,
     ValidationError,
@@ -53,6 +54,16 @@ async def get_position(uow: UnitOfWork, position_id: int, client_id: int | None)
     locked = await uow.positions.get(position_id, for_update=True)
     assert locked is not None
     return locked, strategy
+
+
+def require_trading(symbol: Symbol) -> None:
+    """SPEC §4b: no order is sent for a symbol the exchange halted or delisted."""
+    if not symbol.is_active:
+        raise InvalidState(
+            f"{symbol.symbol} is not trading on the exchange ({symbol.status}): no order can be sent.",
+            reason="symbol_not_trading",
+            status=symbol.status,
+        )
 
 
 async def get_symbol(uow: UnitOfWork, symbol_id: int) -> Symbol:

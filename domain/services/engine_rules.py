@@ -144,6 +144,8 @@ async def process_price_move(
     async with uow:
         if symbol is None:
             symbol = await get_symbol(uow, cmd.symbol_id)
+        if not symbol.is_active:
+            return outcome  # SPEC §4b: a halted or delisted symbol sends no order
         rows = await uow.strategies.lock_for_tick(cmd.symbol_id, cmd.strategy_ids)
         for row in rows:
             try:

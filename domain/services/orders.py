@@ -33,6 +33,7 @@ from domain.services.common import (
     is_closed,
     market_price,
     record_event,
+    require_trading,
 )
 from domain.services.execution import (
     ABSENT,
@@ -64,6 +65,7 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
                 "Trading is paused for this client (resumeTrading ends the pause).", reason="trading_paused"
             )
         symbol = await get_symbol(uow, strategy.symbol_id)
+        require_trading(symbol)
         exchange = await exchange.for_client(strategy.client_id)
         price = await market_price(prices, symbol)
         if cmd.quote_amount is not None:
@@ -108,6 +110,7 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
         if position.status is PositionStatus.CLOSED:
             raise InvalidState(f"Position {position.id} is already closed.", status=position.status.value)
         symbol = await get_symbol(uow, position.symbol_id)
+        require_trading(symbol)
         exchange = await exchange.for_client(position.client_id)
         price = await market_price(prices, symbol)
         if price < position.min_sell_price and not cmd.accept_loss:
@@ -161,6 +164,7 @@ async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Excha
         if position.status is PositionStatus.CLOSED:
             raise InvalidState(f"Position {position.id} is closed.", status=position.status.value)
         symbol = await get_symbol(uow, position.symbol_id)
+        require_trading(symbol)
         exchange = await exchange.for_client(position.client_id)
         m = position.min_profit if cmd.min_profit is None else cmd.min_profit
         target = ch.min_sell_price(position.cost, position.quantity, m, exchange.fee_rate(symbol))

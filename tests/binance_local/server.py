@@ -151,6 +151,8 @@ class SymbolSpec:
     quote_asset_precision: int = 8
     # Older symbols list MIN_NOTIONAL instead of NOTIONAL (filters.md); the adapter reads both.
     legacy_min_notional: bool = False
+    # rest-api.md "Exchange information" / enums.md "Symbol status": TRADING, END_OF_DAY, HALT, BREAK.
+    status: str = "TRADING"
 
     def exchange_info(self) -> dict[str, Any]:
         filters: list[dict[str, Any]] = [
@@ -190,7 +192,7 @@ class SymbolSpec:
         filters.append({"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200})
         return {
             "symbol": self.symbol,
-            "status": "TRADING",
+            "status": self.status,
             "baseAsset": self.base_asset,
             "baseAssetPrecision": self.base_asset_precision,
             "quoteAsset": self.quote_asset,

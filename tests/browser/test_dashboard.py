@@ -215,6 +215,7 @@ async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
         await log_in(page, f"http://{host}", db)
         await page.click("#tabs button[data-tab=backtest]")
         # The strategy picker shows whole names (issue 14: they were cut off).
+        await expect(page.locator("#backtest-form select[name=strategyId] option")).to_have_count(1)
         assert await page.evaluate(FITS_ITS_TEXT, "#backtest-form select[name=strategyId]")
         await page.click("#backtest-form button[type=submit]")
         await wait_until(page, "window.criptoren.backtest() !== null")

@@ -109,6 +109,7 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "scheduledSells": ("{ scheduledSells { nodes { id } } }", {}),
     "trades": ("query($p: ID) { trades(positionId: $p) { nodes { id } } }", {"p": "{closed}"}),
     "capitalBalance": ("query($c: ID) { capitalBalance(clientId: $c) { principal } }", {"c": "{client}"}),
+    "capitalBalances": ("query($c: ID) { capitalBalances(clientId: $c) { asset principal } }", {"c": "{client}"}),
     "profitReport": ("query($s: ID!) { profitReport(strategyId: $s) { closedPositions } }", {"s": "{strategy}"}),
     "positionsReport": ("{ positionsReport(days: 30) { open positions { id } } }", {}),
     "tradesReport": ('{ tradesReport(symbol: "ETHUSDT") { trades } }', {}),

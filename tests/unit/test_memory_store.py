@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, UniqueConstraint
 
-from domain.adapters.persistence import memory, orm
+from domain.adapters.persistence import memory, memory_schema, orm
 
 # memory table name -> the PostgreSQL table it mirrors
 SQL_TABLE = {
@@ -29,7 +29,7 @@ def test_check_constraints_are_the_schemas() -> None:
             c for c in table.constraints if isinstance(c, CheckConstraint) and not getattr(c, "_type_bound", False)
         ]
         in_sql = {str(c.name).removeprefix(f"ck_{sql_name}_") for c in checks}
-        assert set(memory.CHECKS.get(name, {})) == in_sql, name
+        assert set(memory_schema.CHECKS.get(name, {})) == in_sql, name
 
 
 def test_unique_keys_are_the_schemas() -> None:
@@ -37,4 +37,4 @@ def test_unique_keys_are_the_schemas() -> None:
         table = orm.metadata.tables[sql_name]
         in_sql = {tuple(c.name for c in u.columns) for u in table.constraints if isinstance(u, UniqueConstraint)}
         in_sql |= {(c.name,) for c in table.columns if c.unique}
-        assert set(memory.UNIQUE.get(name, ())) == in_sql, name
+        assert set(memory_schema.UNIQUE.get(name, ())) == in_sql, name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from domain.adapters.config import Settings
 from domain.adapters.market.replay import ReplayMarket
-from domain.adapters.market.synthetic import SyntheticMarket
+from domain.adapters.market.synthetic import Anchor, SyntheticMarket
 from domain.market import MarketSource
 
 log = logging.getLogger("criptoren.market")
@@ -39,7 +39,9 @@ async def binance_reachable(settings: Settings, wait: float = 3.0) -> bool:
         return False
 
 
-async def make_market_source(settings: Settings) -> MarketSource:
+async def make_market_source(settings: Settings, anchor: Anchor | None = None) -> MarketSource:
+    """`anchor`: a symbol's reference price and tick, where the synthetic walk of a symbol other than
+    the demo's starts."""
     choice = settings.market_source
     if choice == "replay":
         if not settings.replay_file:
@@ -48,11 +50,11 @@ async def make_market_source(settings: Settings) -> MarketSource:
         return ReplayMarket(replay_files(settings.replay_file), speed=settings.replay_speed)
     if choice == "synthetic":
         log.info("Market data: synthetic random walk (offline demo)")
-        return SyntheticMarket(seed=settings.synthetic_seed)
+        return SyntheticMarket(seed=settings.synthetic_seed, anchor=anchor)
     if choice == "binance" or await binance_reachable(settings):
         from domain.adapters.market.binance_stream import BinanceMarket
 
         log.info("Market data: Binance public streams")
         return BinanceMarket()
     log.info("Market data: Binance is not reachable, using the synthetic random walk (offline demo)")
-    return SyntheticMarket(seed=settings.synthetic_seed)
+    return SyntheticMarket(seed=settings.synthetic_seed, anchor=anchor)

@@ -1,9 +1,9 @@
 """A synthetic market for the offline demo: a seeded random walk in real time.
 
-The walk swings through a band around the price it starts from (for the demo symbols, across the
-demo channels), so a newcomer sees the demo strategy enter and exit within minutes. It emits a tick
-every `tick_seconds` and a closed 1-minute candle at each minute boundary. Integer arithmetic in
-ticks of 0.01: no floats.
+The walk swings through a band around the price it starts from: for the demo symbols across the demo
+channels, for any other symbol ±5% around its last known price in steps of its tick. A newcomer sees
+the demo strategy enter and exit within minutes. It emits a tick every `tick_seconds` and a closed
+1-minute candle at each minute boundary. Integer arithmetic in price ticks: no floats.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -24,31 +24,60 @@ CENT = Decimal("0.01")
 MINUTE = timedelta(minutes=1)
 
 
+# Another symbol swings ±SWING around its reference price (its last known price, or the one given
+# when it was added by hand), in steps of its price tick.
+SWING = Decimal("0.05")
+# (reference price, price tick) of a symbol, when known.
+Anchor = Callable[[str], Awaitable[tuple[Decimal, Decimal] | None]]
+
+
 class SyntheticMarket:
     name = "synthetic"
     fills_at_levels = True
 
-    def __init__(self, seed: int = 7, tick_seconds: float = 0.25, period_seconds: float = 120.0) -> None:
+    def __init__(
+        self, seed: int = 7, tick_seconds: float = 0.25, period_seconds: float = 120.0, anchor: Anchor | None = None
+    ) -> None:
         self.seed = seed
         self.tick_seconds = tick_seconds
         self.period_seconds = period_seconds
+        self.anchor = anchor
+        # symbol -> (low, high, unit): the band in units of `unit` (a price tick)
+        self._bands: dict[str, tuple[int, int, Decimal]] = {}
 
-    def _band(self, symbol: str) -> tuple[int, int]:
+    def _band(self, symbol: str) -> tuple[int, int, Decimal]:
+        if symbol in self._bands:
+            return self._bands[symbol]
         low, high = BANDS.get(symbol, (95, 105))
-        return low * 100, high * 100
+        return low * 100, high * 100, CENT
+
+    async def _anchor(self, symbol: str) -> None:
+        """A symbol other than the demo's swings around its reference price, in its own ticks (a
+        BTC-quoted pair trades far below one cent)."""
+        if symbol in BANDS or symbol in self._bands or self.anchor is None:
+            return
+        known = await self.anchor(symbol)
+        if known is None:
+            return
+        price, tick = known
+        unit = tick if tick > 0 else CENT
+        centre = int(price / unit)
+        half = max(50, int(centre * SWING))
+        self._bands[symbol] = (max(1, centre - half), centre + half, unit)
 
     def price_at(self, symbol: str, step: int) -> Decimal:
         """Deterministic price of step `step`: a slow wave across the band plus seeded noise."""
-        low, high = self._band(symbol)
+        low, high, unit = self._band(symbol)
         mid, amp = (low + high) // 2, (high - low) // 2
         steps_per_period = max(1, round(self.period_seconds / self.tick_seconds))
         # Start at the bottom of the wave: the first minute already rises through the demo's entry.
         wave = math.sin(2 * math.pi * (step / steps_per_period - 0.25))
         noise = random.Random(f"{self.seed}-{symbol}-{step}").randint(-amp // 40, amp // 40)  # noqa: S311
-        cents = mid + int(amp * wave) + noise
-        return Decimal(cents) * CENT
+        units = max(1, mid + int(amp * wave) + noise)
+        return Decimal(units) * unit
 
     async def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
+        await self._anchor(symbol)
         step = 0 if after_seq is None else after_seq + 1
         candle: list[Decimal] = []
         minute = None

@@ -22,7 +22,6 @@ kept on the committed rows, so their cost follows the rows they return, not the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -31,8 +30,8 @@ from operator import attrgetter
 from typing import Any, Self
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
+from domain.adapters.persistence.memory_schema import UNIQUE, unique_key, violated_check
 from domain.model import (
-    AllocationKind,
     AuditEntry,
     Candle,
     CapitalAllocation,
@@ -80,7 +79,6 @@ WITH_CREATED_AT = (
     "audit",
 )
 WITH_UPDATED_AT = ("clients", "symbols", "strategies", "positions", "orders")
-CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
 class MemoryIntegrityError(Exception):
@@ -156,73 +154,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# ---------------------------------------------------------------- constraints (domain.adapters.persistence.orm)
-
-
-def _ohlc_consistent(o: Any) -> bool:
-    return bool(
-        o.low > 0 and o.high >= o.low and o.high >= o.open and o.high >= o.close and o.low <= o.open
-        and o.low <= o.close and o.volume >= 0
-    )  # fmt: skip
-
-
-# The schema's check constraints (`orm`), by table and name: a test ties the two sets of names.
-CHECKS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "symbols": {
-        "filters_positive": lambda o: o.step_size > 0 and o.tick_size > 0 and o.min_qty >= 0 and o.min_notional >= 0,
-    },
-    "strategies": {
-        "base_positive": lambda o: o.base_price > 0,
-        "top_above_base": lambda o: o.top_price > o.base_price,
-        "capital_percentage_range": lambda o: 0 < o.capital_percentage <= 100,
-        "buy_threshold_range": lambda o: 0 <= o.buy_threshold < 100,
-        "sell_threshold_range": lambda o: 0 <= o.sell_threshold < 100,
-        "min_profit_nonnegative": lambda o: o.min_profit >= 0,
-    },
-    "positions": {
-        "amounts_nonnegative": lambda o: o.quantity >= 0 and o.cost >= 0 and o.dust >= 0,
-        "scheduled_has_price": lambda o: o.status is not PositionStatus.SCHEDULED or o.scheduled_exit_price is not None,
-        "closed_has_date": lambda o: o.status is not PositionStatus.CLOSED or o.closed_at is not None,
-    },
-    "orders": {
-        "has_amount": lambda o: o.requested_quantity is not None or o.requested_quote is not None,
-        "client_order_id_format": lambda o: bool(CLIENT_ORDER_ID.match(o.client_order_id)),
-    },
-    "trades": {
-        "amounts_positive": lambda o: o.price > 0 and o.quantity > 0 and o.quote_amount > 0 and o.fees >= 0,
-    },
-    "allocations": {
-        "amount_nonzero": lambda o: o.amount != 0,
-        "profit_flag_matches_kind": lambda o: o.kind.is_profit == o.is_profit,
-        "amount_sign_matches_kind": lambda o: (
-            o.amount > 0 if o.kind in (AllocationKind.DEPOSIT, AllocationKind.PROFIT) else o.amount < 0
-        ),
-    },
-    "candles": {"ohlc_consistent": _ohlc_consistent},
-}
-
-
-def _check(table: str, o: Any) -> None:
-    for name, ok in CHECKS.get(table, {}).items():
-        if not ok(o):
-            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(o)!r}")
-
-
-UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
-    "clients": (("api_key",),),
-    "symbols": (("symbol",),),
-    "strategies": (("client_id", "name"),),
-    "orders": (("client_order_id",),),
-    "candles": (("symbol_id", "interval", "open_time"),),
-    "refresh_tokens": (("token_hash",),),
-}
-
-
-def _unique_key(obj: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
-    key = tuple(getattr(obj, c) for c in columns)
-    return None if any(k is None for k in key) else key  # NULLs never collide
-
-
 # Secondary indexes over the committed rows: table -> index name -> the row's key (None: not indexed).
 INDEXES: dict[str, dict[str, Callable[[Any], Hashable]]] = {
     "strategies": {"symbol": lambda s: s.symbol_id},
@@ -271,7 +202,7 @@ class MemoryStore:
         self.rows[table][row_id] = row
         indexes = INDEXES.get(table, {})
         keys = [key_of(row) for key_of in indexes.values()]
-        uniques = [_unique_key(row, columns) for columns in UNIQUE.get(table, ())]
+        uniques = [unique_key(row, columns) for columns in UNIQUE.get(table, ())]
         old = self._filed[table].get(row_id)
         if old is not None and old == (keys, uniques):
             return
@@ -395,7 +326,7 @@ class MemoryUnitOfWork:
                 if original is not None and self._dirty(obj, original):
                     if table in WITH_UPDATED_AT:
                         obj.updated_at = now = now or _now()
-                    _check(table, obj)
+                    self._check_row(table, obj)
                     self._check_unique(table, obj)
         if not self._pending:
             return
@@ -406,7 +337,7 @@ class MemoryUnitOfWork:
                 obj.created_at = now
             if table in WITH_UPDATED_AT and obj.updated_at is None:
                 obj.updated_at = now
-            _check(table, obj)
+            self._check_row(table, obj)
             self._check_unique(table, obj)
             obj.id = self.store.next_id(table)
             self._loaded[table][obj.id] = (obj, None)
@@ -428,9 +359,14 @@ class MemoryUnitOfWork:
         values: tuple[Any, ...] = _columns(type(obj)).read_compared(obj)
         return values != original
 
+    def _check_row(self, table: str, obj: Any) -> None:
+        name = violated_check(table, obj)
+        if name is not None:
+            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(obj)!r}")
+
     def _check_unique(self, table: str, obj: Any) -> None:
         for columns in UNIQUE.get(table, ()):
-            key = _unique_key(obj, columns)
+            key = unique_key(obj, columns)
             if key is None:
                 continue
             loaded = self._loaded[table]
@@ -438,10 +374,10 @@ class MemoryUnitOfWork:
             if owner is not None and owner != obj.id:
                 # The committed owner collides unless this transaction changed its key.
                 mine = loaded.get(owner)
-                if mine is None or _unique_key(mine[0], columns) == key:
+                if mine is None or unique_key(mine[0], columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
             for other, _ in loaded.values():
-                if other is not obj and _unique_key(other, columns) == key:
+                if other is not obj and unique_key(other, columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
 
     def _add(self, table: str, obj: Any) -> None:
@@ -503,7 +439,7 @@ class MemoryUnitOfWork:
         """The row with a unique key, or None."""
         owner = self.store.unique_owner(table, columns, key)
         rows = self._select(
-            table, lambda o: _unique_key(o, columns) == key, candidates=() if owner is None else (owner,)
+            table, lambda o: unique_key(o, columns) == key, candidates=() if owner is None else (owner,)
         )
         return rows[0] if rows else None
 
@@ -753,20 +689,33 @@ class MemoryAllocationRepository(_Repository):
         self.uow._autoflush()
         return self._principal(strategy_id)
 
-    async def client_ledger(self, client_id: int) -> Ledger:
+    async def client_ledgers(self, client_id: int) -> dict[str, Ledger]:
         self.uow._autoflush()
         store = self.uow.store
+        quote_of_symbol = {s.id: s.quote_asset for s in self.uow._select("symbols", lambda s: True)}
+        quote_of_strategy = {s.id: quote_of_symbol[s.symbol_id] for s in self.uow._select("strategies", lambda s: True)}
         allocations = [
             a for a in self.uow._view_of("allocations", store.ids("allocations", "client", client_id))
             if a.client_id == client_id
         ]  # fmt: skip
-        return Ledger(
-            principal=sum((a.amount for a in allocations if not a.is_profit), ZERO),
-            committed=self._committed(
-                store.ids("positions", "live_client", client_id), lambda p: p.client_id == client_id
-            ),
-            profit=sum((a.amount for a in allocations if a.is_profit), ZERO),
-        )
+        live = [
+            p for p in self.uow._view_of("positions", store.ids("positions", "live_client", client_id))
+            if p.client_id == client_id and p.status in LIVE
+        ]  # fmt: skip
+        assets = {quote_of_strategy[a.strategy_id] for a in allocations} | {quote_of_symbol[p.symbol_id] for p in live}
+        return {
+            asset: Ledger(
+                principal=sum(
+                    (a.amount for a in allocations if not a.is_profit and quote_of_strategy[a.strategy_id] == asset),
+                    ZERO,
+                ),
+                committed=sum((p.cost for p in live if quote_of_symbol[p.symbol_id] == asset), ZERO),
+                profit=sum(
+                    (a.amount for a in allocations if a.is_profit and quote_of_strategy[a.strategy_id] == asset), ZERO
+                ),
+            )
+            for asset in sorted(assets)
+        }
 
 
 class MemoryEventRepository(_Repository):

@@ -144,6 +144,10 @@ symbols = Table(
     Column("min_qty", money(), nullable=False),
     Column("tick_size", money(), nullable=False),
     Column("min_notional", money(), nullable=False),
+    Column("max_qty", money(), nullable=True),  # LOT_SIZE maxQty (None: no limit known)
+    # Binance's symbol status (TRADING, HALT, BREAK, …); is_active is `status == TRADING`.
+    Column("status", String(20), nullable=False, server_default=text("'TRADING'")),
+    Column("quote_order_qty_allowed", Boolean, nullable=False, server_default=text("true")),
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     _created(),
     _updated(),

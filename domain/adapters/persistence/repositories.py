@@ -319,10 +319,32 @@ class SqlAlchemyAllocationRepository(_Base):
             orm.capital_allocations.c.strategy_id == strategy_id, orm.positions.c.strategy_id == strategy_id
         )
 
-    async def client_ledger(self, client_id: int) -> Ledger:
-        return await self._ledger(
-            orm.capital_allocations.c.client_id == client_id, orm.positions.c.client_id == client_id
+    async def client_ledgers(self, client_id: int) -> dict[str, Ledger]:
+        a, p, t, s = orm.capital_allocations, orm.positions, orm.strategies, orm.symbols
+        sums = (
+            select(
+                s.c.quote_asset,
+                func.coalesce(func.sum(case((a.c.is_profit.is_(False), a.c.amount))), ZERO),
+                func.coalesce(func.sum(case((a.c.is_profit.is_(True), a.c.amount))), ZERO),
+            )
+            .select_from(a.join(t, t.c.id == a.c.strategy_id).join(s, s.c.id == t.c.symbol_id))
+            .where(a.c.client_id == client_id)
+            .group_by(s.c.quote_asset)
         )
+        committed = (
+            select(s.c.quote_asset, func.coalesce(func.sum(p.c.cost), ZERO))
+            .select_from(p.join(s, s.c.id == p.c.symbol_id))
+            .where(p.c.client_id == client_id, p.c.status.in_([x.value for x in LIVE]))
+            .group_by(s.c.quote_asset)
+        )
+        costs = {asset: Decimal(cost) for asset, cost in (await self.session.execute(committed)).all()}
+        out = {
+            asset: Ledger(principal=Decimal(principal), committed=costs.pop(asset, ZERO), profit=Decimal(profit))
+            for asset, principal, profit in (await self.session.execute(sums)).all()
+        }
+        for asset, cost in costs.items():
+            out[asset] = Ledger(principal=ZERO, committed=cost, profit=ZERO)
+        return out
 
 
 class SqlAlchemyEventRepository(_Base):

@@ -69,11 +69,11 @@ const PAUSED_FIELD = features.has("tradingPausedAt") ? "me { tradingPausedAt }" 
 const DASHBOARD = `query Dashboard {
   ${PAUSED_FIELD}
   strategies(first: 100) { nodes { id name state isActive isArmed channelBrokenAt basePrice topPrice capitalPercentage
-    buyThreshold sellThreshold minProfit timeframe symbol { symbol } levels { base entry exit top }
+    buyThreshold sellThreshold minProfit timeframe symbol { symbol quoteAsset } levels { base entry exit top }
     balance { principal } } }
   open: positions(status: OPEN, first: 100) { nodes { ${POSITION_FIELDS} } }
   scheduledSells(first: 100) { nodes { ${POSITION_FIELDS} } }
-  capitalBalance { principal committed free profit total }
+  capitalBalances { asset principal committed free profit total }
 }`;
 const SELECTED = `query Selected($id: ID!, $symbol: String!) {
   strategy(id: $id) { events { id type message createdAt strategyId } }
@@ -296,8 +296,19 @@ function renderUnrealisedSoon() {
   }, 500);
 }
 
+// Capital per quote asset (amounts in different assets are never added): the card shows the asset
+// of the selected strategy (or the only one), and the others' totals below it.
 function renderCapital() {
-  for (const dd of $$("#capital dd")) dd.textContent = state.capital ? formatMoney(state.capital[dd.dataset.k]) : "—";
+  const all = state.capitals || [];
+  const asset = selected()?.symbol.quoteAsset;
+  const shown = all.find((c) => c.asset === asset) || all[0] || null;
+  for (const dd of $$("#capital dd")) dd.textContent = shown ? formatMoney(shown[dd.dataset.k]) : "—";
+  $("#capital-asset").textContent = shown?.asset ? `· ${shown.asset}` : "";
+  const others = all.filter((c) => c !== shown);
+  $("#capital-other").hidden = !others.length;
+  $("#capital-other").textContent = others.length
+    ? `Also: ${others.map((c) => `${formatPrice(c.total)} ${c.asset} (free ${formatPrice(c.free)})`).join(", ")}`
+    : "";
 }
 
 function renderEvents() {
@@ -334,7 +345,7 @@ async function refresh() {
   state.strategies = data.strategies.nodes;
   state.open = data.open.nodes;
   state.scheduled = data.scheduledSells.nodes;
-  state.capital = data.capitalBalance;
+  state.capitals = data.capitalBalances;
   if (!state.strategies.some((s) => s.id === state.selectedId)) {
     state.selectedId = state.strategies[0]?.id ?? null;
     if (state.selectedId) selectStrategy(state.selectedId);
@@ -368,6 +379,7 @@ async function selectStrategy(id) {
   const s = selected();
   if (!s) return;
   renderStrategies();
+  renderCapital();
   $("#chart-title").textContent = `${s.name} · ${s.symbol.symbol}`;
   chart.reset(s.levels, `${s.symbol.symbol} · ${s.timeframe} channel`);
   state.chartReady = false;
