@@ -16,6 +16,7 @@ criptoren backup      pg_dump the database into BACKUP_DIR (compressed; the newe
 criptoren restore FILE [--force]   restore a backup (into an empty database, or replace it with --force)
 criptoren backtest    backtest a channel over historical candles (gql_api/backtest_cli.py)
 criptoren symbols     add a symbol by hand, list them, sync them from Binance (gql_api/symbols_cli.py)
+criptoren candles import FILE --symbol S --interval I   load a candle CSV for backtests
 criptoren sweep       backtest a grid of channel parameters in parallel
 """
 
@@ -34,7 +35,7 @@ from domain.adapters.config import Settings
 from domain.errors import DomainError
 from domain.services import auth
 from domain.services.auth import Credentials
-from gql_api import backtest_cli, symbols_cli
+from gql_api import backtest_cli, candles_cli, symbols_cli
 
 if TYPE_CHECKING:
     from domain.adapters.bootstrap import App
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     restore.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
     backtest_cli.add_parsers(sub)
     symbols_cli.add_parsers(sub)
+    candles_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "host", None):
@@ -343,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command in symbols_cli.COMMANDS:
         symbols_cli.run(args, settings)
+        return
+    if args.command in candles_cli.COMMANDS:
+        candles_cli.run(args, settings)
         return
     if args.command in backtest_cli.COMMANDS:
         backtest_cli.run(args, settings)

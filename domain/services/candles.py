@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from domain import channel as ch
 from domain.model import Candle, Symbol
-from domain.ports import UnitOfWork
+from domain.ports import UnitOfWork, UnitOfWorkFactory
 
 
 async def store_closed_candle(candle: Candle, closing: Iterable[str], uow: UnitOfWork) -> list[Candle]:
@@ -49,4 +49,20 @@ async def store_candles(candles: Sequence[Candle], uow: UnitOfWork) -> int:
     async with uow:
         stored = await uow.candles.upsert(candles)
         await uow.commit()
+    return stored
+
+
+async def import_candles(rows: Iterable[Candle], uow: UnitOfWorkFactory, batch: int = 2000) -> int:
+    """Store candles read from a file (for backtests), in batches of `batch` (a statement's
+    parameters stay under PostgreSQL's limit), one transaction each: an existing candle (same
+    symbol, interval, open time) is replaced. Returns how many."""
+    stored = 0
+    pending: list[Candle] = []
+    for candle in rows:
+        pending.append(candle)
+        if len(pending) >= batch:
+            stored += await store_candles(pending, uow())
+            pending = []
+    if pending:
+        stored += await store_candles(pending, uow())
     return stored

@@ -146,10 +146,14 @@ async def test_add_symbol_refuses_bad_values_and_changes_nothing(db: App, change
 
 
 def cli(db: App, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli_command(db, "symbols", *args)
+
+
+def cli_command(db: App, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": str(db.settings.database_url), "REDIS_URL": str(db.settings.redis_url),
            "REDIS_PREFIX": db.settings.redis_prefix, "SYMBOL_SYNC": "off"}  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "gql_api.cli", "symbols", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "gql_api.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
 
@@ -237,3 +241,27 @@ async def test_a_pair_quoted_in_btc_end_to_end_with_capital_per_asset(db: App) -
         assert which.value.details["assets"] == ["BTC", "USDT"]
         asset, btc = await views.capital_balance(uow, 1, 1, "btc")
     assert asset == "BTC" and btc == per_asset["BTC"]
+
+
+async def test_candles_import_loads_a_csv_for_backtests(db: App, tmp_path: Path) -> None:
+    good = tmp_path / "ETHUSDT-4h.csv"
+    good.write_text(
+        "open_time_ms,open,high,low,close,volume\n"
+        "1582459200000,265.1,270.0,263.2,268.44,1000.5\n"
+        "1582473600000,268.44,269.9,266.0,267.0,800\n"
+    )
+    done = await asyncio.to_thread(cli_command, db, "candles", "import", str(good), "--symbol", "ETHUSDT",
+                                   "--interval", "4h")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Imported 2 4h candles of ETHUSDT" in done.stdout
+    async with db.uow() as uow:
+        rows = await uow.candles.price_rows(2, "4h")
+    assert [r[1:] for r in rows] == [
+        (D("265.1"), D("270.0"), D("263.2"), D("268.44")),
+        (D("268.44"), D("269.9"), D("266.0"), D("267.0")),
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1582459200000,265.1,270.0,263.2,268.44,1\n1582459200001,1,1,1,1,1\n")
+    refused = await asyncio.to_thread(cli_command, db, "candles", "import", str(bad), "--symbol", "ETHUSDT",
+                                      "--interval", "4h")  # fmt: skip
+    assert refused.returncode == 1 and "bad.csv:2" in refused.stderr
