@@ -99,6 +99,31 @@ def run(
     return result
 
 
+# What a build prints when the network failed it (DNS, the mirror, PyPI), not its recipe.
+NETWORK_FAILURES = re.compile(
+    r"Temporary failure resolving|Could not resolve|Failed to fetch|Unable to fetch some archives|"
+    r"Connection (?:refused|reset|timed out)|Read timed out|NewConnectionError|ReadTimeoutError|"
+    r"Max retries exceeded|No matching distribution found"
+)
+
+
+def build(args: list[str], env: dict[str, str], log: Callable[[str], None], attempts: int = 3) -> None:
+    """Run a build; again, after a pause, when it failed on the network (a name not resolved, a
+    mirror or PyPI not answering), up to `attempts` times. Any other failure raises at once."""
+    for attempt in range(1, attempts + 1):
+        result = run(args, env, check=False, timeout=1800)
+        if result.returncode == 0:
+            return
+        failure = NETWORK_FAILURES.search(result.stdout + result.stderr)
+        if attempt == attempts or failure is None:
+            raise PodmanError(
+                f"`{' '.join(args)}` exited with {result.returncode} (attempt {attempt})\n--- stdout\n"
+                f"{result.stdout[-8000:]}\n--- stderr\n{result.stderr[-4000:]}"
+            )
+        log(f"build failed on the network ({failure.group(0)}); trying again")
+        time.sleep(10 * attempt)
+
+
 # ---- the Debian mirror and apt options of this machine ----------------------------------------------
 
 
@@ -264,8 +289,8 @@ def ensure_stand_in(
         for name, data in {**files, **extra}.items():
             (context / name).write_bytes(data)
             (context / name).chmod((source / name).stat().st_mode if (source / name).exists() else 0o644)
-        build = ["podman", "build", "--pull=never", "--layers=false", "--label", f"{RECIPE_LABEL}={recipe}"]
-        run([*build, "-t", tag, "-f", str(context / "Containerfile"), str(context)], env, timeout=1800)
+        args = ["podman", "build", "--pull=never", "--layers=false", "--label", f"{RECIPE_LABEL}={recipe}"]
+        build([*args, "-t", tag, "-f", str(context / "Containerfile"), str(context)], env, log)
 
 
 def referenced_images() -> dict[str, str]:
