@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.deploy import podman
-from tests.deploy.conftest import IMAGE, Stack
+from tests.deploy.stack import IMAGE, Stack
 
 LOGIN = "mutation($k: String!, $s: String!) { login(apiKey: $k, apiSecret: $s) { accessToken clientId } }"
 CREATE_STRATEGY = """
@@ -43,14 +43,19 @@ def poll(stack: Stack, path: str, within: float, service: str = "api") -> httpx.
 
 
 def graphql(stack: Stack, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """POST a GraphQL request to the published port; fail on any error, with the API's logs."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = httpx.post(
         f"{stack.base_url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=30
     )
-    body = response.json()
-    assert response.status_code == 200 and not body.get("errors"), (
-        f"{response.status_code} {json.dumps(body)[:2000]}\n{stack.compose.logs('api')}"
-    )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"errors": [response.text[:2000]]}
+    if response.status_code != 200 or body.get("errors"):
+        pytest.fail(
+            f"{query.strip()[:80]}: {response.status_code} {json.dumps(body)[:2000]}\n{stack.compose.logs('api')}"
+        )
     return body["data"]
 
 
@@ -114,8 +119,11 @@ def test_data_survives_down_and_up(stack: Stack) -> None:
     assert stack.compose.containers() == [], "down left containers"
     stack.up()
 
-    token = login(stack, key, secret)  # the client, from PostgreSQL's volume
+    # The client and its strategy, from PostgreSQL's volume (a new volume: UNAUTHENTICATED here).
+    token = login(stack, key, secret)
     strategies = graphql(stack, STRATEGIES, token=token)["strategies"]["nodes"]
-    assert [(s["id"], s["name"]) for s in strategies] == [(created["id"], "Survives restarts")], strategies
+    assert [(s["id"], s["name"]) for s in strategies] == [(created["id"], "Survives restarts")], (
+        f"the strategy created before `down` is not there after `up`: {strategies}"
+    )
     ready = poll(stack, "/readyz", 120, service="worker").json()
     assert ready["checks"]["market"]["ok"], ready
