@@ -374,7 +374,7 @@ class Compose:
         while time.monotonic() - start < timeout:
             name = self.container(service)
             state = run(["podman", "inspect", "--format", "{{.State.Status}}", name], self.env, check=False)
-            if state.stdout.strip() in ("exited", "stopped", "dead") and service != "migrate":
+            if state.stdout.strip() in ("exited", "stopped", "dead"):
                 raise PodmanError(f"{service} is {state.stdout.strip()}, not running\n{self.logs(service)}")
             result = run(["podman", "healthcheck", "run", name], self.env, check=False, timeout=60)
             if result.returncode == 0:
