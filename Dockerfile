@@ -3,18 +3,29 @@
 # one-shot jobs (`criptoren migrate`, `criptoren backup`, `criptoren restore FILE`).
 # Build: docker build -t criptoren .   (docker-compose.yml does it for you)
 
-# ---- build: a virtualenv with the dependencies and the project (editable: it runs from /app, where
-# the Alembic migrations are)
+# ---- requirements: the build requirements and the dependencies, as pyproject.toml lists them. The
+# build stage copies this list, not pyproject.toml, before installing: a change elsewhere in
+# pyproject.toml (tools' settings, the dev extra) or in the code reinstalls nothing.
+FROM python:3.11-slim-bookworm AS requirements
+COPY pyproject.toml /
+RUN python -c "import tomllib; p = tomllib.load(open('/pyproject.toml', 'rb')); \
+print('\n'.join(p['build-system']['requires'] + p['project']['dependencies']))" > /requirements.txt
+
+# ---- build: a virtualenv with the dependencies and the project installed in editable mode (it runs
+# from /app, where the Alembic migrations are). The package directories are empty stubs here (the
+# editable install maps domain, gql_api and workers to /app; README.md is only the long description):
+# the runtime stage copies the sources, so a change to the code reuses every layer of this stage.
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY domain ./domain
-COPY gql_api ./gql_api
-COPY workers ./workers
-RUN pip install -e . && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt
+COPY pyproject.toml ./
+RUN mkdir domain gql_api workers && touch domain/__init__.py gql_api/__init__.py workers/__init__.py README.md \
+    && pip install --no-deps --no-build-isolation -e . \
+    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime: slim, non-root, with PostgreSQL 15's client tools for `criptoren backup`/`restore`
 FROM python:3.11-slim-bookworm AS runtime
@@ -25,10 +36,13 @@ RUN apt-get update \
     && mkdir -p /backups \
     && chown criptoren:criptoren /backups
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
-COPY alembic.ini /app/
-COPY alembic /app/alembic
 WORKDIR /app
+# The sources last, the most often changed last.
+COPY pyproject.toml README.md alembic.ini ./
+COPY alembic ./alembic
+COPY workers ./workers
+COPY domain ./domain
+COPY gql_api ./gql_api
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

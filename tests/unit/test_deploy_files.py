@@ -72,6 +72,27 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     assert users and users[-1] not in ("root", "0"), users
     assert "postgresql-client" in final  # pg_dump / pg_restore for `criptoren backup` / `restore`
     assert 'CMD ["criptoren", "serve"]' in final
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|python3?-dev|libpq-dev)\b", final)  # no build tools
+
+
+def test_dockerfile_installs_the_dependencies_before_it_copies_the_sources() -> None:
+    """A change to the code must not reinstall the dependencies: nothing before the last `pip install`
+    copies the sources (pyproject.toml alone decides that layer), and the final stage copies them."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    pip = [i for i, line in enumerate(instructions) if line.startswith("RUN") and "pip install" in line]
+    assert pip, "the Dockerfile installs nothing with pip"
+    sources = ("domain", "gql_api", "workers", "alembic", ".")
+    for line in instructions[: pip[-1]]:
+        if line.startswith(("COPY", "ADD")) and "--from=" not in line:
+            copied = line.split()[1:-1]
+            assert not set(sources) & {c.rstrip("/") for c in copied}, f"sources copied before pip install: {line}"
+    assert "--no-deps" in instructions[pip[-1]]  # the project last, on top of the dependencies
+    last_from = max(i for i, line in enumerate(instructions) if line.upper().startswith("FROM"))
+    final = [line for line in instructions[last_from:] if line.startswith("COPY") and "--from=" not in line]
+    for package in ("domain", "gql_api", "workers", "alembic"):
+        assert any(package in line.split()[1:-1] for line in final), f"{package} not copied into the final stage"
+    assert not any("pip install" in line for line in instructions[last_from:])
 
 
 def test_env_example_documents_every_setting() -> None:
