@@ -11,8 +11,9 @@ semantics of the SQLAlchemy adapters that the services rely on:
   every query flushes first (SQLAlchemy's autoflush), so queries see the transaction's own changes;
 - commit publishes only the rows that changed (an UPDATE of dirty rows), as clones: an object held
   by the caller after the commit reflects the committed state but is not the store's row;
-- the tables' unique and check constraints (`domain.adapters.persistence.orm`) are enforced at flush and raise
-  `MemoryIntegrityError`; id sequences are not rolled back, as in PostgreSQL.
+- the tables' unique and check constraints (`domain.adapters.persistence.orm`, mirrored in
+  `memory_schema`) are enforced at flush and raise `MemoryIntegrityError`; id sequences are not
+  rolled back, as in PostgreSQL.
 
 Speed (a backtest runs thousands of transactions over a growing store): a transaction copies only
 the rows it touches (copy on write), and the queries of the engine's hot path — a symbol's
@@ -22,7 +23,6 @@ kept on the committed rows, so their cost follows the rows they return, not the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -31,8 +31,8 @@ from operator import attrgetter
 from typing import Any, Self
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
+from domain.adapters.persistence.memory_schema import CHECKS, INDEXES, LIVE, UNIQUE, unique_key
 from domain.model import (
-    AllocationKind,
     AuditEntry,
     Candle,
     CapitalAllocation,
@@ -50,7 +50,6 @@ from domain.model import (
 )
 from domain.ports import CandlePrices, Page, TickRow
 
-LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
 
 TABLES: dict[str, type] = {
@@ -80,7 +79,6 @@ WITH_CREATED_AT = (
     "audit",
 )
 WITH_UPDATED_AT = ("clients", "symbols", "strategies", "positions", "orders")
-CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
 class MemoryIntegrityError(Exception):
@@ -156,88 +154,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# ---------------------------------------------------------------- constraints (domain.adapters.persistence.orm)
-
-
-def _ohlc_consistent(o: Any) -> bool:
-    return bool(
-        o.low > 0 and o.high >= o.low and o.high >= o.open and o.high >= o.close and o.low <= o.open
-        and o.low <= o.close and o.volume >= 0
-    )  # fmt: skip
-
-
-# The schema's check constraints (`orm`), by table and name: a test ties the two sets of names.
-CHECKS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "symbols": {
-        "filters_positive": lambda o: o.step_size > 0 and o.tick_size > 0 and o.min_qty >= 0 and o.min_notional >= 0,
-    },
-    "strategies": {
-        "base_positive": lambda o: o.base_price > 0,
-        "top_above_base": lambda o: o.top_price > o.base_price,
-        "capital_percentage_range": lambda o: 0 < o.capital_percentage <= 100,
-        "buy_threshold_range": lambda o: 0 <= o.buy_threshold < 100,
-        "sell_threshold_range": lambda o: 0 <= o.sell_threshold < 100,
-        "min_profit_nonnegative": lambda o: o.min_profit >= 0,
-    },
-    "positions": {
-        "amounts_nonnegative": lambda o: o.quantity >= 0 and o.cost >= 0 and o.dust >= 0,
-        "scheduled_has_price": lambda o: o.status is not PositionStatus.SCHEDULED or o.scheduled_exit_price is not None,
-        "closed_has_date": lambda o: o.status is not PositionStatus.CLOSED or o.closed_at is not None,
-    },
-    "orders": {
-        "has_amount": lambda o: o.requested_quantity is not None or o.requested_quote is not None,
-        "client_order_id_format": lambda o: bool(CLIENT_ORDER_ID.match(o.client_order_id)),
-    },
-    "trades": {
-        "amounts_positive": lambda o: o.price > 0 and o.quantity > 0 and o.quote_amount > 0 and o.fees >= 0,
-    },
-    "allocations": {
-        "amount_nonzero": lambda o: o.amount != 0,
-        "profit_flag_matches_kind": lambda o: o.kind.is_profit == o.is_profit,
-        "amount_sign_matches_kind": lambda o: (
-            o.amount > 0 if o.kind in (AllocationKind.DEPOSIT, AllocationKind.PROFIT) else o.amount < 0
-        ),
-    },
-    "candles": {"ohlc_consistent": _ohlc_consistent},
-}
+# ---------------------------------------------------------------- constraints (memory_schema)
 
 
 def _check(table: str, o: Any) -> None:
     for name, ok in CHECKS.get(table, {}).items():
         if not ok(o):
             raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(o)!r}")
-
-
-UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
-    "clients": (("api_key",),),
-    "symbols": (("symbol",),),
-    "strategies": (("client_id", "name"),),
-    "orders": (("client_order_id",),),
-    "candles": (("symbol_id", "interval", "open_time"),),
-    "refresh_tokens": (("token_hash",),),
-}
-
-
-def _unique_key(obj: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
-    key = tuple(getattr(obj, c) for c in columns)
-    return None if any(k is None for k in key) else key  # NULLs never collide
-
-
-# Secondary indexes over the committed rows: table -> index name -> the row's key (None: not indexed).
-INDEXES: dict[str, dict[str, Callable[[Any], Hashable]]] = {
-    "strategies": {"symbol": lambda s: s.symbol_id},
-    "positions": {
-        "live_strategy": lambda p: p.strategy_id if p.status in LIVE else None,
-        "live_client": lambda p: p.client_id if p.status in LIVE else None,
-    },
-    "allocations": {
-        "strategy": lambda a: (a.strategy_id, a.is_profit),
-        "client": lambda a: a.client_id,
-    },
-    "orders": {"status": lambda o: o.status},
-    "events": {"strategy": lambda e: e.strategy_id},
-    "candles": {"series": lambda c: (c.symbol_id, c.interval)},
-}
 
 
 # ---------------------------------------------------------------- the store
@@ -271,7 +194,7 @@ class MemoryStore:
         self.rows[table][row_id] = row
         indexes = INDEXES.get(table, {})
         keys = [key_of(row) for key_of in indexes.values()]
-        uniques = [_unique_key(row, columns) for columns in UNIQUE.get(table, ())]
+        uniques = [unique_key(table, row, columns) for columns in UNIQUE.get(table, ())]
         old = self._filed[table].get(row_id)
         if old is not None and old == (keys, uniques):
             return
@@ -430,7 +353,7 @@ class MemoryUnitOfWork:
 
     def _check_unique(self, table: str, obj: Any) -> None:
         for columns in UNIQUE.get(table, ()):
-            key = _unique_key(obj, columns)
+            key = unique_key(table, obj, columns)
             if key is None:
                 continue
             loaded = self._loaded[table]
@@ -438,10 +361,10 @@ class MemoryUnitOfWork:
             if owner is not None and owner != obj.id:
                 # The committed owner collides unless this transaction changed its key.
                 mine = loaded.get(owner)
-                if mine is None or _unique_key(mine[0], columns) == key:
+                if mine is None or unique_key(table, mine[0], columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
             for other, _ in loaded.values():
-                if other is not obj and _unique_key(other, columns) == key:
+                if other is not obj and unique_key(table, other, columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
 
     def _add(self, table: str, obj: Any) -> None:
@@ -503,7 +426,7 @@ class MemoryUnitOfWork:
         """The row with a unique key, or None."""
         owner = self.store.unique_owner(table, columns, key)
         rows = self._select(
-            table, lambda o: _unique_key(o, columns) == key, candidates=() if owner is None else (owner,)
+            table, lambda o: unique_key(table, o, columns) == key, candidates=() if owner is None else (owner,)
         )
         return rows[0] if rows else None
 
@@ -585,8 +508,10 @@ class MemoryStrategyRepository(_Repository):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None:
         return self._get(strategy_id)
 
-    async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]:
-        return self.uow._page(self.table, page, lambda s: s.client_id == client_id)
+    async def list_by_client(self, client_id: int, page: Page, *, include_archived: bool = False) -> Sequence[Strategy]:
+        return self.uow._page(
+            self.table, page, lambda s: s.client_id == client_id and (include_archived or s.archived_at is None)
+        )
 
     def _candidates(self, symbol_id: int, strategy_ids: Collection[int] | None) -> Collection[int]:
         return self.uow.store.ids(self.table, "symbol", symbol_id) if strategy_ids is None else strategy_ids
@@ -602,6 +527,7 @@ class MemoryStrategyRepository(_Repository):
             lambda s: (
                 s.symbol_id == symbol_id
                 and (wanted is None or s.id in wanted)
+                and s.archived_at is None
                 and (s.is_active or self.uow._has_live_positions(s.id))
             ),
             candidates=self._candidates(symbol_id, strategy_ids),
@@ -624,7 +550,7 @@ class MemoryStrategyRepository(_Repository):
         wanted = None if strategy_ids is None else set(strategy_ids)
         return self.uow._select(
             self.table,
-            lambda s: s.symbol_id == symbol_id and (wanted is None or s.id in wanted),
+            lambda s: s.symbol_id == symbol_id and s.archived_at is None and (wanted is None or s.id in wanted),
             candidates=self._candidates(symbol_id, strategy_ids),
         )
 
@@ -703,6 +629,23 @@ class MemoryOrderRepository(_Repository):
         for status in wanted:
             candidates.update(self.uow.store.ids(self.table, "status", status))
         return self.uow._select(self.table, lambda o: o.position_id == position_id and o.status in wanted, candidates)
+
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+        statuses: Sequence[OrderStatus] | None = None,
+    ) -> Sequence[Order]:
+        wanted = {"client_id": client_id, "strategy_id": strategy_id, "position_id": position_id}
+        filters = {k: v for k, v in wanted.items() if v is not None}
+
+        def where(o: Order) -> bool:
+            return (statuses is None or o.status in statuses) and all(getattr(o, k) == v for k, v in filters.items())
+
+        return self.uow._page(self.table, page, where)
 
 
 class MemoryTradeRepository(_Repository):
