@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain.errors import (
+    InvalidState,
     NoPrice,
     NotFound,
     ValidationError,
@@ -42,6 +43,13 @@ async def get_strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None,
     if strategy is None or (client_id is not None and strategy.client_id != client_id):
         raise NotFound(f"Strategy {strategy_id} not found.", entity="Strategy", id=strategy_id)
     return strategy
+
+
+def check_not_archived(strategy: Strategy) -> None:
+    """An archived strategy keeps its history but takes no new trades, money or changes (only its
+    principal and profit can still be taken back)."""
+    if strategy.is_archived:
+        raise InvalidState(f"Strategy {strategy.id} is archived.", status="archived")
 
 
 async def get_position(uow: UnitOfWork, position_id: int, client_id: int | None) -> tuple[Position, Strategy]:
