@@ -100,8 +100,8 @@ class StrategyRepository(Protocol):
 
     async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
         """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal,
-        its open and scheduled positions and its client's trading pause, strategy rows locked — in
-        one round trip."""
+        its open and scheduled positions and its client's trading pause, strategy rows locked — all
+        read after the locks are held (a concurrent withdrawal or buy is seen)."""
         ...
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:

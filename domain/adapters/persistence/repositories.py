@@ -105,11 +105,26 @@ def _watched_by_engine():  # type: ignore[no-untyped-def]
 
 
 @functools.cache
-def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
-    """The engine's hot query, built once (statement construction costs more than running it):
-    strategies of a symbol that are active or hold positions, each with its principal, its client's
-    trading pause and live positions; strategy rows locked. Positions of a strategy change only under
-    its lock."""
+def _tick_lock_statement(by_ids: bool):  # type: ignore[no-untyped-def]
+    """Lock the strategies of a symbol that the engine looks at (active, or holding positions), in id
+    order; returns their ids. Built once (statement construction costs more than running it)."""
+    t = orm.strategies
+    stmt = (
+        select(t.c.id)
+        .where(t.c.symbol_id == bindparam("symbol_id"), _watched_by_engine())
+        .order_by(t.c.id)
+        .with_for_update(of=t)
+    )
+    if by_ids:
+        stmt = stmt.where(t.c.id.in_(bindparam("ids", expanding=True)))
+    return stmt
+
+
+@functools.cache
+def _tick_statement():  # type: ignore[no-untyped-def]
+    """The engine's hot query, built once: locked strategies (by id), each with its principal, its
+    client's trading pause and live positions. Positions and allocations of a strategy change only
+    under its lock."""
     t, p, a, c = orm.strategies, orm.positions, orm.capital_allocations, orm.clients
     live = [s.value for s in LIVE]
     principal = (
@@ -125,17 +140,13 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
         .scalar_subquery()
         .label("trading_pause")
     )
-    stmt = (
+    return (
         select(Strategy, principal, pause, Position)
         .select_from(t)
         .outerjoin(p, and_(p.c.strategy_id == t.c.id, p.c.status.in_(live)))
-        .where(t.c.symbol_id == bindparam("symbol_id"), _watched_by_engine())
+        .where(t.c.id.in_(bindparam("ids", expanding=True)))
         .order_by(t.c.id, p.c.id)
-        .with_for_update(of=t)
     )
-    if by_ids:
-        stmt = stmt.where(t.c.id.in_(bindparam("ids", expanding=True)))
-    return stmt
 
 
 class SqlAlchemyStrategyRepository(_Base):
@@ -153,12 +164,19 @@ class SqlAlchemyStrategyRepository(_Base):
         return (await self.session.execute(_keyset(stmt, t, page))).scalars().all()
 
     async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
+        """Lock, then read — two statements, not one: a statement that waits for a row lock sees the
+        other tables as they were when it started (READ COMMITTED re-reads only the rows it locks), so
+        a principal or positions read by the locking statement itself could miss a withdrawal or a buy
+        committed while it waited, and an entry would spend principal that is gone."""
         params: dict[str, Any] = {"symbol_id": symbol_id}
         if strategy_ids is not None:
             params["ids"] = list(strategy_ids)
+        locked = (await self.session.execute(_tick_lock_statement(strategy_ids is not None), params)).scalars().all()
+        if not locked:
+            return []
         out: dict[int, TickRow] = {}
         for strategy, amount, pause, position in (
-            await self.session.execute(_tick_statement(strategy_ids is not None), params)
+            await self.session.execute(_tick_statement(), {"ids": list(locked)})
         ).all():
             row = out.get(strategy.id)
             if row is None:
