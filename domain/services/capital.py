@@ -60,7 +60,7 @@ async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> Capita
                 f"Cannot withdraw {fmt(cmd.amount)}: the strategy's free principal is {fmt(ledger.free)} "
                 f"(principal {fmt(ledger.principal)}, of which {fmt(ledger.committed)} is held by its open and "
                 "scheduled positions).",
-                available=str(ledger.free),
+                available=fmt(ledger.free),
             )
         allocation = CapitalAllocation(
             client_id=strategy.client_id,

@@ -74,7 +74,7 @@ async def test_only_the_free_principal_can_be_withdrawn(world: World) -> None:
     err = await rejected(
         world, withdraw(world, strategy, free + D("0.00000001")), InsufficientCapital, "INSUFFICIENT_CAPITAL"
     )
-    assert err.details["available"] == str(free) and "held by its open and scheduled positions" in err.message
+    assert D(err.details["available"]) == free and "held by its open and scheduled positions" in err.message
     for bad in ("0", "-5"):
         await rejected(world, withdraw(world, strategy, bad), ValidationError, "VALIDATION")
     await withdraw(world, strategy, free)  # all of it: the position keeps what it holds
