@@ -87,3 +87,35 @@ async def test_tour(db: App, gql: GraphQLClient) -> None:
     assert data["tradesReport"] == {"trades": 2, "buys": 1, "sells": 1}
     assert len(data["priceHistory"]) == 5
     assert data["currentPrice"]["price"] == "2600"
+
+    # Step 4: orders, events, principal back, retiring the strategy (the README's queries).
+    step4 = await gql.data(
+        """
+        query($s: ID!, $p: ID!) {
+          orders(strategyId: $s, first: 20) {
+            nodes { clientOrderId purpose side type status reason price filledQuantity averagePrice fee feeAsset
+                    position { id } }
+          }
+          position(id: $p) { orders { status purpose } trades { price order { clientOrderId } } }
+          events(types: ["entry_skipped", "order_refused"], first: 20) { nodes { type message strategyId createdAt } }
+          strategy(id: $s) { events(first: 10) { nodes { type message } pageInfo { hasNextPage endCursor } } }
+        }
+        """,
+        s=sid,
+        p=position["id"],
+    )
+    assert [(o["purpose"], o["status"], o["type"]) for o in step4["orders"]["nodes"]] == [
+        ("MANUAL_SELL", "FILLED", "LIMIT"),  # never below the minimum sell price
+        ("MANUAL_BUY", "FILLED", "MARKET"),
+    ]
+    assert [o["status"] for o in step4["position"]["orders"]] == ["FILLED", "FILLED"]
+    assert step4["events"]["nodes"] == []
+    assert step4["strategy"]["events"]["nodes"][0]["type"] == "position_closed"
+    withdrawn = await gql.data(
+        'mutation($s: ID!) { withdrawCapital(strategyId: $s, amount: "300") { amount kind } }', s=sid
+    )
+    assert withdrawn["withdrawCapital"] == {"amount": "-300", "kind": "withdrawal"}
+    archived = await gql.data("mutation($s: ID!) { archiveStrategy(id: $s) { state archivedAt } }", s=sid)
+    assert archived["archiveStrategy"]["state"] == "ARCHIVED"
+    listed = await gql.data("{ strategies(includeArchived: true) { nodes { id name state } } }")
+    assert {n["state"] for n in listed["strategies"]["nodes"]} == {"ARMED", "ARCHIVED"}
