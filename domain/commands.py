@@ -74,6 +74,23 @@ class WithdrawProfit:
 
 
 @dataclass(frozen=True)
+class WithdrawCapital:
+    """Take principal back from a strategy: at most its free principal (rule 2)."""
+
+    strategy_id: int
+    amount: Decimal
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveStrategy:
+    """Retire a strategy that holds no open or scheduled position."""
+
+    strategy_id: int
+    client_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Buy:
     """Rule 8: a manual buy, by quote amount or by base quantity (exactly one)."""
 

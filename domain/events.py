@@ -23,10 +23,15 @@ class EventType(enum.StrEnum):
     ORDER_UNKNOWN = "order_unknown"
     ORDER_REFUSED = "order_refused"
     CAPITAL_ALLOCATED = "capital_allocated"
+    CAPITAL_WITHDRAWN = "capital_withdrawn"
     PROFIT_WITHDRAWN = "profit_withdrawn"
     # The exchange halted or delisted the strategy's symbol: the strategy was paused, no order is sent.
     SYMBOL_HALTED = "symbol_halted"
     SYMBOL_TRADING = "symbol_trading"  # ... and it trades again (the strategy stays paused until activated)
+    STRATEGY_ARCHIVED = "strategy_archived"
+    # An order recorded or changed (placed, filled, rejected, cancelled, …): published live to the
+    # `positionEvents(includeOrders: true)` subscribers, not stored (the order itself is).
+    ORDER_UPDATED = "order_updated"
 
 
 class SkipReason(enum.StrEnum):

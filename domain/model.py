@@ -142,6 +142,8 @@ class Strategy:
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Retired by the user (`archive`): no trading, out of the lists, history kept, name free again.
+    archived_at: datetime | None = None
 
     @classmethod
     def open(
@@ -170,9 +172,13 @@ class Strategy:
         return self.channel_broken_at is not None
 
     @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
     def can_enter(self) -> bool:
         """Rule 1: only an active, armed strategy whose channel holds may enter."""
-        return self.is_active and self.is_armed and not self.is_channel_broken
+        return self.is_active and self.is_armed and not self.is_channel_broken and not self.is_archived
 
     def _set_channel(self, channel: ch.Channel) -> None:
         self.base_price, self.top_price = channel.base, channel.top
@@ -222,6 +228,12 @@ class Strategy:
 
     def deactivate(self) -> None:
         self.is_active = False
+
+    def archive(self, at: datetime) -> None:
+        """Retired: inactive for good (the engine no longer looks at it); its history stays."""
+        self.is_active = False
+        self.is_armed = False
+        self.archived_at = at
 
 
 @dataclass(eq=False)

@@ -97,7 +97,9 @@ class TickRow:
 
 class StrategyRepository(Protocol):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None: ...
-    async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]: ...
+    async def list_by_client(
+        self, client_id: int, page: Page, *, include_archived: bool = False
+    ) -> Sequence[Strategy]: ...
     async def list_active_by_symbol(
         self, symbol_id: int, strategy_ids: Collection[int] | None = None
     ) -> Sequence[Strategy]:
@@ -106,15 +108,18 @@ class StrategyRepository(Protocol):
 
     async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
         """The engine's strategies of a symbol (as `list_active_by_symbol`), each with its principal,
-        its open and scheduled positions and its client's trading pause, strategy rows locked — in
-        one round trip."""
+        its open and scheduled positions and its client's trading pause, strategy rows locked — all
+        read after the locks are held (a concurrent withdrawal or buy is seen)."""
         ...
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
-        """Strategies of a symbol (no lock), optionally only some."""
+        """Strategies of a symbol that are not archived (no lock), optionally only some."""
         ...
 
-    async def find(self, client_id: int, name: str) -> Strategy | None: ...
+    async def find(self, client_id: int, name: str) -> Strategy | None:
+        """The client's strategy of that name that is not archived (archiving frees a name)."""
+        ...
+
     def add(self, strategy: Strategy) -> None: ...
 
 
@@ -158,7 +163,39 @@ class OrderRepository(Protocol):
         """A position's orders in those statuses, oldest first."""
         ...
 
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+        statuses: Sequence[OrderStatus] | None = None,
+    ) -> Sequence[Order]:
+        """Orders, newest first (keyset page)."""
+        ...
+
     def add(self, order: Order) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExportedTrade:
+    """One fill as the trade export writes it: the trade with its symbol, strategy and order."""
+
+    id: int
+    executed_at: datetime
+    symbol: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    quote_amount: Decimal
+    fee: Decimal
+    fee_asset: str
+    realized_profit: Decimal | None
+    strategy_id: int | None
+    strategy: str | None
+    position_id: int | None
+    client_order_id: str | None
 
 
 class TradeRepository(Protocol):
@@ -171,6 +208,20 @@ class TradeRepository(Protocol):
         strategy_id: int | None = None,
         position_id: int | None = None,
     ) -> Sequence[Trade]: ...
+    async def export_page(
+        self,
+        client_id: int,
+        after: tuple[datetime, int] | None,
+        limit: int,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        strategy_id: int | None = None,
+    ) -> Sequence[ExportedTrade]:
+        """A client's fills in time order (executed at, then id), those after `after` (a previous
+        page's last (executed at, id)), at most `limit`: one keyset page of the export."""
+        ...
+
     def add(self, trade: Trade) -> None: ...
 
 
@@ -194,6 +245,11 @@ class AllocationRepository(Protocol):
 class EventRepository(Protocol):
     def add(self, event: StrategyEvent) -> None: ...
     async def list_by_strategy(self, strategy_id: int, limit: int) -> Sequence[StrategyEvent]: ...
+    async def list(
+        self, page: Page, *, client_id: int | None = None, types: Sequence[str] | None = None
+    ) -> Sequence[StrategyEvent]:
+        """Events, newest first (keyset page), optionally of some types only."""
+        ...
 
 
 # (open time, open, high, low, close) of a stored candle: what a backtest reads.
@@ -265,7 +321,21 @@ class BatchReader(Protocol):
         self, strategy_ids: Sequence[int], status: PositionStatus | None, per_strategy: int
     ) -> Sequence[Position]: ...
     async def ledgers(self, strategy_ids: Sequence[int]) -> dict[int, Ledger]: ...
-    async def events_by_strategy(self, strategy_ids: Sequence[int], per_strategy: int) -> Sequence[StrategyEvent]: ...
+    async def events_by_strategy(
+        self,
+        strategy_ids: Sequence[int],
+        per_strategy: int,
+        *,
+        before_id: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Sequence[StrategyEvent]:
+        """The newest `per_strategy` events of each strategy (below `before_id`, of `types`)."""
+        ...
+
+    async def orders(self, ids: Sequence[int]) -> Sequence[Order]: ...
+    async def orders_by_position(self, position_ids: Sequence[int]) -> Sequence[Order]:
+        """The positions' orders, oldest first."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -5,16 +5,29 @@ Objects of another client are reported exactly as missing ones (`NotFound`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from domain.errors import NotFound, ValidationError
-from domain.model import Candle, Ledger, Position, PositionStatus, Strategy, Symbol, Trade
-from domain.ports import Page, PriceSource, UnitOfWork
+from domain.events import EventType
+from domain.model import (
+    Candle,
+    Ledger,
+    Order,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Strategy,
+    StrategyEvent,
+    Symbol,
+    Trade,
+)
+from domain.ports import ExportedTrade, Page, PriceSource, UnitOfWork, UnitOfWorkFactory
 
 MAX_HISTORY = 1000
+EXPORT_PAGE = 500  # trades read per statement by the export: its memory does not grow with the file
 
 
 async def strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None) -> Strategy:
@@ -190,9 +203,97 @@ async def positions(
     return await uow.positions.list(page, client_id=client_id, status=status, strategy_id=strategy_id)
 
 
-async def strategies(uow: UnitOfWork, page: Page, client_id: int, current: int | None) -> Sequence[Strategy]:
+async def strategies(
+    uow: UnitOfWork, page: Page, client_id: int, current: int | None, *, include_archived: bool = False
+) -> Sequence[Strategy]:
     await client_exists(uow, client_id, current)
-    return await uow.strategies.list_by_client(client_id, page)
+    return await uow.strategies.list_by_client(client_id, page, include_archived=include_archived)
+
+
+async def orders(
+    uow: UnitOfWork,
+    page: Page,
+    client_id: int | None,
+    *,
+    strategy_id: int | None = None,
+    position_id: int | None = None,
+    status: OrderStatus | None = None,
+) -> Sequence[Order]:
+    """The client's exchange orders, newest first: every order Criptoren recorded, whatever became of
+    it (filled, resting, rejected with the exchange's reason, unknown until reconciliation)."""
+    if strategy_id is not None:
+        await strategy(uow, strategy_id, client_id)
+    if position_id is not None:
+        await position(uow, position_id, client_id)
+    return await uow.orders.list(
+        page,
+        client_id=client_id,
+        strategy_id=strategy_id,
+        position_id=position_id,
+        statuses=None if status is None else (status,),
+    )
+
+
+EVENT_TYPES = tuple(t.value for t in EventType)
+
+
+def check_event_types(types: Sequence[str] | None) -> tuple[str, ...] | None:
+    """A type filter of events: known types only (a typo would silently match nothing)."""
+    if types is None:
+        return None
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown or not types:
+        raise ValidationError(
+            f"Unknown event types: {', '.join(unknown) or '(none given)'}. Known: {', '.join(EVENT_TYPES)}.",
+            field="types",
+        )
+    return tuple(sorted(set(types)))
+
+
+async def events(
+    uow: UnitOfWork, page: Page, client_id: int | None, *, types: Sequence[str] | None = None
+) -> Sequence[StrategyEvent]:
+    """Events of all the client's strategies, newest first, optionally of some types only."""
+    return await uow.events.list(page, client_id=client_id, types=check_event_types(types))
+
+
+@dataclass(frozen=True)
+class TradeExport:
+    """What a trade export covers: a client's fills executed in [start, end), of one strategy or all."""
+
+    client_id: int
+    start: datetime | None = None
+    end: datetime | None = None
+    strategy_id: int | None = None
+
+
+async def check_trade_export(uow: UnitOfWork, export: TradeExport, current: int | None) -> None:
+    """Refuse an export that cannot run (before anything is sent): another client, a strategy that
+    is not the client's, an empty period."""
+    await client_exists(uow, export.client_id, current)
+    if export.strategy_id is not None:
+        await strategy(uow, export.strategy_id, export.client_id)
+    if export.start is not None and export.end is not None and export.start >= export.end:
+        raise ValidationError("from must be before to.", field="from")
+
+
+async def trade_export(
+    uow_factory: UnitOfWorkFactory, export: TradeExport, page_size: int = EXPORT_PAGE
+) -> AsyncIterator[Sequence[ExportedTrade]]:
+    """The export's fills in time order, a page at a time, each page read in a short transaction of
+    its own and resumed after the previous page's last (time, id): memory stays that of one page
+    however long the history, and no transaction stays open while a slow reader downloads."""
+    after: tuple[datetime, int] | None = None
+    while True:
+        async with uow_factory() as uow:
+            rows = await uow.trades.export_page(
+                export.client_id, after, page_size, start=export.start, end=export.end, strategy_id=export.strategy_id
+            )
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        after = (rows[-1].executed_at, rows[-1].id)
 
 
 async def orders_by_status(uow: UnitOfWork) -> dict[str, int]:

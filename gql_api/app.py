@@ -1,5 +1,5 @@
-"""The ASGI application: Starlette with the GraphQL endpoint at /graphql (GraphiQL on GET) and the
-dashboard at / (gql_api/web.py)."""
+"""The ASGI application: Starlette with the GraphQL endpoint at /graphql (GraphiQL on GET), the trade
+export at /export/trades.csv (gql_api/export.py) and the dashboard at / (gql_api/web.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from gql_api import web
 from gql_api.auth import access_tokens, authenticate, authenticate_connection, bearer_token
 from gql_api.broadcast import Broadcaster
 from gql_api.context import Context, make_context
+from gql_api.export import trades_csv
 from gql_api.hardening import BodySizeLimit, RateLimit
 from gql_api.health import metrics_endpoint, readyz
 from gql_api.schema import schema
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
     starlette = Starlette(
         middleware=[
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
-            Middleware(RateLimit, criptoren=application),
+            Middleware(RateLimit, criptoren=application, paths=("/graphql", "/export")),
         ],
         routes=[
             Route("/healthz", healthz),
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
             Route("/graphql", graphql, methods=["GET", "POST"]),
             # graphql-transport-ws with shared executions of identical subscriptions (gql_api/ws.py).
             WebSocketRoute("/graphql", websocket_endpoint),
+            # The client's fills as CSV, streamed (gql_api/export.py).
+            Route("/export/trades.csv", trades_csv),
             # The dashboard at / and GraphiQL's assets (gql_api/web.py).
             *web.routes(schema, graphiql=not settings.is_prod),
         ],

@@ -14,6 +14,8 @@ criptoren pause [--client NAME | --all] [--cancel-scheduled]   emergency stop: n
 criptoren resume [--client NAME | --all]   end the pause
 criptoren backup      pg_dump the database into BACKUP_DIR (compressed; the newest BACKUP_KEEP kept)
 criptoren restore FILE [--force]   restore a backup (into an empty database, or replace it with --force)
+criptoren export trades --client NAME [--from DATE] [--to DATE] [--strategy-id ID] [--output FILE]
+                      a client's fills as CSV (columns: gql_api/export.py)
 criptoren backtest    backtest a channel over historical candles (gql_api/backtest_cli.py)
 criptoren symbols     add a symbol by hand, list them, sync them from Binance (gql_api/symbols_cli.py)
 criptoren candles import FILE --symbol S --interval I   load a candle CSV for backtests
@@ -28,7 +30,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from domain import commands as cmds
 from domain.adapters.config import Settings
@@ -266,6 +268,48 @@ def cmd_restore(settings: Settings, file: str, force: bool) -> None:
     log.info("Restored %s. Run `criptoren migrate` if the backup comes from an older version.", file)
 
 
+async def _export_trades(
+    settings: Settings, name: str, start: str | None, end: str | None, strategy_id: int | None, out: TextIO
+) -> int:
+    from domain import views
+    from domain.adapters.bootstrap import open_database
+    from gql_api.export import csv_chunks, parse_time
+
+    database = open_database(settings)
+    try:
+        client = await auth.find_client(database.uow(), name)
+        assert client.id is not None
+        export = views.TradeExport(client.id, parse_time(start, "from"), parse_time(end, "to"), strategy_id)
+        async with database.uow() as uow:
+            await views.check_trade_export(uow, export, None)
+        lines = 0
+        async for chunk in csv_chunks(database.uow, export):
+            out.write(chunk)
+            lines += chunk.count("\r\n")
+        return lines - 1  # the header
+    finally:
+        await database.close()
+
+
+def cmd_export(
+    settings: Settings, name: str, start: str | None, end: str | None, strategy_id: int | None, output: str | None
+) -> None:
+    """`criptoren export trades`: the same CSV as `GET /export/trades.csv`, to a file or stdout."""
+    try:
+        if output:
+            with open(output, "w", encoding="utf-8", newline="") as out:
+                rows = asyncio.run(_export_trades(settings, name, start, end, strategy_id, out))
+            log.info("%d trades of client %r written to %s.", rows, name, output)
+        else:
+            asyncio.run(_export_trades(settings, name, start, end, strategy_id, sys.stdout))
+            sys.stdout.flush()
+    except DomainError as e:
+        if output and os.path.exists(output):
+            os.remove(output)  # nothing half-written is left behind
+        log.error("%s", e.message)
+        raise SystemExit(1) from None
+
+
 def cmd_schema(settings: Settings) -> None:
     from gql_api.schema import sdl
 
@@ -324,6 +368,14 @@ def main(argv: list[str] | None = None) -> None:
     restore = sub.add_parser("restore", help="restore a backup made by `criptoren backup`")
     restore.add_argument("file", help="the backup file (.dump)")
     restore.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
+    export = sub.add_parser("export", help="export data as CSV")
+    exports = export.add_subparsers(dest="what", required=True)
+    trades = exports.add_parser("trades", help="a client's fills as CSV, oldest first (columns: see the README)")
+    trades.add_argument("--client", dest="client_name", required=True, help="the client's name")
+    trades.add_argument("--from", dest="start", help="first day or time (ISO 8601, UTC unless it says), included")
+    trades.add_argument("--to", dest="end", help="last day or time (ISO 8601, UTC unless it says), excluded")
+    trades.add_argument("--strategy-id", type=int, help="only this strategy's trades")
+    trades.add_argument("--output", "-o", help="write to this file (default: standard output)")
     backtest_cli.add_parsers(sub)
     symbols_cli.add_parsers(sub)
     candles_cli.add_parsers(sub)
@@ -348,6 +400,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command in candles_cli.COMMANDS:
         candles_cli.run(args, settings)
+        return
+    if args.command == "export":
+        cmd_export(settings, args.client_name, args.start, args.end, args.strategy_id, args.output)
         return
     if args.command in backtest_cli.COMMANDS:
         backtest_cli.run(args, settings)

@@ -4,6 +4,7 @@ loader shared across requests would cache one client's rows for another."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
-from domain.model import Ledger, Position, PositionStatus, Strategy, StrategyEvent, Symbol, Trade
+from domain.model import Ledger, Order, Position, PositionStatus, Strategy, StrategyEvent, Symbol, Trade
 from domain.ports import BatchReader, UnitOfWorkFactory
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-NESTED_LIMIT = 100  # newest nested positions/events per strategy
+NESTED_LIMIT = 100  # newest nested positions per strategy
 
 
 def _loader(
@@ -56,10 +57,16 @@ class Loaders:
     trades_by_position: DataLoader  # position id -> [Trade]
     positions_by_strategy: dict[PositionStatus | None, DataLoader]  # strategy id -> [Position]
     ledger: DataLoader  # strategy id -> Ledger
-    events_by_strategy: DataLoader  # strategy id -> [StrategyEvent]
+    # (page size + 1, before id, types) -> a loader: strategy id -> [StrategyEvent], one per page asked for
+    events_by_strategy: Callable[[int, int | None, tuple[str, ...] | None], DataLoader]
+    order: DataLoader  # id -> Order | None
+    orders_by_position: DataLoader  # position id -> [Order], oldest first
 
     def positions_of(self, status: PositionStatus | None) -> DataLoader:
         return self.positions_by_strategy[status]
+
+    def events_of(self, limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
+        return self.events_by_strategy(limit, before_id, types)
 
 
 def make_loaders(uow_factory: UnitOfWorkFactory) -> Loaders:
@@ -67,6 +74,14 @@ def make_loaders(uow_factory: UnitOfWorkFactory) -> Loaders:
         return _loader(
             uow_factory,
             lambda b, keys: b.positions_by_strategy(keys, status, NESTED_LIMIT),
+            _grouped("strategy_id"),
+        )
+
+    @functools.cache  # this request's loaders, one per page of events asked for
+    def events_loader(limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
+        return _loader(
+            uow_factory,
+            lambda b, keys: b.events_by_strategy(keys, limit, before_id=before_id, types=types),
             _grouped("strategy_id"),
         )
 
@@ -81,10 +96,10 @@ def make_loaders(uow_factory: UnitOfWorkFactory) -> Loaders:
             lambda b, keys: b.ledgers(keys),
             lambda keys, found: [found.get(k, Ledger(0, 0, 0)) for k in keys],  # type: ignore[arg-type]
         ),
-        events_by_strategy=_loader(
-            uow_factory, lambda b, keys: b.events_by_strategy(keys, NESTED_LIMIT), _grouped("strategy_id")
-        ),
+        events_by_strategy=events_loader,
+        order=_loader(uow_factory, lambda b, keys: b.orders(keys), _by_id),
+        orders_by_position=_loader(uow_factory, lambda b, keys: b.orders_by_position(keys), _grouped("position_id")),
     )
 
 
-__all__ = ["Loaders", "Position", "Strategy", "StrategyEvent", "Symbol", "Trade", "make_loaders"]
+__all__ = ["Loaders", "Order", "Position", "Strategy", "StrategyEvent", "Symbol", "Trade", "make_loaders"]

@@ -8,36 +8,37 @@ from typing import Annotated
 import strawberry
 
 from domain import model, views
-from domain.errors import ValidationError
-from domain.ports import Page
 from domain.services import auth
 from gql_api.backtest import BacktestQueries
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated
 from gql_api.types import (
+    DEFAULT_PAGE,
+    After,
     Candle,
     CapitalBalance,
     Client,
     Connection,
+    EventTypes,
+    First,
+    Order,
+    OrderStatus,
     Position,
     PositionsReport,
     PositionStatus,
     PriceQuote,
     ProfitReport,
     Strategy,
+    StrategyEvent,
     Symbol,
     Trade,
     TradesReport,
     connection,
-    decode_cursor,
+    page,
     parse_id,
 )
 
-DEFAULT_PAGE = 20
-
-First = Annotated[int, strawberry.argument(description="Page size (at most 100).")]
-After = Annotated[str | None, strawberry.argument(description="Cursor after which the page starts (from pageInfo).")]
-
+__all__ = ["DEFAULT_PAGE", "After", "First", "OwnClient", "Query", "own_client", "page"]
 
 OwnClient = Annotated[
     strawberry.ID | None,
@@ -51,14 +52,6 @@ def own_client(info: Info, client_id: strawberry.ID | None) -> int:
         assert info.context.client_id is not None  # IsAuthenticated ran first
         return info.context.client_id
     return parse_id(client_id, "Client")
-
-
-def page(info: Info, first: int, after: str | None) -> Page:
-    limit = info.context.app.settings.max_page_size
-    if not 1 <= first <= limit:
-        raise ValidationError(f"first must be between 1 and {limit}.", field="first", max=limit)
-    # One extra row tells whether a next page exists.
-    return Page(limit=first + 1, before_id=decode_cursor(after))
 
 
 @strawberry.type(description="Read Criptoren's strategies, positions, trades, capital, reports and prices.")
@@ -76,17 +69,25 @@ class Query(BacktestQueries):
             found = await views.strategy(uow, parse_id(id, "Strategy"), info.context.client_id)
         return Strategy.from_domain(found)
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="A client's strategies, newest first.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="A client's strategies, newest first; archived ones only with includeArchived.",
+    )
     async def strategies(
         self,
         info: Info,
         client_id: OwnClient = None,
         first: First = DEFAULT_PAGE,
         after: After = None,
+        include_archived: Annotated[
+            bool, strawberry.argument(description="Also the archived strategies (archiveStrategy).")
+        ] = False,
     ) -> Connection[Strategy]:
         p = page(info, first, after)
         async with info.context.app.uow() as uow:
-            rows = await views.strategies(uow, p, own_client(info, client_id), info.context.client_id)
+            rows = await views.strategies(
+                uow, p, own_client(info, client_id), info.context.client_id, include_archived=include_archived
+            )
         return connection(list(rows), first, Strategy.from_domain)
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="One position by id.")
@@ -152,6 +153,43 @@ class Query(BacktestQueries):
                 position_id=parse_id(position_id, "Position") if position_id is not None else None,
             )  # fmt: skip
         return connection(list(rows), first, Trade.from_domain)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Exchange orders, newest first, optionally of one strategy, position or status: filled, "
+        "resting (OPEN), rejected with the exchange's reason, unknown until reconciliation settles them.",
+    )
+    async def orders(
+        self,
+        info: Info,
+        strategy_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this strategy's.")] = None,
+        position_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this position's.")] = None,
+        status: Annotated[OrderStatus | None, strawberry.argument(description="Only this status.")] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> Connection[Order]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.orders(
+                uow, p, info.context.client_id,
+                strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
+                position_id=parse_id(position_id, "Position") if position_id is not None else None,
+                status=model.OrderStatus(status.value) if status else None,
+            )  # fmt: skip
+        return connection(list(rows), first, Order.from_domain)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Events of all your strategies, newest first, optionally of some types: a history without "
+        "a WebSocket (the positionEvents subscription delivers them live).",
+    )
+    async def events(
+        self, info: Info, types: EventTypes = None, first: First = DEFAULT_PAGE, after: After = None
+    ) -> Connection[StrategyEvent]:
+        p = page(info, first, after)
+        async with info.context.app.uow() as uow:
+            rows = await views.events(uow, p, info.context.client_id, types=types)
+        return connection(list(rows), first, StrategyEvent.from_domain)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],

@@ -16,6 +16,7 @@ from domain import model, views
 from domain.channel import Channel
 from domain.errors import NotFound, ValidationError
 from domain.model import Ledger
+from domain.ports import Page
 from gql_api.context import Info
 
 T = TypeVar("T")
@@ -83,9 +84,78 @@ class StrategyState(enum.Enum):
         description="A candle closed below the base: no entries until the channel is updated or re-activated.",
     )
     PAUSED = strawberry.enum_value("paused", description="Inactive: no entries; exits and scheduled sells still work.")
+    ARCHIVED = strawberry.enum_value(
+        "archived", description="Retired (archiveStrategy): it no longer trades; its history is kept."
+    )
+
+
+@strawberry.enum(description="Where an exchange order stands.")
+class OrderStatus(enum.Enum):
+    NEW = strawberry.enum_value("new", description="Recorded; not yet acknowledged by the exchange.")
+    OPEN = strawberry.enum_value(
+        "open", description="Resting on the exchange, waiting for its price (a scheduled sell's limit order)."
+    )
+    PARTIALLY_FILLED = strawberry.enum_value(
+        "partially_filled", description="Partly filled; the rest is still resting on the exchange."
+    )
+    FILLED = strawberry.enum_value("filled", description="Entirely filled.")
+    CANCELED = strawberry.enum_value("canceled", description="Cancelled (what it filled before stays filled).")
+    EXPIRED = strawberry.enum_value(
+        "expired", description="Ended without (more) fills: the unfilled rest of an immediate-or-cancel order."
+    )
+    REJECTED = strawberry.enum_value(
+        "rejected", description="Refused by the exchange (its reason in `reason`), or never received by it."
+    )
+    UNKNOWN = strawberry.enum_value(
+        "unknown",
+        description="Sent, but the exchange could not confirm it: awaiting reconciliation (within a minute).",
+    )
+
+
+@strawberry.enum(description="How an order executes.")
+class OrderType(enum.Enum):
+    MARKET = strawberry.enum_value("market", description="At the market price (entries, acceptLoss sells).")
+    LIMIT = strawberry.enum_value("limit", description="Never below its limit price (exits, scheduled sells).")
+
+
+@strawberry.enum(description="How long a limit order lives.")
+class TimeInForce(enum.Enum):
+    GTC = strawberry.enum_value("GTC", description="Good till cancelled: rests until filled (scheduled sells).")
+    IOC = strawberry.enum_value("IOC", description="Immediate or cancel: what cannot fill at once expires (exits).")
+
+
+@strawberry.enum(description="Why Criptoren sent an order (SPEC §4).")
+class OrderPurpose(enum.Enum):
+    ENTRY = strawberry.enum_value("entry", description="Rule 1: a system buy on the rise through the entry level.")
+    EXIT = strawberry.enum_value("exit", description="Rule 4: a system sell on the fall through the exit level.")
+    SCHEDULED_EXIT = strawberry.enum_value("scheduled_exit", description="Rule 6: a scheduled sell.")
+    MANUAL_BUY = strawberry.enum_value("manual_buy", description="Rule 8: a buy asked for by the user.")
+    MANUAL_SELL = strawberry.enum_value(
+        "manual_sell", description="Rule 8: a sell asked for by the user, never below the minimum sell price."
+    )
+    LOSS_EXIT = strawberry.enum_value("loss_exit", description="Rule 8: a sell with acceptLoss, at market.")
 
 
 # ---------------------------------------------------------------- pagination
+
+DEFAULT_PAGE = 20
+
+First = Annotated[int, strawberry.argument(description="Page size (at most 100).")]
+After = Annotated[str | None, strawberry.argument(description="Cursor after which the page starts (from pageInfo).")]
+EventTypes = Annotated[
+    list[str] | None,
+    strawberry.argument(
+        description='Only events of these types, e.g. ["position_opened", "entry_skipped"] (default: all).'
+    ),
+]
+
+
+def page(info: Info, first: int, after: str | None) -> Page:
+    limit = info.context.app.settings.max_page_size
+    if not 1 <= first <= limit:
+        raise ValidationError(f"first must be between 1 and {limit}.", field="first", max=limit)
+    # One extra row tells whether a next page exists.
+    return Page(limit=first + 1, before_id=decode_cursor(after))
 
 
 @strawberry.type(description="Where a page ends, and whether there is more.")
@@ -180,15 +250,24 @@ class StrategyEvent:
     position_id: strawberry.ID | None = strawberry.field(description="The position concerned, if any.")
     data: strawberry.scalars.JSON = strawberry.field(description="Details (prices, reasons) as JSON.")
     created_at: datetime = strawberry.field(description="When it happened (UTC).")
+    raw_order: strawberry.Private[model.Order | None] = None
 
     @classmethod
-    def from_domain(cls, e: model.StrategyEvent) -> StrategyEvent:
+    def from_domain(cls, e: model.StrategyEvent, order: model.Order | None = None) -> StrategyEvent:
         return cls(
             id=strawberry.ID(str(e.id)), strategy_id=strawberry.ID(str(e.strategy_id)), type=e.type,
             message=e.message,
             position_id=strawberry.ID(str(e.position_id)) if e.position_id else None,
             data=e.data, created_at=e.created_at,  # type: ignore[arg-type]
+            raw_order=order,
         )  # fmt: skip
+
+    @strawberry.field(
+        description="The order, as it stands after the change, for `order_updated` events (subscription "
+        "`positionEvents(includeOrders: true)`); null for the others."
+    )
+    def order(self) -> Order | None:
+        return Order.from_domain(self.raw_order) if self.raw_order is not None else None
 
 
 @strawberry.type(description="A channel-trading strategy on one symbol (SPEC §4).")
@@ -210,6 +289,9 @@ class Strategy:
     )
     created_at: datetime | None = strawberry.field(description="Creation time (UTC).")
     updated_at: datetime | None = strawberry.field(description="Last change (UTC).")
+    archived_at: datetime | None = strawberry.field(
+        description="When it was archived (archiveStrategy): it no longer trades. Null while it is not."
+    )
     symbol_id: strawberry.Private[int]
     strategy_id: strawberry.Private[int]
     channel: strawberry.Private[Channel]
@@ -223,11 +305,13 @@ class Strategy:
             buy_threshold=s.buy_threshold, sell_threshold=s.sell_threshold, min_profit=s.min_profit,
             timeframe=s.timeframe, is_active=s.is_active, is_armed=s.is_armed,
             channel_broken_at=s.channel_broken_at, created_at=s.created_at, updated_at=s.updated_at,
-            symbol_id=s.symbol_id, strategy_id=s.id, channel=s.channel,
+            archived_at=s.archived_at, symbol_id=s.symbol_id, strategy_id=s.id, channel=s.channel,
         )  # fmt: skip
 
     @strawberry.field(description="What the strategy will do on the next price move.")
     def state(self) -> StrategyState:
+        if self.archived_at is not None:
+            return StrategyState.ARCHIVED
         if not self.is_active:
             return StrategyState.PAUSED
         if self.channel_broken_at is not None:
@@ -262,10 +346,15 @@ class Strategy:
         rows = await info.context.loaders.positions_of(domain_status).load(self.strategy_id)
         return [Position.from_domain(p) for p in rows]
 
-    @strawberry.field(description="The strategy's newest events (at most 100).")
-    async def events(self, info: Info) -> list[StrategyEvent]:
-        rows = await info.context.loaders.events_by_strategy.load(self.strategy_id)
-        return [StrategyEvent.from_domain(e) for e in rows]
+    @strawberry.field(description="The strategy's events, newest first: entries, skips and their reasons, "
+                      "schedules, sells, capital movements, …")  # fmt: skip
+    async def events(
+        self, info: Info, types: EventTypes = None, first: First = DEFAULT_PAGE, after: After = None
+    ) -> Connection[StrategyEvent]:
+        p = page(info, first, after)
+        wanted = views.check_event_types(types)
+        rows = await info.context.loaders.events_of(p.limit, p.before_id, wanted).load(self.strategy_id)
+        return connection(list(rows), first, StrategyEvent.from_domain)
 
 
 @strawberry.type(description="An executed buy or sell.")
@@ -284,6 +373,7 @@ class Trade:
     strategy_id: strawberry.ID | None = strawberry.field(description="Strategy the trade belongs to.")
     symbol_id: strawberry.Private[int]
     raw_position_id: strawberry.Private[int | None]
+    raw_order_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_domain(cls, t: model.Trade) -> Trade:
@@ -293,7 +383,7 @@ class Trade:
             executed_at=t.executed_at,
             position_id=strawberry.ID(str(t.position_id)) if t.position_id else None,
             strategy_id=strawberry.ID(str(t.strategy_id)) if t.strategy_id else None,
-            symbol_id=t.symbol_id, raw_position_id=t.position_id,
+            symbol_id=t.symbol_id, raw_position_id=t.position_id, raw_order_id=t.order_id,
         )  # fmt: skip
 
     @strawberry.field(description="The traded symbol.")
@@ -306,6 +396,13 @@ class Trade:
             return None
         found = await info.context.loaders.position.load(self.raw_position_id)
         return Position.from_domain(found) if found else None
+
+    @strawberry.field(description="The exchange order this trade filled.")
+    async def order(self, info: Info) -> Order | None:
+        if self.raw_order_id is None:
+            return None
+        found = await info.context.loaders.order.load(self.raw_order_id)
+        return Order.from_domain(found) if found else None
 
 
 @strawberry.type(description="Base asset held by a strategy, from one buy until its sell.")
@@ -357,6 +454,79 @@ class Position:
     @strawberry.field(description="The buy and sell trades of the position, oldest first.")
     async def trades(self, info: Info) -> list[Trade]:
         return [Trade.from_domain(t) for t in await info.context.loaders.trades_by_position.load(self.position_id)]
+
+    @strawberry.field(
+        description="The exchange orders of the position, oldest first: its buy, and every sell attempt (filled, "
+        "resting, expired, rejected or unknown)."
+    )
+    async def orders(self, info: Info) -> list[Order]:
+        return [Order.from_domain(o) for o in await info.context.loaders.orders_by_position.load(self.position_id)]
+
+
+@strawberry.type(description="An order Criptoren sent to the exchange (or recorded before sending it), as it stands.")
+class Order:
+    id: strawberry.ID = strawberry.field(description="Order id.")
+    client_order_id: str = strawberry.field(
+        description="Criptoren's deterministic id of the order on the exchange (newClientOrderId)."
+    )
+    side: Side = strawberry.field(description="Buy or sell.")
+    type: OrderType = strawberry.field(description="Market or limit.")
+    time_in_force: TimeInForce | None = strawberry.field(description="GTC or IOC for limit orders.")
+    purpose: OrderPurpose = strawberry.field(description="Why it was sent: entry, exit, scheduled sell, manual …")
+    status: OrderStatus = strawberry.field(description="Where it stands on the exchange.")
+    reason: str | None = strawberry.field(
+        description="Why it was rejected (the exchange's message), or why its outcome is unknown."
+    )
+    requested_quantity: Decimal | None = d("Quantity asked for (base asset), when given by quantity.")
+    requested_quote: Decimal | None = d("Quote amount asked for, when a buy is given by value.")
+    price: Decimal | None = d("Limit price (limit orders).")
+    filled_quantity: Decimal = d("Quantity filled so far (base asset, gross).")
+    filled_quote: Decimal = d("Value filled so far (quote asset, gross).")
+    average_price: Decimal | None = d("Average fill price, once something filled.")
+    fee: Decimal = d("Fees charged so far, in `feeAsset`.")
+    fee_asset: str | None = strawberry.field(description="Asset the fee was charged in.")
+    exchange_order_id: str | None = strawberry.field(description="The exchange's id of the order, once known.")
+    created_at: datetime | None = strawberry.field(description="When it was recorded (UTC).")
+    updated_at: datetime | None = strawberry.field(description="Its last change (UTC).")
+    strategy_id: strawberry.ID | None = strawberry.field(description="Strategy it was sent for.")
+    position_id: strawberry.ID | None = strawberry.field(description="Position it opened or sells.")
+    symbol_id: strawberry.Private[int]
+    raw_strategy_id: strawberry.Private[int | None]
+    raw_position_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_domain(cls, o: model.Order) -> Order:
+        return cls(
+            id=strawberry.ID(str(o.id)), client_order_id=o.client_order_id, side=Side(o.side.value),
+            type=OrderType(o.type.value),
+            time_in_force=TimeInForce(o.time_in_force.value) if o.time_in_force else None,
+            purpose=OrderPurpose(o.purpose.value), status=OrderStatus(o.status.value), reason=o.error,
+            requested_quantity=o.requested_quantity, requested_quote=o.requested_quote, price=o.price,
+            filled_quantity=o.filled_quantity, filled_quote=o.filled_quote, average_price=o.average_price,
+            fee=o.fee, fee_asset=o.fee_asset, exchange_order_id=o.exchange_order_id, created_at=o.created_at,
+            updated_at=o.updated_at,
+            strategy_id=strawberry.ID(str(o.strategy_id)) if o.strategy_id else None,
+            position_id=strawberry.ID(str(o.position_id)) if o.position_id else None,
+            symbol_id=o.symbol_id, raw_strategy_id=o.strategy_id, raw_position_id=o.position_id,
+        )  # fmt: skip
+
+    @strawberry.field(description="The traded symbol.")
+    async def symbol(self, info: Info) -> Symbol:
+        return Symbol.from_domain(await info.context.loaders.symbol.load(self.symbol_id))
+
+    @strawberry.field(description="The strategy it was sent for.")
+    async def strategy(self, info: Info) -> Strategy | None:
+        if self.raw_strategy_id is None:
+            return None
+        found = await info.context.loaders.strategy.load(self.raw_strategy_id)
+        return Strategy.from_domain(found) if found else None
+
+    @strawberry.field(description="The position it opened or sells.")
+    async def position(self, info: Info) -> Position | None:
+        if self.raw_position_id is None:
+            return None
+        found = await info.context.loaders.position.load(self.raw_position_id)
+        return Position.from_domain(found) if found else None
 
 
 @strawberry.type(description="A capital movement of a strategy's ledger.")

@@ -12,7 +12,7 @@ there; its later fills are applied by `apply_order_update` (user data stream) an
 `reconcile_orders` (polling the exchange), both idempotent.
 
 Modules, by concern:
-- `strategies`, `capital`: clients, channels, activation; principal in and profit out;
+- `strategies`, `capital`: clients, channels, activation, archiving; principal in and out, profit out;
 - `orders`: manual buys and sells, scheduled sells (what a user asks for);
 - `engine_rules`: what a price move or a timeframe close triggers (what the market asks for);
 - `reconciliation`: what the exchange reports of orders, applied once;
@@ -23,7 +23,7 @@ Modules, by concern:
 The rule use cases are re-exported here: `services.buy(...)`, `services.process_price_move(...)`.
 """
 
-from domain.services.capital import allocate_capital, withdraw_profit
+from domain.services.capital import allocate_capital, withdraw_capital, withdraw_profit
 from domain.services.common import client_order_id, utcnow
 from domain.services.engine_rules import (
     TickOutcome,
@@ -40,7 +40,13 @@ from domain.services.reconciliation import (
     rest_scheduled_positions,
     resting_orders,
 )
-from domain.services.strategies import create_client, create_strategy, set_strategy_active, update_strategy
+from domain.services.strategies import (
+    archive_strategy,
+    create_client,
+    create_strategy,
+    set_strategy_active,
+    update_strategy,
+)
 
 __all__ = [
     "ABSENT",
@@ -48,6 +54,7 @@ __all__ = [
     "TickOutcome",
     "allocate_capital",
     "apply_order_update",
+    "archive_strategy",
     "buy",
     "cancel_scheduled_sell",
     "client_order_id",
@@ -66,5 +73,6 @@ __all__ = [
     "snapshot",
     "update_strategy",
     "utcnow",
+    "withdraw_capital",
     "withdraw_profit",
 ]

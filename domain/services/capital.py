@@ -1,4 +1,4 @@
-"""Use cases of the ledger: principal in, segregated profit out (rules 2, 7)."""
+"""Use cases of the ledger: principal in and back out, segregated profit out (rules 2, 7)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from domain.model import (
 from domain.ports import UnitOfWork
 from domain.services.common import (
     check_amount,
+    check_not_archived,
     fmt,
     get_strategy,
     record_event,
@@ -26,6 +27,7 @@ async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork) -> Capita
     check_amount("amount", cmd.amount)
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        check_not_archived(strategy)
         assert strategy.id is not None
         allocation = CapitalAllocation(
             client_id=strategy.client_id,
@@ -39,6 +41,40 @@ async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork) -> Capita
         uow.allocations.add(allocation)
         await uow.flush()
         record_event(uow, strategy, EventType.CAPITAL_ALLOCATED, f"{fmt(cmd.amount)} allocated.", amount=cmd.amount)
+        await uow.commit()
+    return allocation
+
+
+async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> CapitalAllocation:
+    """Take principal back (rule 2): at most the free principal — the bankroll minus the cost of the
+    open and scheduled positions, which stays theirs. Read under the strategy's row lock, which every
+    entry and buy takes too, so a concurrent entry cannot spend what is withdrawn (nor the reverse).
+    Entries from the next one on are sized on the smaller bankroll. Also from an archived strategy."""
+    check_amount("amount", cmd.amount)
+    async with uow:
+        strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        assert strategy.id is not None
+        ledger = await uow.allocations.ledger(strategy.id)
+        if cmd.amount > ledger.free:
+            raise InsufficientCapital(
+                f"Cannot withdraw {fmt(cmd.amount)}: the strategy's free principal is {fmt(ledger.free)} "
+                f"(principal {fmt(ledger.principal)}, of which {fmt(ledger.committed)} is held by its open and "
+                "scheduled positions).",
+                available=fmt(ledger.free),
+            )
+        allocation = CapitalAllocation(
+            client_id=strategy.client_id,
+            strategy_id=strategy.id,
+            amount=-cmd.amount,
+            kind=AllocationKind.WITHDRAWAL,
+            is_profit=False,
+            created_at=utcnow(),
+        )
+        uow.allocations.add(allocation)
+        await uow.flush()
+        record_event(
+            uow, strategy, EventType.CAPITAL_WITHDRAWN, f"{fmt(cmd.amount)} of principal withdrawn.", amount=cmd.amount
+        )
         await uow.commit()
     return allocation
 

@@ -45,6 +45,13 @@ async def get_strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None,
     return strategy
 
 
+def check_not_archived(strategy: Strategy) -> None:
+    """An archived strategy keeps its history but takes no new trades, money or changes (only its
+    principal and profit can still be taken back)."""
+    if strategy.is_archived:
+        raise InvalidState(f"Strategy {strategy.id} is archived.", status="archived")
+
+
 async def get_position(uow: UnitOfWork, position_id: int, client_id: int | None) -> tuple[Position, Strategy]:
     position = await uow.positions.get(position_id)
     if position is None or (client_id is not None and position.client_id != client_id):

@@ -26,6 +26,7 @@ from domain.model import (
 from domain.ports import Exchange, PriceSource, UnitOfWork
 from domain.services.common import (
     check_amount,
+    check_not_archived,
     fmt,
     get_position,
     get_strategy,
@@ -60,6 +61,7 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
         check_amount("quantity", cmd.quantity)
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        check_not_archived(strategy)
         if await uow.clients.paused([strategy.client_id]):
             raise InvalidState(
                 "Trading is paused for this client (resumeTrading ends the pause).", reason="trading_paused"

@@ -1,9 +1,11 @@
-"""Use cases of clients and strategies: creation, channel changes, activation (rules 1, 5, 11)."""
+"""Use cases of clients and strategies: creation, channel changes, activation (rules 1, 5, 11),
+retirement (archiving)."""
 
 from __future__ import annotations
 
 from domain import commands as cmds
 from domain.errors import (
+    InvalidState,
     NotFound,
     ValidationError,
 )
@@ -12,13 +14,15 @@ from domain.model import (
     Client,
     Strategy,
 )
-from domain.ports import Exchange, UnitOfWork
+from domain.ports import Exchange, Page, UnitOfWork
 from domain.services.common import (
+    check_not_archived,
     get_strategy,
     get_symbol,
     record_event,
     utcnow,
 )
+from domain.services.execution import UNSETTLED
 
 
 async def create_client(cmd: cmds.CreateClient, uow: UnitOfWork) -> Client:
@@ -65,6 +69,7 @@ async def update_strategy(cmd: cmds.UpdateStrategy, uow: UnitOfWork, exchange: E
     channel break (rule 5)."""
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        check_not_archived(strategy)
         symbol = await get_symbol(uow, strategy.symbol_id)
         exchange = await exchange.for_client(strategy.client_id)
 
@@ -88,11 +93,45 @@ async def set_strategy_active(cmd: cmds.SetStrategyActive, uow: UnitOfWork) -> S
     A paused strategy makes no entries; its scheduled sells and exits keep protecting profit."""
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        check_not_archived(strategy)
         if cmd.is_active:
             strategy.activate()
             record_event(uow, strategy, EventType.STRATEGY_ACTIVATED, "Strategy activated and armed.")
         elif strategy.is_active:
             strategy.deactivate()
             record_event(uow, strategy, EventType.STRATEGY_DEACTIVATED, "Strategy paused: no new entries.")
+        await uow.commit()
+    return strategy
+
+
+async def archive_strategy(cmd: cmds.ArchiveStrategy, uow: UnitOfWork) -> Strategy:
+    """Retire a strategy: it stops trading for good (the engine no longer looks at it), leaves the
+    lists (`strategies(includeArchived: true)` shows it) and frees its name; its history, positions,
+    trades and ledger stay. Refused (INVALID_STATE, naming them) while it holds open or scheduled
+    positions, or orders the exchange may still fill: they would be left without an engine. Under
+    the strategy's row lock, so no entry can open a position meanwhile. Its remaining principal
+    and profit can still be withdrawn."""
+    async with uow:
+        strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
+        check_not_archived(strategy)
+        assert strategy.id is not None
+        live = await uow.positions.list_live_by_strategy(strategy.id)
+        if live:
+            named = ", ".join(f"{p.id} ({p.status.value})" for p in live)
+            raise InvalidState(
+                f"Strategy {strategy.id} still holds open or scheduled positions: {named}. Sell them (or wait for "
+                "their sells) before archiving it.",
+                positions=",".join(str(p.id) for p in live),
+            )
+        pending = await uow.orders.list(Page(10), strategy_id=strategy.id, statuses=UNSETTLED)
+        if pending:
+            named = ", ".join(f"{o.client_order_id} ({o.status.value})" for o in pending)
+            raise InvalidState(
+                f"Strategy {strategy.id} has orders the exchange has not settled yet: {named}. Archive it once "
+                "reconciliation has settled them.",
+                orders=",".join(o.client_order_id for o in pending),
+            )
+        strategy.archive(utcnow())
+        record_event(uow, strategy, EventType.STRATEGY_ARCHIVED, f"Strategy {strategy.name!r} archived.")
         await uow.commit()
     return strategy

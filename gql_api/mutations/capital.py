@@ -1,4 +1,4 @@
-"""Capital mutations: allocate principal, withdraw profit."""
+"""Capital mutations: allocate principal, take principal back, withdraw profit."""
 
 from __future__ import annotations
 
@@ -31,6 +31,22 @@ class CapitalMutations:
     ) -> CapitalAllocation:
         cmd = cmds.AllocateCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id, note)
         return CapitalAllocation.from_domain(await services.allocate_capital(cmd, info.context.app.uow()))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Take principal back from a strategy: at most its free principal (what its open and "
+        "scheduled positions hold stays theirs; INSUFFICIENT_CAPITAL beyond). Entries from the next one on are "
+        "sized on the smaller bankroll. Recorded in the ledger as a withdrawal (a negative amount).",
+    )
+    async def withdraw_capital(
+        self,
+        info: Info,
+        strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")],
+        amount: Annotated[Decimal, strawberry.argument(description="Positive amount in the quote asset.")],
+    ) -> CapitalAllocation:
+        cmd = cmds.WithdrawCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id)
+        return CapitalAllocation.from_domain(await services.withdraw_capital(cmd, info.context.app.uow()))
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],

@@ -1,4 +1,4 @@
-"""Strategy mutations: create, update, activate/pause."""
+"""Strategy mutations: create, update, activate/pause, archive."""
 
 from __future__ import annotations
 
@@ -113,3 +113,17 @@ class StrategyMutations:
     ) -> Strategy:
         cmd = cmds.SetStrategyActive(parse_id(id, "Strategy"), is_active, info.context.client_id)
         return Strategy.from_domain(await services.set_strategy_active(cmd, info.context.app.uow()))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        extensions=[Audited()],
+        description="Retire a strategy: it stops trading, leaves the `strategies` list (includeArchived shows it) "
+        "and frees its name; its history, positions, trades and ledger stay, and its principal and profit can "
+        "still be withdrawn. Refused (INVALID_STATE, naming them) while it holds open or scheduled positions or "
+        "unsettled orders.",
+    )
+    async def archive_strategy(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
+    ) -> Strategy:
+        cmd = cmds.ArchiveStrategy(parse_id(id, "Strategy"), info.context.client_id)
+        return Strategy.from_domain(await services.archive_strategy(cmd, info.context.app.uow()))

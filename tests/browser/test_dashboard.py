@@ -223,3 +223,48 @@ async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
         await expect(page.locator("#backtest-summary")).to_contain_text("Entries / exits / wins")
     assert drawn["candles"] > 100 and drawn["trades"] > 0
     assert page.errors == []
+
+
+async def test_the_dashboard_exports_trades_withdraws_principal_and_archives(db: App, page: Any) -> None:
+    from domain import commands as cmds
+    from domain import services
+    from domain.channel import Channel
+    from gql_api.export import COLUMNS
+
+    await seed_demo(db.uow, db.exchange)
+    db.price_book.set("BTCUSDT", Decimal(102500))
+    bought = await services.buy(cmds.Buy(1, quote_amount=Decimal(400)), db.uow(), db.exchange, db.prices)
+    db.price_book.set("BTCUSDT", Decimal(110000))
+    await services.sell(cmds.Sell(bought.id or 0), db.uow(), db.exchange, db.prices)
+    await services.create_strategy(
+        cmds.CreateStrategy(1, "ETHUSDT", "Spare ETH", Channel(Decimal(2400), Decimal(2800))), db.uow(), db.exchange
+    )
+    async with servers.api_server(db) as host:
+        await log_in(page, f"http://{host}", db)
+        # The export: a CSV file of the client's fills, downloaded with the session's token.
+        async with page.expect_download() as started:
+            await page.click("#export-trades")
+        download = await started.value
+        lines = Path(await download.path()).read_text().splitlines()
+        assert download.suggested_filename.startswith("criptoren-trades-1-")
+        assert lines[0] == ",".join(COLUMNS) and [line.split(",")[2] for line in lines[1:]] == ["BUY", "SELL"]
+
+        # Principal back: the free principal shrinks.
+        demo_row = page.locator("#strategies tbody tr", has_text=DEMO)
+        await demo_row.locator("button[data-action=select]").click()
+        await page.fill("#fund-form input[name=amount]", "500")
+        await page.click("#fund-form button[data-action=withdraw]")
+        await expect(page.locator("#capital dd[data-k=principal]")).to_have_text("1,500.00")
+        await page.fill("#fund-form input[name=amount]", "5000")
+        await page.click("#fund-form button[data-action=withdraw]")
+        await expect(page.locator("#fund-form .form-error")).to_contain_text("free principal")
+
+        # Archive a paused strategy (confirmed by a second click): it leaves the list.
+        spare = page.locator("#strategies tbody tr", has_text="Spare ETH")
+        await expect(spare.locator("button[data-action=archive]")).to_have_count(0)  # active: pause it first
+        await spare.locator("button[data-action=pause]").click()
+        await spare.locator("button[data-action=archive]").click()
+        await expect(spare.locator("button[data-action=archive]")).to_have_text("Sure?")
+        await spare.locator("button[data-action=archive]").click()
+        await expect(page.locator("#strategies tbody tr")).to_have_count(1)
+        assert page.errors == [] and page.external_requests == []  # (a stopped server's page logs errors)

@@ -94,6 +94,38 @@ async def test_tour(db: App, gql: GraphQLClient) -> None:
     assert len(data["priceHistory"]) == 5
     assert data["currentPrice"]["price"] == "2600"
 
+    # Step 4: orders, events, principal back, retiring the strategy (the README's queries).
+    step4 = await gql.data(
+        """
+        query($s: ID!, $p: ID!) {
+          orders(strategyId: $s, first: 20) {
+            nodes { clientOrderId purpose side type status reason price filledQuantity averagePrice fee feeAsset
+                    position { id } }
+          }
+          position(id: $p) { orders { status purpose } trades { price order { clientOrderId } } }
+          events(types: ["entry_skipped", "order_refused"], first: 20) { nodes { type message strategyId createdAt } }
+          strategy(id: $s) { events(first: 10) { nodes { type message } pageInfo { hasNextPage endCursor } } }
+        }
+        """,
+        s=sid,
+        p=position["id"],
+    )
+    assert [(o["purpose"], o["status"], o["type"]) for o in step4["orders"]["nodes"]] == [
+        ("MANUAL_SELL", "FILLED", "LIMIT"),  # never below the minimum sell price
+        ("MANUAL_BUY", "FILLED", "MARKET"),
+    ]
+    assert [o["status"] for o in step4["position"]["orders"]] == ["FILLED", "FILLED"]
+    assert step4["events"]["nodes"] == []
+    assert step4["strategy"]["events"]["nodes"][0]["type"] == "position_closed"
+    withdrawn = await gql.data(
+        'mutation($s: ID!) { withdrawCapital(strategyId: $s, amount: "300") { amount kind } }', s=sid
+    )
+    assert withdrawn["withdrawCapital"] == {"amount": "-300", "kind": "withdrawal"}
+    archived = await gql.data("mutation($s: ID!) { archiveStrategy(id: $s) { state archivedAt } }", s=sid)
+    assert archived["archiveStrategy"]["state"] == "ARCHIVED"
+    listed = await gql.data("{ strategies(includeArchived: true) { nodes { id name state } } }")
+    assert {n["state"] for n in listed["strategies"]["nodes"]} == {"ARMED", "ARCHIVED"}
+
 
 # ---------------------------------------------------------------- the README's tour, as written
 
@@ -128,7 +160,7 @@ async def test_the_readme_tour_runs_as_written_on_a_demo_that_has_traded(db: App
     await trade_the_demo_for_a_while(db)
     db.price_book.set("ETHUSDT", Decimal("2450"))
     documents = tour_documents()
-    assert len(documents) == 8
+    assert len(documents) == 12
     variables: dict[str, str] = {}
     answers: list[dict[str, Any]] = []
     for document in documents:
@@ -151,3 +183,8 @@ async def test_the_readme_tour_runs_as_written_on_a_demo_that_has_traded(db: App
     results = answers[7]
     assert [t["side"] for t in results["positions"]["nodes"][0]["trades"]] == ["BUY", "SELL"]
     assert results["tradesReport"]["trades"] == 2
+    history = answers[8]
+    assert [o["purpose"] for o in history["orders"]["nodes"]] == ["MANUAL_SELL", "MANUAL_BUY"]
+    assert answers[9]["withdrawCapital"] == {"amount": "-300", "kind": "withdrawal"}
+    assert answers[10]["archiveStrategy"]["state"] == "ARCHIVED"
+    assert {n["state"] for n in answers[11]["strategies"]["nodes"]} == {"ARMED", "ARCHIVED"}

@@ -91,3 +91,34 @@ async def test_loaders_return_results_in_key_order_with_none_for_misses(db: App)
     loaders = make_loaders(db.uow)
     symbols = await loaders.symbol.load_many([2, 999, 1])
     assert [s.symbol if s else None for s in symbols] == ["ETHUSDT", None, "BTCUSDT"]
+
+
+ORDERS_AND_EVENTS = """
+query($first: Int!) {
+  positions(first: $first) {
+    nodes {
+      id orders { id status } trades { order { clientOrderId } }
+      strategy { events(first: 3) { nodes { type } } }
+    }
+  }
+  orders(first: $first) { nodes { id position { id } strategy { name } symbol { symbol } } }
+}
+"""
+
+
+async def test_orders_and_events_of_a_list_cost_a_fixed_number_of_statements(db: App, gql: GraphQLClient) -> None:
+    """Position.orders, Trade.order, Order.position/strategy/symbol and Strategy.events are loaded in
+    batches: one statement per kind, whatever the length of the list."""
+    await _positions(db, 60)
+    await gql.login()
+    counts = {}
+    for first in (2, 50):
+        with count_statements(db) as statements:
+            data = await gql.data(ORDERS_AND_EVENTS, first=first)
+        nodes = data["positions"]["nodes"]
+        assert len(nodes) == first and all(n["orders"] and n["strategy"]["events"]["nodes"] for n in nodes)
+        assert all(t["order"]["clientOrderId"] for n in nodes for t in n["trades"])
+        assert len(data["orders"]["nodes"]) == first
+        counts[first] = len(statements)
+    assert counts[2] == counts[50], counts
+    assert counts[50] <= 10, counts

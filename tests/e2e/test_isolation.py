@@ -44,6 +44,7 @@ class Owner:
     spare: int  # open too
     scheduled: int
     closed: int
+    retired: int  # a second strategy, without positions: archivable
     api_key: str
     api_secret: str
 
@@ -72,10 +73,17 @@ async def _owner(db: App, client_id: int, name: str) -> Owner:
     db.price_book.set("ETHUSDT", Decimal("2600"))
     await services.sell(cmds.Sell(closed_id), db.uow(), db.exchange, db.prices)  # a profit: withdrawable
     db.price_book.set("ETHUSDT", Decimal("2450"))
+    retired = await services.create_strategy(
+        cmds.CreateStrategy(client_id, "ETHUSDT", f"{name} retired", Channel(Decimal("2400"), Decimal("2800"))),
+        db.uow(),
+        db.exchange,
+    )
+    assert retired.id is not None
     credentials = await auth.issue_credentials(cmds.IssueCredentials(client_id), db.uow(), datetime.now(UTC))
     return Owner(
-        client_id, strategy.id, open_id, spare_id, scheduled_id, closed_id, credentials.api_key, credentials.api_secret
-    )
+        client_id, strategy.id, open_id, spare_id, scheduled_id, closed_id, retired.id, credentials.api_key,
+        credentials.api_secret,
+    )  # fmt: skip
 
 
 @dataclass
@@ -108,6 +116,8 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "positions": ("query($s: ID) { positions(strategyId: $s) { nodes { id } } }", {"s": "{strategy}"}),
     "scheduledSells": ("{ scheduledSells { nodes { id } } }", {}),
     "trades": ("query($p: ID) { trades(positionId: $p) { nodes { id } } }", {"p": "{closed}"}),
+    "orders": ("query($s: ID) { orders(strategyId: $s) { nodes { id status } } }", {"s": "{strategy}"}),
+    "events": ("{ events(first: 100) { nodes { id strategyId } } }", {}),
     "capitalBalance": ("query($c: ID) { capitalBalance(clientId: $c) { principal } }", {"c": "{client}"}),
     "capitalBalances": ("query($c: ID) { capitalBalances(clientId: $c) { asset principal } }", {"c": "{client}"}),
     "profitReport": ("query($s: ID!) { profitReport(strategyId: $s) { closedPositions } }", {"s": "{strategy}"}),
@@ -141,6 +151,11 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
         'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "10") { id } }',
         {"s": "{strategy}"},
     ),
+    "withdrawCapital": (
+        'mutation($s: ID!) { withdrawCapital(strategyId: $s, amount: "10") { id } }',
+        {"s": "{strategy}"},
+    ),
+    "archiveStrategy": ("mutation($s: ID!) { archiveStrategy(id: $s) { id state } }", {"s": "{retired}"}),
     "withdrawProfit": (
         'mutation($s: ID!) { withdrawProfit(strategyId: $s, amount: "0.01") { id } }',
         {"s": "{strategy}"},
@@ -165,6 +180,10 @@ ABOUT_THE_CALLER = {
     "scheduledSells": lambda data, w: {n["id"] for n in data["scheduledSells"]["nodes"]} == {str(w.a.scheduled)},
     "positionsReport": lambda data, w: not w.b.positions & {p["id"] for p in data["positionsReport"]["positions"]},
     "tradesReport": lambda data, w: data["tradesReport"]["trades"] == 5,  # A's 4 buys and 1 sell, not B's
+    "events": lambda data, w: (
+        bool(data["events"]["nodes"])
+        and not {str(w.b.strategy), str(w.b.retired)} & {n["strategyId"] for n in data["events"]["nodes"]}
+    ),
 }
 # Fields about the caller that this world's caller is refused, with the code: A holds positions, so
 # its exchange keys cannot change (a position bought on one account cannot be sold on another).
@@ -302,14 +321,24 @@ async def test_the_lists_of_a_client_hold_only_its_own_objects(gql: GraphQLClien
     for owner, other in ((world.a, world.b), (world.b, world.a)):
         client = gql.as_client(owner.client)
         data = await client.data(
-            """{ strategies { nodes { id } } positions(first: 100) { nodes { id } } scheduledSells { nodes { id } }
-                 trades(first: 100) { nodes { position { id } } } positionsReport { positions { id } } }"""
+            """{ strategies(includeArchived: true) { nodes { id } } positions(first: 100) { nodes { id } }
+                 scheduledSells { nodes { id } } trades(first: 100) { nodes { position { id } order { id } } }
+                 positionsReport { positions { id } }
+                 orders(first: 100) { nodes { id position { id } strategy { id } } }
+                 events(first: 100) { nodes { strategyId } } }"""
         )
         assert {n["id"] for n in data["positions"]["nodes"]} == owner.positions
         assert {n["id"] for n in data["scheduledSells"]["nodes"]} == {str(owner.scheduled)}
         assert {n["position"]["id"] for n in data["trades"]["nodes"]} <= owner.positions
         assert {p["id"] for p in data["positionsReport"]["positions"]} == owner.positions
         assert str(other.strategy) not in {n["id"] for n in data["strategies"]["nodes"]}
+        own_strategies = {n["id"] for n in data["strategies"]["nodes"]}
+        assert {str(owner.strategy), str(owner.retired)} <= own_strategies
+        assert {n["position"]["id"] for n in data["orders"]["nodes"]} == owner.positions
+        assert {n["strategy"]["id"] for n in data["orders"]["nodes"]} == {str(owner.strategy)}
+        order_ids = {n["id"] for n in data["orders"]["nodes"]}
+        assert {n["order"]["id"] for n in data["trades"]["nodes"]} <= order_ids
+        assert {n["strategyId"] for n in data["events"]["nodes"]} <= own_strategies
 
 
 async def test_bad_tokens_are_refused_on_every_private_field(db: App, gql: GraphQLClient, world: World) -> None:

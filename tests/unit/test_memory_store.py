@@ -4,9 +4,15 @@ one side and not the other fails this test."""
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, UniqueConstraint
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 
 from domain.adapters.persistence import memory, memory_schema, orm
+from domain.channel import Channel
+from domain.model import Strategy
 
 # memory table name -> the PostgreSQL table it mirrors
 SQL_TABLE = {
@@ -37,4 +43,39 @@ def test_unique_keys_are_the_schemas() -> None:
         table = orm.metadata.tables[sql_name]
         in_sql = {tuple(c.name for c in u.columns) for u in table.constraints if isinstance(u, UniqueConstraint)}
         in_sql |= {(c.name,) for c in table.columns if c.unique}
-        assert set(memory_schema.UNIQUE.get(name, ())) == in_sql, name
+        in_sql |= {tuple(c.name for c in i.columns) for i in table.indexes if isinstance(i, Index) and i.unique}
+        assert set(memory.UNIQUE.get(name, ())) == in_sql, name
+
+
+def test_partial_unique_indexes_are_the_schemas() -> None:
+    """A unique index with a WHERE (e.g. names unique among strategies not archived) is mirrored
+    with the same condition."""
+    in_sql = {}
+    for name, sql_name in SQL_TABLE.items():
+        for index in orm.metadata.tables[sql_name].indexes:
+            where = index.dialect_options["postgresql"]["where"]
+            if index.unique and where is not None:
+                in_sql[(name, tuple(c.name for c in index.columns))] = str(where)
+    assert {key: text for key, (text, _) in memory_schema.PARTIAL_UNIQUE.items()} == in_sql
+
+
+async def test_an_archived_strategy_frees_its_name_in_memory_too() -> None:
+    store = memory.seeded_store()
+    uow = memory.MemoryUnitOfWork(store)
+
+    def strategy() -> Strategy:
+        return Strategy.open(1, 1, "Same name", Channel(Decimal(100), Decimal(120)))
+
+    async with uow:
+        uow.strategies.add(first := strategy())
+        await uow.commit()
+        uow.strategies.add(strategy())
+        with pytest.raises(memory.MemoryIntegrityError):
+            await uow.flush()
+    async with uow:
+        archived = await uow.strategies.get(first.id)  # type: ignore[arg-type]
+        archived.archive(datetime.now(UTC))
+        uow.strategies.add(second := strategy())
+        await uow.commit()
+    async with uow:
+        assert (await uow.strategies.find(1, "Same name")).id == second.id  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """Events on Redis pub/sub: ticks, fills and strategy events travel from the workers (and the API's
 own mutations) to every API instance, which fans them out to subscribers.
 
-Channels (under the configured prefix): `<p>:ticks:<SYMBOL>`, `<p>:fills`, `<p>:events`.
+Channels (under the configured prefix): `<p>:ticks:<SYMBOL>`, `<p>:fills`, `<p>:events`, and
+`<p>:orders` (every order a transaction recorded or changed, in its committed state).
 Payloads are JSON with decimals as strings.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from domain.model import StrategyEvent, Trade
+from domain.model import Order, StrategyEvent, Trade
 
 log = logging.getLogger("criptoren.bus")
 
@@ -39,6 +40,19 @@ def trade_payload(t: Trade) -> dict[str, Any]:
         "position_id": t.position_id, "order_id": t.order_id, "side": t.side.value, "price": t.price,
         "quantity": t.quantity, "quote_amount": t.quote_amount, "fees": t.fees, "fee_asset": t.fee_asset,
         "profit": t.profit, "notes": t.notes, "executed_at": t.executed_at,
+    }  # fmt: skip
+
+
+def order_payload(o: Order) -> dict[str, Any]:
+    return {
+        "id": o.id, "client_order_id": o.client_order_id, "client_id": o.client_id, "symbol_id": o.symbol_id,
+        "strategy_id": o.strategy_id, "position_id": o.position_id, "side": o.side.value, "type": o.type.value,
+        "purpose": o.purpose.value, "time_in_force": o.time_in_force.value if o.time_in_force else None,
+        "status": o.status.value, "requested_quantity": o.requested_quantity, "requested_quote": o.requested_quote,
+        "price": o.price, "filled_quantity": o.filled_quantity, "filled_quote": o.filled_quote,
+        "average_price": o.average_price, "fee": o.fee, "fee_asset": o.fee_asset,
+        "exchange_order_id": o.exchange_order_id, "error": o.error, "created_at": o.created_at,
+        "updated_at": o.updated_at,
     }  # fmt: skip
 
 
@@ -74,10 +88,12 @@ class RedisEventBus:
         data = json.loads(raw)
         return Decimal(data["price"]), datetime.fromisoformat(data["at"])
 
-    async def publish(self, events: Sequence[StrategyEvent], trades: Sequence[Trade]) -> None:
+    async def publish(
+        self, events: Sequence[StrategyEvent], trades: Sequence[Trade], orders: Sequence[Order] = ()
+    ) -> None:
         """Publish what a committed transaction recorded. Failures are logged: the database stays
         the source of truth, and subscribers can re-read it."""
-        if not events and not trades:
+        if not events and not trades and not orders:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -85,6 +101,8 @@ class RedisEventBus:
                     pipe.publish(self.channel("fills"), dumps(trade_payload(t)))
                 for e in events:
                     pipe.publish(self.channel("events"), dumps(event_payload(e)))
+                for o in orders:
+                    pipe.publish(self.channel("orders"), dumps(order_payload(o)))
                 await pipe.execute()
         except Exception:  # the commit already happened; never turn it into an error
-            log.exception("Could not publish %d events and %d fills", len(events), len(trades))
+            log.exception("Could not publish %d events, %d fills and %d orders", len(events), len(trades), len(orders))

@@ -11,8 +11,9 @@ semantics of the SQLAlchemy adapters that the services rely on:
   every query flushes first (SQLAlchemy's autoflush), so queries see the transaction's own changes;
 - commit publishes only the rows that changed (an UPDATE of dirty rows), as clones: an object held
   by the caller after the commit reflects the committed state but is not the store's row;
-- the tables' unique and check constraints (`domain.adapters.persistence.orm`) are enforced at flush and raise
-  `MemoryIntegrityError`; id sequences are not rolled back, as in PostgreSQL.
+- the tables' unique and check constraints (`domain.adapters.persistence.orm`, mirrored in
+  `memory_schema`) are enforced at flush and raise `MemoryIntegrityError`; id sequences are not
+  rolled back, as in PostgreSQL.
 
 Speed (a backtest runs thousands of transactions over a growing store): a transaction copies only
 the rows it touches (copy on write), and the queries of the engine's hot path — a symbol's
@@ -30,7 +31,7 @@ from operator import attrgetter
 from typing import Any, Self
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
-from domain.adapters.persistence.memory_schema import UNIQUE, unique_key, violated_check
+from domain.adapters.persistence.memory_schema import CHECKS, INDEXES, LIVE, UNIQUE, unique_key
 from domain.model import (
     AuditEntry,
     Candle,
@@ -49,7 +50,6 @@ from domain.model import (
 )
 from domain.ports import CandlePrices, Page, TickRow
 
-LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
 
 TABLES: dict[str, type] = {
@@ -154,21 +154,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# Secondary indexes over the committed rows: table -> index name -> the row's key (None: not indexed).
-INDEXES: dict[str, dict[str, Callable[[Any], Hashable]]] = {
-    "strategies": {"symbol": lambda s: s.symbol_id},
-    "positions": {
-        "live_strategy": lambda p: p.strategy_id if p.status in LIVE else None,
-        "live_client": lambda p: p.client_id if p.status in LIVE else None,
-    },
-    "allocations": {
-        "strategy": lambda a: (a.strategy_id, a.is_profit),
-        "client": lambda a: a.client_id,
-    },
-    "orders": {"status": lambda o: o.status},
-    "events": {"strategy": lambda e: e.strategy_id},
-    "candles": {"series": lambda c: (c.symbol_id, c.interval)},
-}
+# ---------------------------------------------------------------- constraints (memory_schema)
+
+
+def _check(table: str, o: Any) -> None:
+    for name, ok in CHECKS.get(table, {}).items():
+        if not ok(o):
+            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(o)!r}")
 
 
 # ---------------------------------------------------------------- the store
@@ -202,7 +194,7 @@ class MemoryStore:
         self.rows[table][row_id] = row
         indexes = INDEXES.get(table, {})
         keys = [key_of(row) for key_of in indexes.values()]
-        uniques = [unique_key(row, columns) for columns in UNIQUE.get(table, ())]
+        uniques = [unique_key(table, row, columns) for columns in UNIQUE.get(table, ())]
         old = self._filed[table].get(row_id)
         if old is not None and old == (keys, uniques):
             return
@@ -326,7 +318,7 @@ class MemoryUnitOfWork:
                 if original is not None and self._dirty(obj, original):
                     if table in WITH_UPDATED_AT:
                         obj.updated_at = now = now or _now()
-                    self._check_row(table, obj)
+                    _check(table, obj)
                     self._check_unique(table, obj)
         if not self._pending:
             return
@@ -337,7 +329,7 @@ class MemoryUnitOfWork:
                 obj.created_at = now
             if table in WITH_UPDATED_AT and obj.updated_at is None:
                 obj.updated_at = now
-            self._check_row(table, obj)
+            _check(table, obj)
             self._check_unique(table, obj)
             obj.id = self.store.next_id(table)
             self._loaded[table][obj.id] = (obj, None)
@@ -359,14 +351,9 @@ class MemoryUnitOfWork:
         values: tuple[Any, ...] = _columns(type(obj)).read_compared(obj)
         return values != original
 
-    def _check_row(self, table: str, obj: Any) -> None:
-        name = violated_check(table, obj)
-        if name is not None:
-            raise MemoryIntegrityError(f"{table}: check constraint {name!r} violated by {row_values(obj)!r}")
-
     def _check_unique(self, table: str, obj: Any) -> None:
         for columns in UNIQUE.get(table, ()):
-            key = unique_key(obj, columns)
+            key = unique_key(table, obj, columns)
             if key is None:
                 continue
             loaded = self._loaded[table]
@@ -374,10 +361,10 @@ class MemoryUnitOfWork:
             if owner is not None and owner != obj.id:
                 # The committed owner collides unless this transaction changed its key.
                 mine = loaded.get(owner)
-                if mine is None or unique_key(mine[0], columns) == key:
+                if mine is None or unique_key(table, mine[0], columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
             for other, _ in loaded.values():
-                if other is not obj and unique_key(other, columns) == key:
+                if other is not obj and unique_key(table, other, columns) == key:
                     raise MemoryIntegrityError(f"{table}: duplicate key {dict(zip(columns, key, strict=True))}")
 
     def _add(self, table: str, obj: Any) -> None:
@@ -439,7 +426,7 @@ class MemoryUnitOfWork:
         """The row with a unique key, or None."""
         owner = self.store.unique_owner(table, columns, key)
         rows = self._select(
-            table, lambda o: unique_key(o, columns) == key, candidates=() if owner is None else (owner,)
+            table, lambda o: unique_key(table, o, columns) == key, candidates=() if owner is None else (owner,)
         )
         return rows[0] if rows else None
 
@@ -521,8 +508,10 @@ class MemoryStrategyRepository(_Repository):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None:
         return self._get(strategy_id)
 
-    async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]:
-        return self.uow._page(self.table, page, lambda s: s.client_id == client_id)
+    async def list_by_client(self, client_id: int, page: Page, *, include_archived: bool = False) -> Sequence[Strategy]:
+        return self.uow._page(
+            self.table, page, lambda s: s.client_id == client_id and (include_archived or s.archived_at is None)
+        )
 
     def _candidates(self, symbol_id: int, strategy_ids: Collection[int] | None) -> Collection[int]:
         return self.uow.store.ids(self.table, "symbol", symbol_id) if strategy_ids is None else strategy_ids
@@ -538,6 +527,7 @@ class MemoryStrategyRepository(_Repository):
             lambda s: (
                 s.symbol_id == symbol_id
                 and (wanted is None or s.id in wanted)
+                and s.archived_at is None
                 and (s.is_active or self.uow._has_live_positions(s.id))
             ),
             candidates=self._candidates(symbol_id, strategy_ids),
@@ -560,7 +550,7 @@ class MemoryStrategyRepository(_Repository):
         wanted = None if strategy_ids is None else set(strategy_ids)
         return self.uow._select(
             self.table,
-            lambda s: s.symbol_id == symbol_id and (wanted is None or s.id in wanted),
+            lambda s: s.symbol_id == symbol_id and s.archived_at is None and (wanted is None or s.id in wanted),
             candidates=self._candidates(symbol_id, strategy_ids),
         )
 
@@ -639,6 +629,23 @@ class MemoryOrderRepository(_Repository):
         for status in wanted:
             candidates.update(self.uow.store.ids(self.table, "status", status))
         return self.uow._select(self.table, lambda o: o.position_id == position_id and o.status in wanted, candidates)
+
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+        statuses: Sequence[OrderStatus] | None = None,
+    ) -> Sequence[Order]:
+        wanted = {"client_id": client_id, "strategy_id": strategy_id, "position_id": position_id}
+        filters = {k: v for k, v in wanted.items() if v is not None}
+
+        def where(o: Order) -> bool:
+            return (statuses is None or o.status in statuses) and all(getattr(o, k) == v for k, v in filters.items())
+
+        return self.uow._page(self.table, page, where)
 
 
 class MemoryTradeRepository(_Repository):

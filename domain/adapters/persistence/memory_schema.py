@@ -1,15 +1,16 @@
-"""The schema's constraints as the in-memory store enforces them: the check constraints and unique
-keys of the tables in `domain.adapters.persistence.orm`, by table and name (a test ties the two:
-tests/unit/test_memory_store.py)."""
+"""The schema's constraints and the secondary indexes of the in-memory store (`memory.py`): its
+check constraints, unique keys (partial ones with their WHERE) and indexes, by memory table name.
+`tests/unit/test_memory_store.py` ties them to the SQLAlchemy tables (`orm`) they mirror."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from domain.model import AllocationKind, PositionStatus
 
+LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
@@ -55,15 +56,7 @@ CHECKS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "candles": {"ohlc_consistent": _ohlc_consistent},
 }
 
-
-def violated_check(table: str, o: Any) -> str | None:
-    """The name of the first check constraint of `table` that the row `o` violates, if any."""
-    for name, ok in CHECKS.get(table, {}).items():
-        if not ok(o):
-            return name
-    return None
-
-
+# Unique keys: unique constraints, unique columns and unique indexes of the schema.
 UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
     "clients": (("api_key",),),
     "symbols": (("symbol",),),
@@ -72,8 +65,35 @@ UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
     "candles": (("symbol_id", "interval", "open_time"),),
     "refresh_tokens": (("token_hash",),),
 }
+# Partial unique indexes: a row is in the index only when it matches the index's WHERE (orm's
+# `postgresql_where`, quoted here so that the test can tie the two).
+PARTIAL_UNIQUE: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Any], bool]]] = {
+    ("strategies", ("client_id", "name")): ("archived_at IS NULL", lambda s: s.archived_at is None),
+}
 
 
-def unique_key(obj: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
+def unique_key(table: str, obj: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The row's key in a unique index; None when it cannot collide (a NULL, or outside a partial
+    index's WHERE)."""
+    partial = PARTIAL_UNIQUE.get((table, columns))
+    if partial is not None and not partial[1](obj):
+        return None
     key = tuple(getattr(obj, c) for c in columns)
     return None if any(k is None for k in key) else key  # NULLs never collide
+
+
+# Secondary indexes over the committed rows: table -> index name -> the row's key (None: not indexed).
+INDEXES: dict[str, dict[str, Callable[[Any], Hashable]]] = {
+    "strategies": {"symbol": lambda s: s.symbol_id},
+    "positions": {
+        "live_strategy": lambda p: p.strategy_id if p.status in LIVE else None,
+        "live_client": lambda p: p.client_id if p.status in LIVE else None,
+    },
+    "allocations": {
+        "strategy": lambda a: (a.strategy_id, a.is_profit),
+        "client": lambda a: a.client_id,
+    },
+    "orders": {"status": lambda o: o.status},
+    "events": {"strategy": lambda e: e.strategy_id},
+    "candles": {"series": lambda c: (c.symbol_id, c.interval)},
+}

@@ -174,7 +174,17 @@ strategies = Table(
     Column("entry_seq", Integer, nullable=False, server_default=text("0")),
     _created(),
     _updated(),
-    UniqueConstraint("client_id", "name", name="uq_strategies_client_name"),
+    # Set when the user archives it (`archiveStrategy`): it stops trading and leaves the lists.
+    Column("archived_at", DateTime(timezone=True)),
+    # Names are unique among a client's strategies that are not archived: an archived one frees its
+    # name (a partial unique index; the in-memory store mirrors its WHERE).
+    Index(
+        "uq_strategies_client_name",
+        "client_id",
+        "name",
+        unique=True,
+        postgresql_where=text("archived_at IS NULL"),
+    ),
     CheckConstraint("base_price > 0", name="base_positive"),
     CheckConstraint("top_price > base_price", name="top_above_base"),
     CheckConstraint("capital_percentage > 0 AND capital_percentage <= 100", name="capital_percentage_range"),
@@ -246,6 +256,7 @@ orders = Table(
     CheckConstraint("client_order_id ~ '^[.A-Z:/a-z0-9_-]{1,36}$'", name="client_order_id_format"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_position", "position_id"),
+    Index("ix_orders_client_id_desc", "client_id", text("id DESC")),
 )
 
 trades = Table(
@@ -270,6 +281,8 @@ trades = Table(
     Index("ix_trades_symbol_executed", "symbol_id", "executed_at"),
     Index("ix_trades_position", "position_id"),
     Index("ix_trades_client_id_desc", "client_id", text("id DESC")),
+    # The export (`/export/trades.csv`): a client's trades in time order, keyset on (time, id).
+    Index("ix_trades_client_executed", "client_id", "executed_at", "id"),
 )
 
 capital_allocations = Table(
@@ -307,6 +320,7 @@ strategy_events = Table(
     Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _created(),
     Index("ix_strategy_events_strategy_id_desc", "strategy_id", text("id DESC")),
+    Index("ix_strategy_events_client_id_desc", "client_id", text("id DESC")),
 )
 
 historical_prices = Table(

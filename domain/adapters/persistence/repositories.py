@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,12 +24,13 @@ from domain.model import (
     Position,
     PositionStatus,
     RefreshToken,
+    Side,
     Strategy,
     StrategyEvent,
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, Page, TickRow
+from domain.ports import CandlePrices, ExportedTrade, Page, TickRow
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -97,18 +98,33 @@ def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
 
 def _watched_by_engine():  # type: ignore[no-untyped-def]
     """Strategies the engine looks at: active ones, and paused ones still holding open or scheduled
-    positions (their exits and scheduled sells keep working)."""
+    positions (their exits and scheduled sells keep working) — never archived ones."""
     t, held = orm.strategies, orm.positions.alias("held")
     holds_live = select(held.c.id).where(held.c.strategy_id == t.c.id, held.c.status.in_([s.value for s in LIVE]))
-    return or_(t.c.is_active, holds_live.exists())
+    return and_(t.c.archived_at.is_(None), or_(t.c.is_active, holds_live.exists()))
 
 
 @functools.cache
-def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
-    """The engine's hot query, built once (statement construction costs more than running it):
-    strategies of a symbol that are active or hold positions, each with its principal, its client's
-    trading pause and live positions; strategy rows locked. Positions of a strategy change only under
-    its lock."""
+def _tick_lock_statement(by_ids: bool):  # type: ignore[no-untyped-def]
+    """Lock the strategies of a symbol that the engine looks at (active, or holding positions), in id
+    order; returns their ids. Built once (statement construction costs more than running it)."""
+    t = orm.strategies
+    stmt = (
+        select(t.c.id)
+        .where(t.c.symbol_id == bindparam("symbol_id"), _watched_by_engine())
+        .order_by(t.c.id)
+        .with_for_update(of=t)
+    )
+    if by_ids:
+        stmt = stmt.where(t.c.id.in_(bindparam("ids", expanding=True)))
+    return stmt
+
+
+@functools.cache
+def _tick_statement():  # type: ignore[no-untyped-def]
+    """The engine's hot query, built once: locked strategies (by id), each with its principal, its
+    client's trading pause and live positions. Positions and allocations of a strategy change only
+    under its lock."""
     t, p, a, c = orm.strategies, orm.positions, orm.capital_allocations, orm.clients
     live = [s.value for s in LIVE]
     principal = (
@@ -124,17 +140,13 @@ def _tick_statement(by_ids: bool):  # type: ignore[no-untyped-def]
         .scalar_subquery()
         .label("trading_pause")
     )
-    stmt = (
+    return (
         select(Strategy, principal, pause, Position)
         .select_from(t)
         .outerjoin(p, and_(p.c.strategy_id == t.c.id, p.c.status.in_(live)))
-        .where(t.c.symbol_id == bindparam("symbol_id"), _watched_by_engine())
+        .where(t.c.id.in_(bindparam("ids", expanding=True)))
         .order_by(t.c.id, p.c.id)
-        .with_for_update(of=t)
     )
-    if by_ids:
-        stmt = stmt.where(t.c.id.in_(bindparam("ids", expanding=True)))
-    return stmt
 
 
 class SqlAlchemyStrategyRepository(_Base):
@@ -144,18 +156,27 @@ class SqlAlchemyStrategyRepository(_Base):
             Strategy, strategy_id, with_for_update=for_update or None, populate_existing=for_update or None
         )
 
-    async def list_by_client(self, client_id: int, page: Page) -> Sequence[Strategy]:
+    async def list_by_client(self, client_id: int, page: Page, *, include_archived: bool = False) -> Sequence[Strategy]:
         t = orm.strategies
-        stmt = _keyset(select(Strategy).where(t.c.client_id == client_id), t, page)
-        return (await self.session.execute(stmt)).scalars().all()
+        stmt = select(Strategy).where(t.c.client_id == client_id)
+        if not include_archived:
+            stmt = stmt.where(t.c.archived_at.is_(None))
+        return (await self.session.execute(_keyset(stmt, t, page))).scalars().all()
 
     async def lock_for_tick(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[TickRow]:
+        """Lock, then read — two statements, not one: a statement that waits for a row lock sees the
+        other tables as they were when it started (READ COMMITTED re-reads only the rows it locks), so
+        a principal or positions read by the locking statement itself could miss a withdrawal or a buy
+        committed while it waited, and an entry would spend principal that is gone."""
         params: dict[str, Any] = {"symbol_id": symbol_id}
         if strategy_ids is not None:
             params["ids"] = list(strategy_ids)
+        locked = (await self.session.execute(_tick_lock_statement(strategy_ids is not None), params)).scalars().all()
+        if not locked:
+            return []
         out: dict[int, TickRow] = {}
         for strategy, amount, pause, position in (
-            await self.session.execute(_tick_statement(strategy_ids is not None), params)
+            await self.session.execute(_tick_statement(), {"ids": list(locked)})
         ).all():
             row = out.get(strategy.id)
             if row is None:
@@ -166,7 +187,7 @@ class SqlAlchemyStrategyRepository(_Base):
 
     async def list_by_symbol(self, symbol_id: int, strategy_ids: Collection[int] | None = None) -> Sequence[Strategy]:
         t = orm.strategies
-        stmt = select(Strategy).where(t.c.symbol_id == symbol_id).order_by(t.c.id)
+        stmt = select(Strategy).where(t.c.symbol_id == symbol_id, t.c.archived_at.is_(None)).order_by(t.c.id)
         if strategy_ids is not None:
             stmt = stmt.where(t.c.id.in_(list(strategy_ids)))
         return (await self.session.execute(stmt)).scalars().all()
@@ -186,7 +207,7 @@ class SqlAlchemyStrategyRepository(_Base):
 
     async def find(self, client_id: int, name: str) -> Strategy | None:
         t = orm.strategies
-        stmt = select(Strategy).where(t.c.client_id == client_id, t.c.name == name)
+        stmt = select(Strategy).where(t.c.client_id == client_id, t.c.name == name, t.c.archived_at.is_(None))
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
 
@@ -271,6 +292,28 @@ class SqlAlchemyOrderRepository(_Base):
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalars().all()
 
+    async def list(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+        statuses: Sequence[OrderStatus] | None = None,
+    ) -> Sequence[Order]:
+        t = orm.orders
+        stmt = select(Order)
+        for column, value in (
+            (t.c.client_id, client_id),
+            (t.c.strategy_id, strategy_id),
+            (t.c.position_id, position_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if statuses is not None:
+            stmt = stmt.where(t.c.status.in_([s.value for s in statuses]))
+        return (await self.session.execute(_keyset(stmt, t, page))).scalars().all()
+
 
 class SqlAlchemyTradeRepository(_Base):
     async def list(
@@ -293,6 +336,42 @@ class SqlAlchemyTradeRepository(_Base):
             if value is not None:
                 stmt = stmt.where(column == value)
         return (await self.session.execute(_keyset(stmt, t, page))).scalars().all()
+
+    async def export_page(
+        self,
+        client_id: int,
+        after: tuple[datetime, int] | None,
+        limit: int,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        strategy_id: int | None = None,
+    ) -> Sequence[ExportedTrade]:
+        """Plain rows (no entities) from the (client, time, id) index: a page costs what it holds."""
+        t, sy, st, o = orm.trades, orm.symbols, orm.strategies, orm.orders
+        columns = (
+            t.c.id, t.c.executed_at, sy.c.symbol, t.c.side, t.c.price, t.c.quantity, t.c.quote_amount, t.c.fees,
+            t.c.fee_asset, t.c.profit, t.c.strategy_id, st.c.name, t.c.position_id, o.c.client_order_id,
+        )  # fmt: skip
+        stmt = (
+            select(*columns)
+            .join(sy, sy.c.id == t.c.symbol_id)
+            .outerjoin(st, st.c.id == t.c.strategy_id)
+            .outerjoin(o, o.c.id == t.c.order_id)
+            .where(t.c.client_id == client_id)
+            .order_by(t.c.executed_at, t.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(t.c.executed_at, t.c.id) > tuple_(*after))
+        if start is not None:
+            stmt = stmt.where(t.c.executed_at >= start)
+        if end is not None:
+            stmt = stmt.where(t.c.executed_at < end)
+        if strategy_id is not None:
+            stmt = stmt.where(t.c.strategy_id == strategy_id)
+        rows = (await self.session.execute(stmt)).all()
+        return [ExportedTrade(r[0], r[1], r[2], Side(r[3]), *r[4:]) for r in rows]
 
 
 class SqlAlchemyAllocationRepository(_Base):
@@ -352,6 +431,17 @@ class SqlAlchemyEventRepository(_Base):
         t = orm.strategy_events
         stmt = select(StrategyEvent).where(t.c.strategy_id == strategy_id).order_by(t.c.id.desc()).limit(limit)
         return (await self.session.execute(stmt)).scalars().all()
+
+    async def list(
+        self, page: Page, *, client_id: int | None = None, types: Sequence[str] | None = None
+    ) -> Sequence[StrategyEvent]:
+        t = orm.strategy_events
+        stmt = select(StrategyEvent)
+        if client_id is not None:
+            stmt = stmt.where(t.c.client_id == client_id)
+        if types is not None:
+            stmt = stmt.where(t.c.type.in_(list(types)))
+        return (await self.session.execute(_keyset(stmt, t, page))).scalars().all()
 
 
 class SqlAlchemyCandleRepository(_Base):
@@ -604,16 +694,36 @@ class SqlAlchemyBatchReader(_Base):
             for sid, principal, profit, committed in (await self.session.execute(stmt)).all()
         }
 
-    async def events_by_strategy(self, strategy_ids: Sequence[int], per_strategy: int) -> Sequence[StrategyEvent]:
+    async def events_by_strategy(
+        self,
+        strategy_ids: Sequence[int],
+        per_strategy: int,
+        *,
+        before_id: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Sequence[StrategyEvent]:
         e = orm.strategy_events
         rank = func.row_number().over(partition_by=e.c.strategy_id, order_by=e.c.id.desc()).label("rank")
-        ranked = select(e.c.id, rank).where(e.c.strategy_id.in_(strategy_ids)).subquery()
+        inner = select(e.c.id, rank).where(e.c.strategy_id.in_(strategy_ids))
+        if before_id is not None:
+            inner = inner.where(e.c.id < before_id)
+        if types is not None:
+            inner = inner.where(e.c.type.in_(list(types)))
+        ranked = inner.subquery()
         stmt = (
             select(StrategyEvent)
             .join(ranked, ranked.c.id == e.c.id)
             .where(ranked.c.rank <= per_strategy)
             .order_by(e.c.id.desc())
         )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def orders(self, ids: Sequence[int]) -> Sequence[Order]:
+        return await self._by_ids(Order, orm.orders, ids)
+
+    async def orders_by_position(self, position_ids: Sequence[int]) -> Sequence[Order]:
+        o = orm.orders
+        stmt = select(Order).where(o.c.position_id.in_(position_ids)).order_by(o.c.id)
         return (await self.session.execute(stmt)).scalars().all()
 
 

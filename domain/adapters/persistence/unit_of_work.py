@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Protocol, Self
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from domain.adapters.persistence import orm
 from domain.adapters.persistence.repositories import (
@@ -28,7 +31,7 @@ from domain.adapters.persistence.repositories import (
     SqlAlchemySymbolRepository,
     SqlAlchemyTradeRepository,
 )
-from domain.model import StrategyEvent, Trade
+from domain.model import Order, StrategyEvent, Trade
 
 
 def make_engine(url: str, **kw: object) -> AsyncEngine:
@@ -36,13 +39,29 @@ def make_engine(url: str, **kw: object) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kw)  # type: ignore[arg-type]
 
 
+class CriptorenSession(Session):
+    """A session that remembers the orders its flushes inserted or changed (`changed_orders`), so
+    that the unit of work publishes them once the transaction has committed."""
+
+
+@event.listens_for(CriptorenSession, "after_flush")
+def _remember_changed_orders(session: Session, _flush_context: object) -> None:
+    # After a flush, `new` and `dirty` still hold what it wrote (SQLAlchemy's documented state).
+    changed: dict[int, Order] = session.info.setdefault("changed_orders", {})
+    for obj in chain(session.new, session.dirty):
+        if isinstance(obj, Order) and (obj in session.new or session.is_modified(obj)):
+            changed[id(obj)] = obj
+
+
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # Objects stay readable after commit: services return them to the API.
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CriptorenSession)
 
 
 class Publisher(Protocol):
-    async def publish(self, events: Sequence[StrategyEvent], trades: Sequence[Trade]) -> None: ...
+    async def publish(
+        self, events: Sequence[StrategyEvent], trades: Sequence[Trade], orders: Sequence[Order] = ()
+    ) -> None: ...
 
 
 class _Recording:
@@ -92,15 +111,17 @@ class SqlAlchemyUnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         events, trades = self.new_events[:], self.new_trades[:]
+        orders = list(self.session.info.pop("changed_orders", {}).values())
         self.new_events.clear()
         self.new_trades.clear()
         if self.publisher is not None:
-            await self.publisher.publish(events, trades)
+            await self.publisher.publish(events, trades, orders)
 
     async def rollback(self) -> None:
         await self.session.rollback()
         self.new_events.clear()
         self.new_trades.clear()
+        self.session.info.pop("changed_orders", None)
 
     async def flush(self) -> None:
         await self.session.flush()

@@ -100,6 +100,30 @@ export class Session {
     return body.data;
   }
 
+  /** A file the API serves to the logged-in client (e.g. /export/trades.csv): its Blob and file name. */
+  async download(path) {
+    const get = async () => {
+      try {
+        return await fetch(path, { headers: { Authorization: `Bearer ${await this.accessToken()}` } });
+      } catch (e) {
+        throw new ApiError(`The server cannot be reached (${e.message}).`, "NETWORK");
+      }
+    };
+    let response = await get();
+    if (response.status === 401) {
+      await this.refresh(); // expired meanwhile: refresh once and retry
+      response = await get();
+    }
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      if (body?.errors?.length) throw ApiError.from(body.errors[0]);
+      throw new ApiError(`The server answered ${response.status}.`, "HTTP");
+    }
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const name = /filename="([^"]+)"/.exec(disposition)?.[1] || "export.csv";
+    return { blob: await response.blob(), name };
+  }
+
   /** A valid access token, refreshed first when it is about to expire. */
   async accessToken() {
     if (!this.tokens) throw new ApiError("Log in first.", "UNAUTHENTICATED");

@@ -1,6 +1,7 @@
 // Criptoren's dashboard: strategies, a live channel chart, positions, scheduled sells, capital, the
-// emergency stop and backtests, over the GraphQL API (HTTP for queries and mutations, WebSocket
-// subscriptions for prices, fills and position events). Plain ES modules, no build step.
+// emergency stop, the trade export (CSV) and backtests, over the GraphQL API (HTTP for queries and
+// mutations, WebSocket subscriptions for prices, fills and position events). Plain ES modules, no
+// build step.
 //
 // Server data reaches the page as text nodes only (never as HTML). Money arrives as decimal strings;
 // the page shows them as they are and uses floating point only for display arithmetic
@@ -54,6 +55,7 @@ const STATES = {
   CHANNEL_BROKEN: ["channel broken", "bad"],
   PAUSED: ["paused", "off"],
   NEEDS_CAPITAL: ["needs capital", "wait"],
+  ARCHIVED: ["archived", "off"],
 };
 
 // An active strategy with no principal cannot enter (rule 2): say so rather than "armed".
@@ -76,7 +78,7 @@ const DASHBOARD = `query Dashboard {
   capitalBalances { asset principal committed free profit total }
 }`;
 const SELECTED = `query Selected($id: ID!, $symbol: String!) {
-  strategy(id: $id) { events { id type message createdAt strategyId } }
+  strategy(id: $id) { events(first: 50) { nodes { id type message createdAt strategyId } } }
   trades(strategyId: $id, first: 50) { nodes { side price executedAt } }
   priceHistory(symbol: $symbol, interval: "1m", limit: ${HISTORY_CANDLES}) { closeTime open high low close }
   currentPrice(symbol: $symbol) { price at }
@@ -106,6 +108,7 @@ const state = {
   subscribedSymbols: "",
   stopPrices: null,
   paused: false,
+  confirmArchive: null, // the strategy whose Archive button waits for its confirming click
 };
 let chart = null;
 let pollTimer = null;
@@ -221,6 +224,20 @@ function renderStrategies() {
           { type: "button", class: "small ghost", "data-action": s.isActive ? "pause" : "activate", "data-id": s.id },
           s.isActive ? "Pause" : "Activate",
         ),
+        // A paused strategy can be retired (archiveStrategy), confirmed by a second click.
+        s.isActive
+          ? null
+          : h(
+              "button",
+              {
+                type: "button",
+                class: state.confirmArchive === s.id ? "small danger" : "small ghost",
+                "data-action": "archive",
+                "data-id": s.id,
+                title: "Retire it: it stops trading and leaves this list; its history is kept",
+              },
+              state.confirmArchive === s.id ? "Sure?" : "Archive",
+            ),
       ),
     );
   });
@@ -393,7 +410,7 @@ async function selectStrategy(id) {
     for (const t of [...data.trades.nodes].reverse()) {
       chart.mark(t.side === "BUY" ? "buy" : "sell", t.price, t.side, Date.parse(t.executedAt));
     }
-    state.events = data.strategy.events.slice(0, EVENTS_KEPT);
+    state.events = data.strategy.events.nodes.slice(0, EVENTS_KEPT);
     renderEvents();
   }
   for (const tick of state.pendingTicks) chart.push(tick.price, tick.at);
@@ -596,23 +613,44 @@ async function onAction(event) {
     case "cancel-form":
       $("#strategy-form").hidden = true;
       break;
+    case "archive":
+      // Confirmed by a second click, like the emergency stop (kept in the state: a refresh redraws the rows).
+      if (state.confirmArchive !== id) {
+        state.confirmArchive = id;
+        renderStrategies();
+        return;
+      }
+      state.confirmArchive = null;
+      await run(async () => {
+        await session.request("mutation Archive($id: ID!) { archiveStrategy(id: $id) { id state } }", { id });
+        await refresh();
+      });
+      renderStrategies();
+      break;
+    case "withdraw":
+      await submitFund(event, "withdraw");
+      break;
+    case "export-trades":
+      await exportTrades();
+      break;
     default:
       break;
   }
 }
 
-async function submitFund(event) {
+const FUND = "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount } }";
+const WITHDRAW = "mutation Withdraw($id: ID!, $amount: Decimal!) { withdrawCapital(strategyId: $id, amount: $amount) { id amount } }";
+
+/** Add principal to the selected strategy, or (`withdraw`) take free principal back. */
+async function submitFund(event, kind = "allocate") {
   event.preventDefault();
-  const form = event.target;
+  const form = $("#fund-form");
   const error = $(".form-error", form);
   error.textContent = "";
   const amount = form.elements.amount.value.trim();
   if (!state.selectedId || !amount) return;
   await run(async () => {
-    await session.request(
-      "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount } }",
-      { id: state.selectedId, amount },
-    );
+    await session.request(kind === "withdraw" ? WITHDRAW : FUND, { id: state.selectedId, amount });
     form.reset();
     await refresh();
   }, error);
@@ -631,6 +669,19 @@ async function submitRowFund(event) {
       { id: form.dataset.id, amount },
     );
     await refresh();
+  });
+}
+
+/** The client's fills as CSV (GET /export/trades.csv with the access token), saved as a file. */
+async function exportTrades() {
+  await run(async () => {
+    const { blob, name } = await session.download("/export/trades.csv");
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
   });
 }
 
