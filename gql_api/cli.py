@@ -52,10 +52,22 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings) -> None:
-    from domain.adapters.bootstrap import resolve_database_url, upgrade_to_head
+    """Upgrade the schema, and make sure the base symbols (BTCUSDT, ETHUSDT) exist: a fresh
+    deployment can create strategies before a worker has synced the symbols from Binance (or where
+    it cannot reach Binance). Idempotent."""
+    from domain.adapters.bootstrap import open_database, resolve_database_url, seed, upgrade_to_head
 
     upgrade_to_head(resolve_database_url(settings))
-    log.info("Database schema is up to date.")
+
+    async def base_symbols() -> list[str]:
+        db = open_database(settings)
+        try:
+            return [s.symbol for s in await seed.seed_symbols(db.uow)]
+        finally:
+            await db.close()
+
+    added = asyncio.run(base_symbols())
+    log.info("Database schema is up to date%s.", f"; symbols added: {', '.join(added)}" if added else "")
 
 
 async def _seed(settings: Settings, only_if_empty: bool) -> bool:

@@ -265,3 +265,26 @@ async def test_candles_import_loads_a_csv_for_backtests(db: App, tmp_path: Path)
     refused = await asyncio.to_thread(cli_command, db, "candles", "import", str(bad), "--symbol", "ETHUSDT",
                                       "--interval", "4h")  # fmt: skip
     assert refused.returncode == 1 and "bad.csv:2" in refused.stderr
+
+
+def test_migrate_on_a_fresh_database_adds_the_base_symbols() -> None:
+    """A compose deployment runs only `criptoren migrate` before the API: strategies on BTCUSDT and
+    ETHUSDT must be possible before a worker has synced the symbols (issue 18's finding)."""
+    from tests import services as test_services
+
+    admin = test_services.server_url()
+    url = test_services.create_database(admin)
+    try:
+        env = {**os.environ, "DATABASE_URL": url}
+        done = subprocess.run(
+            [sys.executable, "-m", "gql_api.cli", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        listed = subprocess.run(
+            [sys.executable, "-m", "gql_api.cli", "symbols", "list"], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert "BTCUSDT" in listed.stdout and "ETHUSDT" in listed.stdout
+    finally:
+        test_services.drop_database(admin, url)
