@@ -189,6 +189,8 @@ async def test_the_backtest_view_draws_a_result(db: App, page: Any) -> None:
     async with servers.api_server(db) as host:
         await log_in(page, f"http://{host}", db)
         await page.click("#tabs button[data-tab=backtest]")
+        # The page has settled: the form lists the strategies (else it would run without one).
+        await expect(page.locator("#backtest-form select[name=strategyId] option")).to_have_count(1)
         await page.click("#backtest-form button[type=submit]")
         await wait_until(page, "window.criptoren.backtest() !== null")
         drawn = await page.evaluate("window.criptoren.backtest()")
