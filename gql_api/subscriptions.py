@@ -8,7 +8,7 @@ API instance serves any subscriber. Fills, events and orders are scoped to the c
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -78,7 +78,7 @@ def _order_event(p: dict[str, Any]) -> StrategyEvent:
     """An order's change as an event of its strategy (`order_updated`), the order attached. Not stored:
     its id names the order and the time of the change."""
     order = _order(p)
-    at = order.updated_at or order.created_at or datetime.now().astimezone()
+    at = order.updated_at or order.created_at or datetime.now(UTC)
     what = f"{order.purpose.value.replace('_', ' ')} {order.side.value} ({order.type.value})"
     message = f"Order {order.client_order_id}, {what}: {order.status.value.replace('_', ' ')}"
     if order.filled_quantity > 0 and order.average_price is not None:

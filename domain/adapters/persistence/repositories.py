@@ -349,6 +349,7 @@ class SqlAlchemyTradeRepository(_Base):
     ) -> Sequence[ExportedTrade]:
         """Plain rows (no entities) from the (client, time, id) index: a page costs what it holds."""
         t, sy, st, o = orm.trades, orm.symbols, orm.strategies, orm.orders
+        # In the order of ExportedTrade's fields.
         columns = (
             t.c.id, t.c.executed_at, sy.c.symbol, t.c.side, t.c.price, t.c.quantity, t.c.quote_amount, t.c.fees,
             t.c.fee_asset, t.c.profit, t.c.strategy_id, st.c.name, t.c.position_id, o.c.client_order_id,

@@ -773,6 +773,7 @@ async function submitBacktest(event) {
   const error = $(".form-error", form);
   error.textContent = "";
   const input = { strategyId: form.elements.strategyId.value, interval: form.elements.interval.value, maxTrades: 1000 };
+  if (!input.strategyId) delete input.strategyId; // none listed yet: the API then asks for a channel
   for (const name of ["basePrice", "topPrice"]) {
     const value = form.elements[name].value.trim();
     if (value) input[name] = value;
