@@ -1,10 +1,11 @@
-"""Hostile clients over WebSocket (issue 17, items 1–3; issue 14, item 5), against uvicorn on a
-real socket: a huge message, limits bypassed over the socket, a client that never reads, close
-reasons.
+"""Hostile clients over WebSocket (issue 17, items 1–4; issue 14, item 5), against uvicorn on a
+real socket: a huge message, limits bypassed over the socket, a client that never reads, the
+audit log as a disk filler, close reasons.
 
 Each test reproduces what was found: before the fix, a 15 MB document froze the server; 700
 operations on one socket were all answered; a socket that did not read stalled every other
-subscriber of the same subscription; close reasons were a Python dict's repr.
+subscriber of the same subscription; 8 MB arguments went whole into the audit log; close reasons
+were a Python dict's repr.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 import pytest
 import websockets
 from graphql import GraphQLError
+from sqlalchemy import text
 
 from domain.adapters.bootstrap import App, metrics
 from domain.services import utcnow
@@ -244,3 +246,36 @@ async def test_close_reasons_are_plain_sentences(db: App) -> None:
     long = close_reason("A reason of many words, " * 20 + "é")
     assert len(long.encode()) <= MAX_CLOSE_REASON_BYTES and long.endswith("…")
     assert close_reason("Unicode — cut safely " * 10).encode().decode()  # never a broken character
+
+
+# ---------------------------------------------------------------- 4. the audit log as a disk filler
+
+LOGIN = "mutation($k: String!, $s: String!) { login(apiKey: $k, apiSecret: $s) { accessToken } }"
+
+
+async def test_the_audit_log_cannot_fill_the_disk(db: App) -> None:
+    # The finding: three anonymous logins with an 8 MB apiKey added 24 MiB to audit_log (the key
+    # unredacted, the arguments untruncated).
+    async with servers.api_server(db) as host:
+        for _ in range(3):  # over WebSocket: refused before it is decoded, nothing runs
+            ws = await open_socket(host)
+            await ws.send(subscribe("login", LOGIN, {"k": "k" * 8_000_000, "s": "cs_x"}))
+            assert await closed_with(ws) == 1009
+        async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+            # Under the body limit but over the text limit: refused before anything runs.
+            huge = {"query": LOGIN, "variables": {"k": "k" * 90_000, "s": "cs_x"}}
+            body = (await http.post("/graphql", json=huge)).json()
+            assert body["errors"][0]["extensions"]["code"] == "VALIDATION"
+            assert "limited to 10,000 characters" in body["errors"][0]["message"]
+            # Under both: recorded, the key reduced to a hint (or redacted when it is no key at all).
+            for key in ("ck_" + "k" * 9_000, "ck_abcdefgh1234"):
+                body = (await http.post("/graphql", json={"query": LOGIN, "variables": {"k": key, "s": "cs_x"}})).json()
+                assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    async with db.engine.connect() as conn:
+        query = text("SELECT arguments, pg_column_size(arguments) FROM audit_log ORDER BY id")
+        rows = (await conn.execute(query)).all()
+    assert [r[0] for r in rows] == [
+        {"apiKey": "[redacted]", "apiSecret": "[redacted]"},
+        {"apiKey": "…1234", "apiSecret": "[redacted]"},
+    ]
+    assert all(size < 200 for _, size in rows)
