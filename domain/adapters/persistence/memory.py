@@ -25,12 +25,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Self
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
+from domain.channel import EPOCH
 from domain.model import (
     AllocationKind,
     AuditEntry,
@@ -48,7 +49,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, Page, TickRow
+from domain.ports import Page, TickRow
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -779,6 +780,10 @@ class MemoryEventRepository(_Repository):
         return list(reversed(rows))[:limit]
 
 
+def _epoch_ms(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(milliseconds=1)
+
+
 class MemoryCandleRepository(_Repository):
     def _series(self, symbol_id: int, interval: str, where: Callable[[Candle], bool]) -> list[Candle]:
         return self.uow._select(
@@ -807,14 +812,14 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         return rows[-limit:] if limit > 0 else []
 
-    async def price_rows(
+    async def price_csv(
         self,
         symbol_id: int,
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int | None = None,
-    ) -> Sequence[CandlePrices]:
+    ) -> bytes:
         rows = self._series(
             symbol_id,
             interval,
@@ -823,7 +828,8 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
-        return [(c.open_time, c.open, c.high, c.low, c.close) for c in rows]
+        lines = (f"{_epoch_ms(c.open_time)},{c.open},{c.high},{c.low},{c.close}\n" for c in rows)
+        return "".join(lines).encode()
 
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
