@@ -137,6 +137,7 @@ class BacktestPool:
             self._owners.discard(owner)
 
     def close(self) -> None:
+        """Stop the pool's processes: at once when idle; a backtest running is not waited for."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=not self._owners, cancel_futures=True)
             self._executor = None
