@@ -780,10 +780,6 @@ class MemoryEventRepository(_Repository):
         return list(reversed(rows))[:limit]
 
 
-def _epoch_ms(at: datetime) -> int:
-    return (at - EPOCH) // timedelta(milliseconds=1)
-
-
 class MemoryCandleRepository(_Repository):
     def _series(self, symbol_id: int, interval: str, where: Callable[[Candle], bool]) -> list[Candle]:
         return self.uow._select(
@@ -828,7 +824,8 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
-        lines = (f"{_epoch_ms(c.open_time)},{c.open},{c.high},{c.low},{c.close}\n" for c in rows)
+        ms = timedelta(milliseconds=1)
+        lines = (f"{(c.open_time - EPOCH) // ms},{c.open},{c.high},{c.low},{c.close}\n" for c in rows)
         return "".join(lines).encode()
 
     async def aggregate(
