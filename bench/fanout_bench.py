@@ -130,8 +130,10 @@ def main() -> None:
     port = free_port()
     try:
         upgrade_to_head(url)
+        # Every subscriber comes from 127.0.0.1: the per-address limits are raised to let them in.
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
-               "LOG_LEVEL": "WARNING", "PORT": str(port)}  # fmt: skip
+               "LOG_LEVEL": "WARNING", "PORT": str(port), "WS_MAX_CONNECTIONS_PER_IP": str(2 * n),
+               "RATE_LIMIT_PER_MINUTE": str(100 * n)}  # fmt: skip
         subprocess.run([sys.executable, "-m", "gql_api.cli", "seed-demo"], cwd=ROOT, env=env, check=True)
         server = subprocess.Popen([sys.executable, "-m", "gql_api.cli", "serve"], cwd=ROOT, env=env)
         wait_port(port)

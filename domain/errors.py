@@ -75,3 +75,18 @@ class Unauthenticated(DomainError):
     """Missing, invalid or expired credentials or tokens. Deliberately vague: it never says which."""
 
     code = "UNAUTHENTICATED"
+
+
+class SessionRevoked(Unauthenticated):
+    """A refresh token presented again after its rotation: the whole session was revoked.
+    `session_id` tells the API which session's access tokens to end too; it is never shown."""
+
+    def __init__(self, message: str, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
+class Busy(DomainError):
+    """The server runs as much of this expensive work as it allows at once: retry later."""
+
+    code = "BUSY"

@@ -252,10 +252,6 @@ class EventRepository(Protocol):
         ...
 
 
-# (open time, open, high, low, close) of a stored candle: what a backtest reads.
-CandlePrices = tuple[datetime, Decimal, Decimal, Decimal, Decimal]
-
-
 class CandleRepository(Protocol):
     async def upsert(self, candles: Sequence[Candle]) -> int: ...
     async def history(self, symbol_id: int, interval: str, limit: int) -> Sequence[Candle]:
@@ -264,16 +260,17 @@ class CandleRepository(Protocol):
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None: ...
 
-    async def price_rows(
+    async def price_csv(
         self,
         symbol_id: int,
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int | None = None,
-    ) -> Sequence[CandlePrices]:
-        """(open time, open, high, low, close) of the candles with open time in [start, end), oldest
-        first; with `limit`, the latest `limit` of them. Plain rows, for backtests."""
+    ) -> bytes:
+        """The candles with open time in [start, end) as CSV lines `open_time_ms,open,high,low,close`
+        (prices exact, as stored), oldest first; with `limit`, the latest `limit` of them. The
+        leanest form for a backtest over a large range (`CandleSeries.from_csv`)."""
         ...
 
     async def aggregate(

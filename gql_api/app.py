@@ -3,6 +3,8 @@ export at /export/trades.csv (gql_api/export.py) and the dashboard at / (gql_api
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -16,15 +18,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types.unset import UNSET, UnsetType
 
 from domain.adapters.bootstrap import App, bootstrap, metrics
 from domain.adapters.config import Settings
 from domain.errors import Unauthenticated
 from gql_api import web
-from gql_api.auth import access_tokens, authenticate, authenticate_connection, bearer_token
+from gql_api.auth import (
+    REVOKED_CHANNEL,
+    TokenClaims,
+    access_tokens,
+    authenticate,
+    authenticate_connection,
+    bearer_token,
+)
 from gql_api.broadcast import Broadcaster
 from gql_api.context import Context, make_context
 from gql_api.export import trades_csv
@@ -68,20 +75,15 @@ class CriptorenGraphQL(GraphQL[Context, None]):
             raise json.JSONDecodeError("the body is not a JSON object", "", 0)
         return value
 
-    async def ws_context(self, websocket: WebSocket, payload: dict[str, Any]) -> Context:
+    async def ws_context(self, websocket: WebSocket, payload: dict[str, Any]) -> tuple[Context, TokenClaims | None]:
         """The context of a WebSocket connection (gql_api/ws.py), authenticated by its
-        `connection_init` payload; a refused token raises PermissionError (close 4403)."""
+        `connection_init` payload; a refused token raises `Unauthenticated` (close 4403)."""
         context = make_context(self.app, websocket, None, broadcaster=self.broadcaster)
         context.connection_params = payload
-        try:
-            await authenticate_connection(context)
-        except ConnectionRejectionError as e:
-            raise PermissionError(str(getattr(e, "payload", "") or "Forbidden")) from None
-        return context
-
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        await authenticate_connection(context)
-        return UNSET
+        claims = await authenticate_connection(self.app, payload)
+        if claims is not None:
+            context.client_id = claims.client_id
+        return context, claims
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL on assets served by this server (gql_api/web.py); when they are not installed, a
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
     application = app or bootstrap(settings)
     access_tokens(application.settings)  # fail fast: CRIPTOREN_ENV=prod needs CRIPTOREN_SECRET_KEY
     graphql = CriptorenGraphQL(application)
-    hub = SubscriptionHub(schema)
+    hub = SubscriptionHub(schema, application)
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, hub, graphql.ws_context).run()
@@ -105,7 +107,14 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         log.info("Criptoren API ready (exchange: %s)", application.exchange.name)
+        # Logouts (of any instance) close their session's open WebSockets here.
+        revocations = asyncio.create_task(
+            hub.watch_revoked_sessions(graphql.broadcaster, application.bus.channel(REVOKED_CHANNEL))
+        )
         yield
+        revocations.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await revocations
         await graphql.broadcaster.stop()
         if app is None:
             await application.close()

@@ -1,9 +1,10 @@
 """The `backtest` query: a channel over a stored symbol's candles, run by the live engine on an
-in-memory store (domain/backtest.py), so a front-end can show how it would have done."""
+in-memory store (domain/backtest.py), so a front-end can show how it would have done. It runs in the
+backtest pool's processes (domain/adapters/backtest/pool.py): at most `BACKTEST_CONCURRENCY` at once
+per API process, one per client; others wait up to `BACKTEST_WAIT_SECONDS`, then get `BUSY`."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +14,7 @@ import strawberry
 
 from domain import backtest as bt
 from domain import commands as cmds
-from domain.adapters.bootstrap import backtest_runner
+from domain.adapters.bootstrap import StoredBacktest, resolve_database_url, run_stored_backtest
 from domain.errors import ValidationError
 from domain.model import PositionStatus as DomainPositionStatus
 from domain.services import backtests
@@ -216,17 +217,15 @@ class BacktestQueries:
         assert symbol.id is not None
         fee_rate = input.fee_rate if input.fee_rate is not None else app.exchange.fee_rate(symbol)
         channel.validate(fee_rate, symbol.tick_size)
-        ranged = input.start is not None or input.end is not None
-        series = await backtests.stored_candles(
-            app.uow(), symbol.id, input.interval, input.start, input.end,
-            limit=MAX_CANDLES + 1 if ranged else MAX_CANDLES,
+        job = StoredBacktest(
+            symbol=symbol, interval=input.interval, start=input.start, end=input.end, max_candles=MAX_CANDLES,
+            channel=channel, bankroll=bankroll, fee_rate=fee_rate, max_trades=input.max_trades, max_marks=MAX_TRADES,
         )  # fmt: skip
-        if len(series) > MAX_CANDLES:
-            raise ValidationError(f"That range holds more than {MAX_CANDLES:,} candles: narrow it.", field="start")
-        if not len(series):
-            raise ValidationError(f"No {input.interval} candles of {symbol.symbol} are stored there.", field="start")
-        # CPU-bound: in a thread with its own event loop, so this process keeps serving meanwhile.
-        result = await asyncio.to_thread(backtest_runner.backtest, series, channel, bankroll, symbol, fee_rate)
+        # In a process of the backtest pool, which reads the candles itself: this process keeps
+        # serving meanwhile. BUSY when the client has one running, or the pool stays full.
+        result = await app.backtests.run(
+            info.context.client_id, run_stored_backtest, resolve_database_url(app.settings), job
+        )
         return BacktestResult(
             summary=BacktestSummary.from_domain(result.summary),
             trades=[BacktestTrade.from_domain(t) for t in result.trades[: input.max_trades]],

@@ -6,7 +6,11 @@
   `Retry-After`;
 - `OperationGuards`: `__schema`/`__type` are refused when `CRIPTOREN_ENV=prod`; subscriptions are
   refused over HTTP (they run over WebSocket); empty selection sets (`{}`, which graphql-core 3.3
-  parses) are refused before the other rules see them.
+  parses) are refused before the other rules see them; text arguments over `MAX_TEXT_LENGTH`, or
+  that PostgreSQL cannot store, are refused before anything runs.
+
+`RateLimiter` is shared with the WebSocket endpoint (gql_api/ws.py), which counts each operation
+as a request.
 
 Refusals are GraphQL-shaped: `{"errors": [{"message": …, "extensions": {"code": …}}]}`.
 """
@@ -50,6 +54,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RATE_WINDOW_SECONDS = 60
+# The longest text argument (names, notes, keys are far shorter): longer ones are refused before
+# anything runs, so they reach neither a service nor the audit log.
+MAX_TEXT_LENGTH = 10_000
+UNSTORABLE_TEXT = "Text arguments cannot contain NUL characters or invalid Unicode."
 
 
 async def send_error(
@@ -118,26 +126,19 @@ class BodySizeLimit:
             await self._refuse(send)
 
 
-class RateLimit:
+class RateLimiter:
     """Fixed one-minute windows per client (or IP), counted in Redis: `INCR` of
-    `<prefix>:ratelimit:<who>:<window>`, which expires after the window. If Redis cannot be reached,
-    requests pass (the API stays up) and the failure is logged."""
+    `<prefix>:ratelimit:<who>:<window>`, which expires after the window. HTTP requests and WebSocket
+    operations count alike, in the same counters. If Redis cannot be reached, requests pass (the API
+    stays up) and the failure is logged."""
 
-    def __init__(self, app: ASGIApp, criptoren: App, paths: tuple[str, ...] = ("/graphql",)) -> None:
-        self.app = app
+    def __init__(self, criptoren: App) -> None:
         self.criptoren = criptoren
-        self.paths = paths
         self._warned_at = 0.0
 
-    def _who(self, scope: Scope) -> str:
-        token = bearer_token(_header(scope, b"authorization"))
-        if token:
-            try:
-                return f"client:{access_tokens(self.criptoren.settings).verify(token)}"
-            except Unauthenticated:
-                pass
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
+    def who(self, client_id: int | None, address: str | None) -> str:
+        """The counter of a request: its client's when it has a valid token, else its IP address's."""
+        return f"client:{client_id}" if client_id is not None else f"ip:{address or 'unknown'}"
 
     async def retry_after(self, who: str, now: float | None = None) -> int | None:
         """Count one request of `who`; the seconds to wait when it is over the limit, else None."""
@@ -159,6 +160,34 @@ class RateLimit:
             return None
         return max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - now))
 
+    def message(self, wait: int) -> str:
+        limit = self.criptoren.settings.rate_limit_per_minute
+        return f"Too many requests: at most {limit} a minute. Retry in {wait} s."
+
+
+class RateLimit:
+    """The `RateLimiter` on HTTP requests to `paths`: over the limit, HTTP 429 with `Retry-After`."""
+
+    def __init__(self, app: ASGIApp, criptoren: App, paths: tuple[str, ...] = ("/graphql",)) -> None:
+        self.app = app
+        self.criptoren = criptoren
+        self.paths = paths
+        self.limiter = RateLimiter(criptoren)
+
+    def _who(self, scope: Scope) -> str:
+        client_id = None
+        token = bearer_token(_header(scope, b"authorization"))
+        if token:
+            try:
+                client_id = access_tokens(self.criptoren.settings).verify(token)
+            except Unauthenticated:
+                pass
+        client = scope.get("client")
+        return self.limiter.who(client_id, client[0] if client else None)
+
+    async def retry_after(self, who: str, now: float | None = None) -> int | None:
+        return await self.limiter.retry_after(who, now)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.paths):
             await self.app(scope, receive, send)
@@ -167,14 +196,8 @@ class RateLimit:
         if wait is None:
             await self.app(scope, receive, send)
             return
-        limit = self.criptoren.settings.rate_limit_per_minute
         await send_error(
-            send,
-            429,
-            "RATE_LIMITED",
-            f"Too many requests: at most {limit} a minute. Retry in {wait} s.",
-            headers={"Retry-After": str(wait)},
-            retryAfter=wait,
+            send, 429, "RATE_LIMITED", self.limiter.message(wait), headers={"Retry-After": str(wait)}, retryAfter=wait
         )
 
 
@@ -204,37 +227,47 @@ def _has_empty_selection_set(document: DocumentNode) -> bool:
     return found
 
 
-def _unstorable(text: str) -> bool:
-    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate (not UTF-8)."""
+def _text_problem(text: str) -> str | None:
+    """Why a text argument is refused: too long to be anything but abuse (it would also be written
+    to the audit log), or text PostgreSQL cannot store (a NUL character, a lone surrogate)."""
+    if len(text) > MAX_TEXT_LENGTH:
+        return f"Text arguments are limited to {MAX_TEXT_LENGTH:,} characters."
     if "\x00" in text:
-        return True
+        return UNSTORABLE_TEXT
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return UNSTORABLE_TEXT
+    return None
 
 
-def _has_unstorable_text(value: Any) -> bool:
+def _variables_problem(value: Any) -> str | None:
     if isinstance(value, str):
-        return _unstorable(value)
+        return _text_problem(value)
     if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
+        for k, v in value.items():
+            problem = _variables_problem(k) or _variables_problem(v)
+            if problem:
+                return problem
     if isinstance(value, list):
-        return any(_has_unstorable_text(v) for v in value)
-    return False
+        for v in value:
+            problem = _variables_problem(v)
+            if problem:
+                return problem
+    return None
 
 
-def _document_has_unstorable_text(document: DocumentNode) -> bool:
-    found = False
+def _document_problem(document: DocumentNode) -> str | None:
+    found: list[str] = []
 
     class Finder(Visitor):
         def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-            nonlocal found
-            found = found or _unstorable(node.value)
+            problem = _text_problem(node.value)
+            if problem:
+                found.append(problem)
 
     visit(document, Finder())
-    return found
+    return found[0] if found else None
 
 
 class OperationGuards(SchemaExtension):
@@ -263,11 +296,11 @@ class OperationGuards(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         # A result set here replaces the execution: nothing runs.
         context = self.execution_context
-        if _has_unstorable_text(context.variables) or (
-            context.graphql_document is not None and _document_has_unstorable_text(context.graphql_document)
-        ):
-            error = GraphQLError(
-                "Text arguments cannot contain NUL characters or invalid Unicode.", extensions={"code": "VALIDATION"}
+        problem = _variables_problem(context.variables) or (
+            _document_problem(context.graphql_document) if context.graphql_document is not None else None
+        )
+        if problem:
+            context.result = ExecutionResult(
+                data=None, errors=[GraphQLError(problem, extensions={"code": "VALIDATION"})]
             )
-            context.result = ExecutionResult(data=None, errors=[error])
         yield

@@ -40,7 +40,11 @@ class CriptorenServer(uvicorn.Server):
 
 def serve(app: Starlette, host: str, port: int, log_level: str) -> None:
     # log_config=None: uvicorn's loggers go through the process's handler (LOG_FORMAT, redaction).
+    # ws_max_size: uvicorn itself refuses (1009) a WebSocket message over MAX_BODY_BYTES before
+    # assembling it in memory (gql_api/ws.py checks again, whatever the server).
+    settings = app.state.criptoren.settings
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, log_config=None, timeout_graceful_shutdown=15
-    )
+        app, host=host, port=port, log_level=log_level, log_config=None, timeout_graceful_shutdown=15,
+        ws_max_size=settings.max_body_bytes,
+    )  # fmt: skip
     CriptorenServer(config, app).run()

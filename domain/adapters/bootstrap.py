@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from domain.adapters import seed
 from domain.adapters.backtest import report as backtest_report
 from domain.adapters.backtest import runner as backtest_runner
+from domain.adapters.backtest.pool import BacktestPool, StoredBacktest, run_stored_backtest
 from domain.adapters.config import Settings
 from domain.adapters.exchanges.binance_symbols import BinanceSymbolDirectory
 from domain.adapters.exchanges.paper import PaperExchange
@@ -88,6 +89,8 @@ class App:
     redis: Redis
     bus: RedisEventBus
     price_book: MemoryPriceBook = field(default_factory=MemoryPriceBook)
+    # Backtests of stored candles, in processes of their own (started at the first one).
+    backtests: BacktestPool = field(default_factory=lambda: BacktestPool(1, 0.0))
 
     @property
     def secret_box(self) -> SecretBox | None:
@@ -100,6 +103,7 @@ class App:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        self.backtests.close()
         if isinstance(self.exchange, ExchangeRouter):
             await self.exchange.close()
         await self.engine.dispose()
@@ -177,14 +181,17 @@ def bootstrap(settings: Settings | None = None, *, exchange: Exchange | None = N
         redis=redis,
         bus=bus,
         price_book=book,
+        backtests=BacktestPool(settings.backtest_concurrency, settings.backtest_wait_seconds),
     )
 
 
 __all__ = [
     "App",
+    "BacktestPool",
     "Database",
     "SecretBox",
     "Settings",
+    "StoredBacktest",
     "backtest_report",
     "backtest_runner",
     "backups",
@@ -196,6 +203,7 @@ __all__ = [
     "open_database",
     "resolve_database_url",
     "resolve_redis_url",
+    "run_stored_backtest",
     "secret_key",
     "seed",
     "stream_health",

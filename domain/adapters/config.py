@@ -42,7 +42,29 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, description="lifetime of an access token (JWT)")
     refresh_token_days: int = Field(default=30, description="lifetime of a refresh token (each refresh renews it)")
     rate_limit_per_minute: int = Field(default=600, description="API requests per client (or per IP) a minute")
-    max_body_bytes: int = Field(default=100_000, description="largest HTTP request body the API reads")
+    max_body_bytes: int = Field(
+        default=100_000, description="largest HTTP request body, and largest WebSocket message, the API reads"
+    )
+    # Hostile clients (issue 17): WebSocket limits, backtests, logins.
+    ws_max_subscriptions: int = Field(
+        default=100, description="operations (subscriptions, queries in flight) open at once on one WebSocket"
+    )
+    ws_queue_depth: int = Field(
+        default=1000, description="messages waiting for a WebSocket client; over it the socket is closed (1013)"
+    )
+    ws_max_connections_per_client: int = Field(default=20, description="open WebSockets per client, per API process")
+    ws_max_connections_per_ip: int = Field(default=200, description="open WebSockets per IP address, per API process")
+    backtest_concurrency: int = Field(default=2, description="backtests run at once per API process (processes)")
+    backtest_wait_seconds: float = Field(
+        default=10.0, description="how long a backtest waits for a free slot before BUSY"
+    )
+    login_failures_per_key: int = Field(
+        default=5, description="failed logins of one API key before each further attempt waits (doubling)"
+    )
+    login_failures_per_ip: int = Field(
+        default=20, description="failed logins from one IP address before each further attempt waits (doubling)"
+    )
+    login_max_delay_seconds: int = Field(default=300, description="the longest wait between throttled logins")
     # Operations (issue 7): metrics, readiness, graceful shutdown, backups.
     metrics_port: int = Field(default=0, description="worker: serve Prometheus metrics on this port (0: off)")
     stream_stale_seconds: float = Field(

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from domain import commands as cmds
-from domain.errors import NotFound, Unauthenticated, ValidationError
+from domain.errors import NotFound, SessionRevoked, Unauthenticated, ValidationError
 from domain.model import Client, RefreshToken
 from domain.ports import UnitOfWork
 
@@ -50,11 +50,13 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Session:
-    """The outcome of a login or a refresh: whose session, and its new refresh token."""
+    """The outcome of a login or a refresh: whose session (its id is the refresh-token family's,
+    which the API writes into the session's access tokens), and its new refresh token."""
 
     client_id: int
     refresh_token: str
     refresh_expires_at: datetime
+    session_id: str
 
 
 # ---------------------------------------------------------------- hashing
@@ -184,7 +186,7 @@ def _open(uow: UnitOfWork, client_id: int, family_id: str, now: datetime, ttl: t
             client_id=client_id, family_id=family_id, token_hash=hash_token(token), expires_at=now + ttl, created_at=now
         )
     )
-    return Session(client_id=client_id, refresh_token=token, refresh_expires_at=now + ttl)
+    return Session(client_id=client_id, refresh_token=token, refresh_expires_at=now + ttl, session_id=family_id)
 
 
 async def login(
@@ -210,7 +212,8 @@ async def refresh_session(
 ) -> Session:
     """Rotate a refresh token: the presented one stops working and a new one of the same family is
     returned. A token presented after it was rotated has leaked (or is replayed): the whole family
-    is revoked, so the thief's and the owner's tokens both stop working."""
+    is revoked, so the thief's and the owner's tokens both stop working (`SessionRevoked`, which
+    names the session so that its access tokens can be ended too)."""
     async with uow:
         token = await uow.refresh_tokens.get_by_hash(
             hash_token(cmd.refresh_token[:MAX_CREDENTIAL_LENGTH]), for_update=True
@@ -220,16 +223,16 @@ async def refresh_session(
         if token.rotated_at is not None:
             await uow.refresh_tokens.revoke_family(token.family_id, now)
             await uow.commit()
-            raise Unauthenticated(BAD_REFRESH_TOKEN)
+            raise SessionRevoked(BAD_REFRESH_TOKEN, token.family_id)
         token.rotated_at = now
         session = _open(uow, token.client_id, token.family_id, now, refresh_ttl)
         await uow.commit()
     return session
 
 
-async def logout(cmd: cmds.Logout, uow: UnitOfWork, now: datetime) -> None:
-    """End the session (token family) of a refresh token. Another client's token, or an unknown
-    one, is `NotFound`."""
+async def logout(cmd: cmds.Logout, uow: UnitOfWork, now: datetime) -> str:
+    """End the session (token family) of a refresh token; its id is returned (the API ends the
+    session's access tokens with it). Another client's token, or an unknown one, is `NotFound`."""
     async with uow:
         token = await uow.refresh_tokens.get_by_hash(
             hash_token(cmd.refresh_token[:MAX_CREDENTIAL_LENGTH]), for_update=True
@@ -238,3 +241,4 @@ async def logout(cmd: cmds.Logout, uow: UnitOfWork, now: datetime) -> None:
             raise NotFound("Session not found.", entity="Session")
         await uow.refresh_tokens.revoke_family(token.family_id, now)
         await uow.commit()
+    return token.family_id

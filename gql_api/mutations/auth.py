@@ -1,17 +1,22 @@
-"""Session mutations: log in with an API key and secret, rotate the refresh token, log out."""
+"""Session mutations: log in with an API key and secret (throttled after failures,
+gql_api/login_throttle.py), rotate the refresh token, log out (the session's access tokens stop at
+once: gql_api/auth.py `revoke_session`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 
 from domain import commands as cmds
+from domain.errors import SessionRevoked, Unauthenticated
 from domain.services import auth
 from gql_api.audit import Audited
-from gql_api.auth import access_tokens
+from gql_api.auth import access_tokens, revoke_session
 from gql_api.context import Info
+from gql_api.login_throttle import LoginThrottle
 from gql_api.permissions import IsAuthenticated
 
 
@@ -29,7 +34,7 @@ class AuthPayload:
 
 
 def _payload(info: Info, session: auth.Session) -> AuthPayload:
-    access, expires = access_tokens(info.context.app.settings).issue(session.client_id)
+    access, expires = access_tokens(info.context.app.settings).issue(session.client_id, session_id=session.session_id)
     return AuthPayload(
         access_token=access,
         access_token_expires_at=expires,
@@ -42,6 +47,12 @@ def _payload(info: Info, session: auth.Session) -> AuthPayload:
 
 def _refresh_ttl(info: Info) -> timedelta:
     return timedelta(days=info.context.app.settings.refresh_token_days)
+
+
+def _address(info: Info) -> str | None:
+    """The caller's IP address (HTTP request or WebSocket alike)."""
+    client: Any = getattr(info.context.request, "client", None)
+    return getattr(client, "host", None)
 
 
 @strawberry.type
@@ -57,9 +68,17 @@ class AuthMutations:
         api_key: Annotated[str, strawberry.argument(description="The client's API key.")],
         api_secret: Annotated[str, strawberry.argument(description="The client's API secret.")],
     ) -> AuthPayload:
+        throttle, address = LoginThrottle(info.context.app), _address(info)
+        wait = await throttle.attempt(api_key, address)
+        if wait is not None:
+            raise GraphQLError(
+                f"Too many failed logins: retry in {wait} s.", extensions={"code": "RATE_LIMITED", "retryAfter": wait}
+            )
+        # A failure stays counted (the next wait grows); a success clears the key's count.
         session = await auth.login(
             cmds.Login(api_key, api_secret), info.context.app.uow(), datetime.now(UTC), _refresh_ttl(info)
         )
+        await throttle.succeeded(api_key, address)
         return _payload(info, session)
 
     @strawberry.mutation(
@@ -70,13 +89,19 @@ class AuthMutations:
     async def refresh_token(
         self, info: Info, token: Annotated[str, strawberry.argument(description="The current refresh token.")]
     ) -> AuthPayload:
-        session = await auth.refresh_session(
-            cmds.RefreshSession(token), info.context.app.uow(), datetime.now(UTC), _refresh_ttl(info)
-        )
+        try:
+            session = await auth.refresh_session(
+                cmds.RefreshSession(token), info.context.app.uow(), datetime.now(UTC), _refresh_ttl(info)
+            )
+        except SessionRevoked as e:
+            # A leaked refresh token: the thief's and the owner's access tokens end now too.
+            await revoke_session(info.context.app, e.session_id)
+            raise Unauthenticated(e.message) from None
         return _payload(info, session)
 
     @strawberry.mutation(
-        description="End a session: its refresh tokens stop working (access tokens expire within minutes).",
+        description="End a session: its refresh tokens and its access tokens stop working at once (open "
+        "WebSockets of the session close with 4403).",
         permission_classes=[IsAuthenticated],
         extensions=[Audited()],
     )
@@ -86,5 +111,6 @@ class AuthMutations:
         refresh_token: Annotated[str, strawberry.argument(description="The session's current refresh token.")],
     ) -> bool:
         cmd = cmds.Logout(refresh_token, info.context.client_id)
-        await auth.logout(cmd, info.context.app.uow(), datetime.now(UTC))
+        session_id = await auth.logout(cmd, info.context.app.uow(), datetime.now(UTC))
+        await revoke_session(info.context.app, session_id)
         return True

@@ -1,15 +1,26 @@
 """The `backtest` query over HTTP: a stored strategy's channel over the stored candles, the same
-figures as the runner gives, bounded trades, and its errors."""
+figures as the runner gives, bounded trades, its errors, and its run in the backtest pool (off the
+event loop, one per client)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
+import time
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
 
 from domain.adapters.backtest.runner import backtest_async
-from domain.adapters.bootstrap import App
+from domain.adapters.bootstrap import App, StoredBacktest, run_stored_backtest
 from domain.adapters.seed import seed_demo
 from domain.channel import Channel
 from domain.services.backtests import stored_candles
+from gql_api import backtest as gql_backtest
 from tests.e2e.conftest import GraphQLClient
 
 QUERY = """
@@ -71,3 +82,44 @@ async def test_backtest_errors(db: App, gql: GraphQLClient) -> None:
     assert "No 1d candles" in none["message"]
     too_many = await gql.error(QUERY, i={"strategyId": "1", "maxTrades": 5000})
     assert too_many["extensions"]["code"] == "VALIDATION"
+
+
+def _gate(database_url: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"criptoren-held-backtest-{make_url(database_url).database}"
+
+
+def held_backtest(database_url: str, job: StoredBacktest) -> Any:
+    """The pool's job, held until the test releases it (in the pool's process)."""
+    gate = _gate(database_url)
+    (gate / "started").touch()
+    deadline = time.monotonic() + 60
+    while not (gate / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return run_stored_backtest(database_url, job)
+
+
+async def test_backtests_run_off_the_event_loop_one_per_client(
+    db: App, gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The finding: a backtest over 600,000 candles stalled /healthz for 3.4 s, and any number ran
+    # at once (four took 1.4 GB). Now: in the backtest pool's processes, one per client.
+    await seed_demo(db.uow, db.exchange)
+    monkeypatch.setattr(gql_backtest, "run_stored_backtest", held_backtest)
+    gate = _gate(str(db.settings.database_url))
+    shutil.rmtree(gate, ignore_errors=True)
+    gate.mkdir()
+    try:
+        await gql.login()
+        first = asyncio.create_task(gql.execute(QUERY, i={"strategyId": "1", "interval": "4h"}))
+        async with asyncio.timeout(60):
+            while not (gate / "started").exists():
+                await asyncio.sleep(0.02)
+        # While it runs: the API answers, and the same client's second backtest is BUSY at once.
+        assert (await gql.http.get("/healthz")).status_code == 200
+        busy = await gql.error(QUERY, i={"strategyId": "1", "interval": "4h"})
+        assert busy["extensions"]["code"] == "BUSY" and "running already" in busy["message"]
+        (gate / "release").touch()
+        body = await first
+        assert body["data"]["backtest"]["summary"]["candles"] == 540
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)

@@ -255,8 +255,8 @@ async def test_candles_import_loads_a_csv_for_backtests(db: App, tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "Imported 2 4h candles of ETHUSDT" in done.stdout
     async with db.uow() as uow:
-        rows = await uow.candles.price_rows(2, "4h")
-    assert [r[1:] for r in rows] == [
+        rows = await uow.candles.history(2, "4h", 10)
+    assert [(c.open, c.high, c.low, c.close) for c in rows] == [
         (D("265.1"), D("270.0"), D("263.2"), D("268.44")),
         (D("268.44"), D("269.9"), D("266.0"), D("267.0")),
     ]

@@ -16,13 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from domain import channel as ch
 from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
 from domain.adapters.market.prices import MemoryPriceBook
 from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWorkFactory
-from domain.backtest import BacktestResult, CandleSeries, Prices, run_backtest
+from domain.backtest import BacktestResult, CandleSeries, run_backtest
 from domain.channel import Channel
 from domain.errors import NoPrice, ValidationError
 from domain.model import Symbol
@@ -46,39 +44,9 @@ class BacktestExchange(PaperExchange):
 
 
 def read_candle_csv(path: Path) -> CandleSeries:
-    """Candles from a CSV `open_time_ms,open,high,low,close[,volume]` (a header line is allowed):
-    floats parsed in bulk for the pre-scan, each replayed candle's prices parsed exactly from its
-    line. The interval is the spacing of the first two rows, as the replay market infers it."""
-    data = path.read_bytes()
-    raw = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(raw == ord("\n"))
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(data)]))
-    ends = ends - ((ends > starts) & (raw[np.maximum(ends - 1, 0)] == ord("\r")) if len(data) else 0)
-    rows = np.flatnonzero(ends > starts)  # physical lines that hold something
-    if len(rows) and not chr(data[starts[rows[0]]]).isdigit():
-        header, rows = int(rows[0]) + 1, rows[1:]
-    else:
-        header = 0
-    if not len(rows):
-        raise ValidationError(f"{path} holds no candles.", field="csv")
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=header, usecols=(0, 1, 2, 3, 4), dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise ValidationError(f"{path} is not a candle CSV (open_time_ms,open,high,low,close): {e}", field="csv") from e
-    if len(table) != len(rows):
-        raise ValidationError(f"{path}: blank lines with spaces are not allowed.", field="csv")
-    open_ms = table[:, 0].astype(np.int64)
-    if len(open_ms) > 1 and bool(np.any(np.diff(open_ms) <= 0)):
-        raise ValidationError(f"{path}: open times must increase.", field="csv")
-    line_starts, line_ends = starts[rows], ends[rows]
-
-    def exact(i: int) -> Prices:
-        line = data[line_starts[i] : line_ends[i]].decode()
-        _, o, h, low, c = line.split(",", 5)[:5]
-        return Decimal(o), Decimal(h), Decimal(low), Decimal(c)
-
-    return CandleSeries(open_ms, np.ascontiguousarray(table[:, 1:5]), exact)
+    """Candles from a CSV file `open_time_ms,open,high,low,close[,volume]` (`CandleSeries.from_csv`;
+    the interval is the spacing of the first two rows, as the replay market infers it)."""
+    return CandleSeries.from_csv(path.read_bytes(), str(path))
 
 
 def write_candle_csv(series: CandleSeries, path: Path) -> None:

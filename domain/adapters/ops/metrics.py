@@ -51,6 +51,11 @@ ORDERS = Gauge("criptoren_orders", "Orders by status, read from the database at 
 JOB_QUEUE_DEPTH = Gauge("criptoren_job_queue_depth", "Jobs waiting in the arq queue, read from Redis at scrape time.")
 WS_SUBSCRIBERS = Gauge("criptoren_ws_subscribers", "GraphQL subscriptions open on this API process.")
 WS_CONNECTIONS = Gauge("criptoren_ws_connections", "WebSocket connections open on this API process.")
+WS_SLOW_CONSUMERS = Counter(
+    "criptoren_ws_slow_consumers",
+    "WebSockets closed (1013) because their client let WS_QUEUE_DEPTH messages pile up unread.",
+)
+BACKTESTS_BUSY = Counter("criptoren_backtests_busy", "Backtests refused with BUSY (pool full, or one per client).")
 STREAM_UP = Gauge(
     "criptoren_stream_up",
     "1 when a worker reports the symbol's market stream alive and ticking (its Redis heartbeat), else 0.",

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Self
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
 from domain.adapters.persistence.memory_schema import CHECKS, INDEXES, LIVE, UNIQUE, unique_key
+from domain.channel import EPOCH
 from domain.model import (
     AuditEntry,
     Candle,
@@ -48,7 +49,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, Page, TickRow
+from domain.ports import Page, TickRow
 
 ZERO = Decimal(0)
 
@@ -763,14 +764,14 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         return rows[-limit:] if limit > 0 else []
 
-    async def price_rows(
+    async def price_csv(
         self,
         symbol_id: int,
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int | None = None,
-    ) -> Sequence[CandlePrices]:
+    ) -> bytes:
         rows = self._series(
             symbol_id,
             interval,
@@ -779,7 +780,9 @@ class MemoryCandleRepository(_Repository):
         rows.sort(key=lambda c: c.open_time)
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
-        return [(c.open_time, c.open, c.high, c.low, c.close) for c in rows]
+        ms = timedelta(milliseconds=1)
+        lines = (f"{(c.open_time - EPOCH) // ms},{c.open},{c.high},{c.low},{c.close}\n" for c in rows)
+        return "".join(lines).encode()
 
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime

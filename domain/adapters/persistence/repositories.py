@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +31,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import CandlePrices, ExportedTrade, Page, TickRow
+from domain.ports import ExportedTrade, Page, TickRow
 
 LIVE = (PositionStatus.OPEN, PositionStatus.SCHEDULED)
 ZERO = Decimal(0)
@@ -484,30 +485,36 @@ class SqlAlchemyCandleRepository(_Base):
         rows = (await self.session.execute(stmt)).scalars().all()
         return list(reversed(rows))
 
-    async def price_rows(
+    async def price_csv(
         self,
         symbol_id: int,
         interval: str,
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int | None = None,
-    ) -> Sequence[CandlePrices]:
+    ) -> bytes:
+        # COPY: PostgreSQL writes the CSV itself, and no row becomes a Python object (600,000
+        # candles are ~35 MB of text here, against ~350 MB as rows of Decimals).
         t = orm.historical_prices
-        stmt = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close).where(
-            t.c.symbol_id == symbol_id, t.c.interval == interval
-        )
+        where, args = ["symbol_id = $1", "interval = $2"], [symbol_id, interval]
         if start is not None:
-            stmt = stmt.where(t.c.open_time >= start)
+            args.append(start)
+            where.append(f"open_time >= ${len(args)}")
         if end is not None:
-            stmt = stmt.where(t.c.open_time < end)
+            args.append(end)
+            where.append(f"open_time < ${len(args)}")
+        columns = "(extract(epoch FROM open_time) * 1000)::bigint AS open_ms, open, high, low, close"
+        query = f"SELECT {columns} FROM {t.name} WHERE {' AND '.join(where)}"  # noqa: S608 - placeholders only
         if limit is not None:
-            stmt = stmt.order_by(t.c.open_time.desc()).limit(limit)
+            args.append(limit)
+            latest = f"{query} ORDER BY open_time DESC LIMIT ${len(args)}"
+            query = f"SELECT * FROM ({latest}) latest ORDER BY open_ms"  # noqa: S608 - placeholders only
         else:
-            stmt = stmt.order_by(t.c.open_time)
-        rows: list[CandlePrices] = [tuple(r) for r in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
-        if limit is not None:
-            rows.reverse()
-        return rows
+            query += " ORDER BY open_time"
+        connection = await (await self.session.connection()).get_raw_connection()
+        out = io.BytesIO()
+        await connection.driver_connection.copy_from_query(query, *args, output=out, format="csv")
+        return out.getvalue()
 
     async def aggregate(
         self, symbol_id: int, source_interval: str, interval: str, open_time: datetime, close_time: datetime
