@@ -9,7 +9,8 @@ from typing import Any
 
 from domain.adapters.exchanges.binance import BinanceConfig, BinanceExchange
 from domain.ports import Execution
-from tests.binance_local.server import ApiError, LocalBinance, Order, RequestRecord, SymbolSpec, Trade
+from tests.binance_local.records import ApiError, Order, RequestRecord, SymbolSpec, Trade
+from tests.binance_local.server import LocalBinance
 
 __all__ = [
     "ApiError",

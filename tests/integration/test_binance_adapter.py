@@ -16,7 +16,7 @@ from domain.adapters.exchanges.binance import (
     BinanceFilterFailure,
     BinanceInsufficientBalance,
 )
-from domain.errors import FilterFailure, InsufficientCapital, PermanentExchangeError
+from domain.errors import FilterFailure, InsufficientBalance, InsufficientCapital, PermanentExchangeError
 from domain.model import OrderStatus, Side, TimeInForce
 from tests.binance_local import LocalBinance, local_config, next_update
 
@@ -225,13 +225,29 @@ async def test_minus_1111_too_much_precision_is_a_filter_failure(
 # ---------------------------------------------------------------- errors
 
 
-async def test_minus_2010_insufficient_balance(binance: LocalBinance, exchange: BinanceExchange) -> None:
+async def test_an_insufficient_balance_is_found_before_sending(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """SPEC §4b: the free balance of the asset an order spends (quote for a buy) must cover it."""
     binance.set_balance("USDT", Decimal(10))
+    with pytest.raises(BinanceInsufficientBalance) as refused:
+        await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(50))
+    error = refused.value
+    assert isinstance(error, InsufficientBalance) and isinstance(error, InsufficientCapital)
+    assert error.code == "INSUFFICIENT_BALANCE" and error.details["before_sending"] is True
+    assert (error.details["asset"], error.details["needed"], error.details["free"]) == ("USDT", "50", "10")
+    assert binance.requests_to("POST", "/api/v3/order") == []
+
+
+async def test_minus_2010_insufficient_balance(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    assert await exchange.free_balance("USDT") == Decimal(10000)  # cached, and the stream is up
+    binance.set_balance("USDT", Decimal(10))  # behind the stream's back: the cache does not know
     with pytest.raises(BinanceInsufficientBalance) as refused:
         await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(50))
     error = refused.value
     assert isinstance(error, InsufficientCapital) and isinstance(error, PermanentExchangeError)
     assert error.code == "INSUFFICIENT_BALANCE" and error.details["binance_code"] == -2010
+    assert await exchange.free_balance("USDT") == Decimal(10)  # the refusal made the cache read it again
 
 
 async def test_minus_2010_duplicate_of_our_own_open_order_returns_it(

@@ -75,17 +75,37 @@ async def test_5xx_after_execution_is_settled_by_client_order_id(
     _assert_bought_once(binance, "cr-e1-1", Decimal(400))
 
 
-async def test_5xx_before_execution_sends_again_once_the_request_has_expired(
+async def test_5xx_before_execution_is_never_sent_again(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    """rest-api.md "HTTP Return Codes": a 5xx leaves the execution status UNKNOWN. An order Binance
+    still does not list after its recvWindow is not sent again: it may yet reach the matching engine."""
+    binance.fail_next(*ORDER, status=502)  # refused before the matching engine saw it
+    with pytest.raises(OrderStateUnknown) as unknown:
+        await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    assert unknown.value.details["client_order_id"] == "cr-e1-1"
+    assert [r.status for r in binance.requests_to(*ORDER)] == [502]  # sent once, never again
+    assert binance.orders_with("cr-e1-1") == [] and binance.balance("USDT")[0] == Decimal(10000)
+    assert "cr-e1-1" in exchange.watched_orders  # followed, in case it appears late
+
+
+async def test_an_order_accepted_with_its_answer_lost_and_filled_late_is_sent_once(
     binance: LocalBinance, exchange: BinanceExchange
 ) -> None:
-    binance.fail_next(*ORDER, status=502)  # refused before the matching engine saw it
-    started = time.monotonic()
-    bought = await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
-    elapsed = time.monotonic() - started
-    assert bought.status is OrderStatus.FILLED
-    assert [r.status for r in binance.requests_to(*ORDER)] == [502, 200]
-    assert elapsed >= 1.0  # not before the first request's recvWindow (1 s here) had passed
+    """The double buy of issue 19: Binance takes the order, the answer is lost (-1007), and the
+    matching engine places and fills it 2.5 s later — after recvWindow + grace (1.2 s here), when the
+    old adapter, finding nothing, sent it again and bought twice. It is sent once; its late fill
+    reaches `order_updates()` from the user data stream."""
+    binance.accept_late_next(2.5)
+    with pytest.raises(OrderStateUnknown):
+        await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(400))
+    assert binance.orders_with("cr-e1-1") == []  # not there yet
+    seen = await next_update(exchange, timeout=5.0)  # its NEW report, then its fill
+    late = seen if seen.status is OrderStatus.FILLED else await next_update(exchange)
+    assert (late.client_order_id, late.status) == ("cr-e1-1", OrderStatus.FILLED)
+    assert late.executed_quantity == Decimal("0.004")
+    assert (late.fee, late.fee_asset) == (Decimal("0.000004"), "BTC")
+    assert [r.code for r in binance.requests_to(*ORDER)] == [-1007]  # one send
     _assert_bought_once(binance, "cr-e1-1", Decimal(400))
+    assert exchange.watched_orders == []
 
 
 async def test_unknown_outcome_when_binance_cannot_be_asked(binance: LocalBinance, exchange: BinanceExchange) -> None:
