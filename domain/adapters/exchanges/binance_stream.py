@@ -18,11 +18,11 @@ order whose outcome is unknown is watched for `unknown_watch` seconds even while
 list it: if the matching engine takes it late, its report still reaches the caller.
 
 Balances (SPEC §4b). `BalanceCache` holds the account's free balances: loaded over REST, then kept
-up to date by `outboundAccountPosition` (the balances an event changed) and `balanceUpdate`
-(deposits, withdrawals, transfers: a delta). It is read again over REST when it may be stale: while
-the stream is down or after it resubscribed (events may have been missed), after an order of ours
-changed the account (a fill, a cancel, a placement that locks funds), and at least every
-`balance_max_age` seconds.
+up to date by `outboundAccountPosition` (the balances an event changed: a fill, a cancel, a resting
+order's lock) and `balanceUpdate` (deposits, withdrawals, transfers: a delta). It is read again over
+REST when it may be stale: while the stream is down or after it resubscribed (events may have been
+missed), after an order of ours was answered (its fill may be answered before the stream reports
+it), after a -2010, and at least every `balance_max_age` seconds.
 """
 
 from __future__ import annotations
@@ -271,8 +271,6 @@ class UserStream:
         cancel's own id with C the original; X: status; z: cumulative quantity; Z: cumulative quote;
         l, L, n, N, t: the last fill — an order that fills at several prices reports each fill)."""
         coid = str(event.get("C") or event["c"]) if event.get("x") == "CANCELED" else str(event["c"])
-        if event.get("x") in ("TRADE", "CANCELED", "EXPIRED"):
-            self.balance_cache.invalidate()  # our order moved funds: read them again before the next order
         if event.get("x") == "TRADE":
             self._remember_fills(
                 coid,
