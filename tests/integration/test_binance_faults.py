@@ -270,3 +270,108 @@ async def test_duplicated_stream_messages_are_yielded_once(binance: LocalBinance
     )  # fmt: skip
     await asyncio.sleep(0.3)
     assert exchange._updates.empty()
+
+
+async def test_an_event_that_fails_to_process_does_not_end_the_subscription(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """Issue 19, item 5: Binance allows one subscription per account and connection (-2035 to a
+    second one). An event the adapter cannot process is logged and skipped: it neither subscribes
+    again on the live connection (refused, and the stream would stay down on polling) nor misses
+    the next reports."""
+    await binance.push_user_event({"e": "executionReport", "s": BTC, "c": "cr-x9-1", "x": "TRADE"})  # no fields
+    await binance.push_user_event({"e": "outboundAccountPosition", "B": [{"a": "USDT"}]})
+    binance.set_balance("BTC", Decimal("0.01"))
+    await exchange.limit_sell(binance.domain_symbol(BTC), "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+    await binance.set_price(BTC, Decimal(101000))
+    filled = await next_update(exchange)
+    assert filled.status is OrderStatus.FILLED and exchange.updates_from_stream == 1
+    assert exchange.stream_connected and exchange.subscriptions == 1
+    subscribes = [r for r in binance.requests if r.path == "userDataStream.subscribe.signature"]
+    assert [r.code for r in subscribes] == [None]  # never a second subscribe, never -2035
+
+
+async def test_a_subscription_still_active_is_dropped_with_its_connection_before_subscribing_again(
+    binance: LocalBinance,
+) -> None:
+    """The subscribe's answer comes after python-binance gave up waiting, but Binance took it: the
+    next subscribe on that connection is refused with -2035. The adapter reconnects first, and
+    subscribes on the new connection."""
+    binance.delay_next("WS", "userDataStream.subscribe.signature", 1.0)
+    adapter = BinanceExchange(local_config(binance, ws_timeout=0.5))
+    await adapter.start()
+    try:
+        assert await adapter.wait_for_user_stream(10)
+        subscribes = [r.code for r in binance.requests if r.path == "userDataStream.subscribe.signature"]
+        assert subscribes == [None, -2035, None]
+        assert binance.user_stream_subscriptions == 1
+        binance.set_balance("BTC", Decimal("0.01"))
+        btc = binance.domain_symbol(BTC)
+        await adapter.limit_sell(btc, "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+        await binance.set_price(BTC, Decimal(101000))
+        assert (await next_update(adapter)).status is OrderStatus.FILLED and adapter.updates_from_stream == 1
+    finally:
+        await adapter.close()
+
+
+async def test_event_stream_terminated_subscribes_again(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    """user-data-stream.md "Event Stream Terminated": Binance ended the subscription; the connection
+    lives on, and the adapter subscribes again on it."""
+    await binance.terminate_user_streams()
+    await wait_until(lambda: exchange.subscriptions == 2 and exchange.stream_connected, timeout=5)
+    assert binance.user_stream_subscriptions == 1
+    binance.set_balance("BTC", Decimal("0.01"))
+    await exchange.limit_sell(binance.domain_symbol(BTC), "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+    await binance.set_price(BTC, Decimal(101000))
+    assert (await next_update(exchange)).status is OrderStatus.FILLED and exchange.updates_from_stream == 1
+
+
+async def test_the_balance_cache_follows_deposits_and_withdrawals(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """user-data-stream.md "Balance Update" and "Account Update": the cache follows them without
+    asking Binance again."""
+    assert await exchange.free_balance("USDT") == Decimal(10000)
+    reads = len(binance.requests_to("GET", "/api/v3/account"))
+    await binance.deposit("USDT", Decimal(250))
+    await binance.withdraw("BTC", Decimal(0))
+    await wait_until(lambda: exchange.balance_cache.free.get("USDT") == Decimal(10250))
+    assert await exchange.free_balance("USDT") == Decimal(10250)
+    assert len(binance.requests_to("GET", "/api/v3/account")) == reads
+
+
+# ---------------------------------------------------------------- the order count (-1015)
+
+
+@pytest.fixture
+async def order_limited_binance() -> AsyncIterator[LocalBinance]:
+    server = LocalBinance(order_limit=1, order_window_ms=1000)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_the_order_count_limit_holds_back_new_orders_only(order_limited_binance: LocalBinance) -> None:
+    """faqs/order_count_decrement.md: a new order over the account's unfilled order count gets 429
+    -1015 with `Retry-After`; it was not placed, so it goes out again after that — once. Reads of
+    the account go on meanwhile (the count is per account, not per IP)."""
+    binance = order_limited_binance
+    binance.set_balance("BTC", Decimal(1))
+    adapter = BinanceExchange(local_config(binance, user_stream=False))
+    await adapter.start()
+    try:
+        btc = binance.domain_symbol(BTC)
+        await adapter.limit_sell(btc, "cr-s1-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)  # unfilled: counts
+        second = asyncio.ensure_future(
+            adapter.limit_sell(btc, "cr-s2-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+        )
+        await wait_until(lambda: any(r.code == -1015 for r in binance.requests_to(*ORDER)))
+        assert await adapter.balance("USDT") == Decimal(10000)  # not held back
+        assert (await second).status is OrderStatus.OPEN
+    finally:
+        await adapter.close()
+    codes = [r.code for r in binance.requests_to(*ORDER)]
+    assert codes.count(-1015) >= 1 and codes.count(None) == 2 and len(binance.orders) == 2
+    refused = next(r for r in binance.requests_to(*ORDER) if r.code == -1015)
+    assert all(r.at - refused.at >= 0.5 for r in binance.requests_to(*ORDER) if r.code is None and r.at > refused.at)
+    assert adapter.rate_limit_hits >= 1 and adapter._gate.pauses == 0
