@@ -316,7 +316,7 @@ class BinanceExchange(UserStream):
                 return await getattr(client, method)(**params)
             except BinanceAPIException as e:
                 if e.status_code in (418, 429):
-                    metrics.exchange_error(e.code or f"http_{e.status_code}")
+                    metrics.exchange_error(TOO_MANY_ORDERS if e.code == TOO_MANY_ORDERS else f"http_{e.status_code}")
                     wait = retry_after(e, self.config.default_retry_after)
                     self.rate_limit_hits += 1
                     if e.code == TOO_MANY_ORDERS:

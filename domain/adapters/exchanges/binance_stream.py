@@ -67,7 +67,7 @@ class _StreamDropped(Exception):
     pass
 
 
-class _SubscriptionEnded(Exception):
+class _SubscriptionEnded(_StreamDropped):
     """Binance ended the subscription (`eventStreamTerminated`); the connection may live on."""
 
 
@@ -385,8 +385,8 @@ class UserStream:
     async def _subscribe(self, socket: Any) -> Any:
         """`userDataStream.subscribe.signature` (python-binance's `user_socket().connect()`); returns
         the connection it holds on. -2035: a subscription of ours is still active on this connection
-        (one per account and connection), so the connection is closed — its subscriptions end with
-        it — and the subscribe made on the new one."""
+        (one per account and connection), so the connection is closed first — its subscriptions end
+        with it — and the subscribe made on the new one."""
         ws_api = self._require_client().ws_api
         try:
             await socket.connect()
@@ -394,17 +394,30 @@ class UserStream:
             if e.code != SUBSCRIPTION_ACTIVE:
                 raise
             log.warning("Binance user data stream: a subscription is still active (-2035): reconnecting first.")
-            old = ws_api.ws
-            if old is not None:
-                with contextlib.suppress(Exception):
-                    await old.close()
-                # python-binance's read loop sees the close and reconnects; wait until it has.
-                while ws_api.ws is old and not self._closing:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                await self._wait_for_ws_api()
+            await self._reconnect_ws_api()
             await socket.connect()
         self.subscriptions += 1
         return ws_api.ws
+
+    async def _reconnect_ws_api(self) -> None:
+        """Close the WebSocket API connection. python-binance's read loop, if it runs, connects again
+        (waited for, up to `ws_timeout`); else its next request connects."""
+        ws_api = self._require_client().ws_api
+        old = ws_api.ws
+        reader = getattr(ws_api, "_handle_read_loop", None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+        if old is None or not reader:
+            ws_api.ws = None
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.config.ws_timeout, 1.0)
+        while ws_api.ws is old and loop.time() < deadline and not self._closing:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if ws_api.ws is old:
+            ws_api.ws = None
+        await self._wait_for_ws_api()
 
     async def _run_user_stream(self) -> None:
         """Subscribe, read events, and subscribe again once the subscription is gone; while it is
@@ -440,11 +453,6 @@ class UserStream:
                         await self._safely(self._on_user_event(event))
                 except asyncio.CancelledError:
                     raise
-                except _SubscriptionEnded as e:
-                    # The connection lives on without a subscription: subscribe again at once.
-                    self._stream_failed(e)
-                    failures = 0
-                    continue
                 except (_StreamDropped, BinanceWebsocketUnableToConnect, ExchangeError, OSError) as e:
                     self._stream_failed(e)
                 except BinanceAPIException as e:
