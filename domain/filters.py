@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from domain import channel as ch
 from domain.errors import FilterFailure, OrderNotAllowedNow
 from domain.model import Side, SymbolFilters
 
@@ -95,6 +96,17 @@ def percent_price_range(side: Side, average_price: Decimal, filters: SymbolFilte
     if side is Side.BUY:
         return average_price * pp.bid_down, average_price * pp.bid_up
     return average_price * pp.ask_down, average_price * pp.ask_up
+
+
+def raise_to_allowed_sell_price(price: Decimal, average_price: Decimal, filters: SymbolFilters) -> Decimal:
+    """PERCENT_PRICE_BY_SIDE's lower bound for a SELL, `avg * askMultiplierDown`: a limit below it is
+    refused, yet such a sell would fill at once against bids far above it. Raising the limit to the
+    bound (on the tick) lets it through and changes nothing else — and a floor is only ever raised,
+    so no sell goes below its minimum sell price (rule 3)."""
+    allowed = percent_price_range(Side.SELL, average_price, filters)
+    if allowed is None:
+        return price
+    return max(price, ch.round_up_to_step(allowed[0], filters.tick_size))
 
 
 def check_percent_price(side: Side, price: Decimal, average_price: Decimal, filters: SymbolFilters, what: str) -> None:

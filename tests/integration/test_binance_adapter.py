@@ -529,3 +529,16 @@ async def test_the_fee_rate_is_the_full_commission_of_a_taker_sell(binance: Loca
     finally:
         await adapter.close()
     assert binance.requests_to("GET", "/api/v3/account/commission")[0].params["symbol"] == BTC
+
+
+async def test_a_sell_floor_below_percent_price_by_side_is_raised_to_it(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """A limit below average * askMultiplierDown (0.2) would be refused; raised to that bound it is
+    accepted and fills at the bids all the same — the floor is raised, never lowered."""
+    binance.set_balance("BTC", Decimal(1))
+    sold = await exchange.limit_sell(
+        binance.domain_symbol(BTC), "cr-x1-1", Decimal("0.01"), Decimal(1000), TimeInForce.IOC
+    )
+    assert binance.requests_to("POST", "/api/v3/order")[-1].params["price"] == "20000"
+    assert (sold.status, sold.average_price) == (OrderStatus.FILLED, Decimal(100000))

@@ -375,3 +375,15 @@ async def test_the_order_count_limit_holds_back_new_orders_only(order_limited_bi
     refused = next(r for r in binance.requests_to(*ORDER) if r.code == -1015)
     assert all(r.at - refused.at >= 0.5 for r in binance.requests_to(*ORDER) if r.code is None and r.at > refused.at)
     assert adapter.rate_limit_hits >= 1 and adapter._gate.pauses == 0
+
+
+async def test_a_caller_repeating_an_order_of_unknown_outcome_does_not_resend_it(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    binance.accept_late_next(5.0)
+    btc = binance.domain_symbol(BTC)
+    with pytest.raises(OrderStateUnknown):
+        await exchange.market_buy(btc, "cr-e1-1", quote_amount=Decimal(400))
+    with pytest.raises(OrderStateUnknown, match="not sent again"):
+        await exchange.market_buy(btc, "cr-e1-1", quote_amount=Decimal(400))
+    assert len(binance.requests_to(*ORDER)) == 1

@@ -59,6 +59,11 @@ def test_notional_bounds_and_market_orders() -> None:
         assert refused.value.details["filter"] == "NOTIONAL"
 
 
+def test_a_sell_floor_below_the_range_is_raised_to_it_never_lowered() -> None:
+    assert flt.raise_to_allowed_sell_price(Decimal("70.001"), Decimal(100), FILTERS) == Decimal("80.00")
+    assert flt.raise_to_allowed_sell_price(Decimal("90.01"), Decimal(100), FILTERS) == Decimal("90.01")
+
+
 def test_percent_price_by_side_may_pass_later() -> None:
     """filters.md PERCENT_PRICE_BY_SIDE: SELL within [avg * askDown, avg * askUp], BUY within the bid
     multipliers; outside, `OrderNotAllowedNow` (the average price moves)."""
@@ -118,11 +123,11 @@ async def test_the_paper_exchange_applies_percent_price_by_side(
     paper: tuple[PaperExchange, MemoryPriceBook, Symbol],
 ) -> None:
     """Against the last price (the average price of the paper market), as Binance does against its
-    average: a sell limit above 5 x the market is not allowed yet, a marketable one fills."""
+    average, when an IOC sell is placed: a floor below 0.2 x the market is raised to it (the sell
+    fills at the market all the same), one above 5 x is not allowed. (A GTC sell on paper stands for
+    one resting on Binance, judged when it was scheduled.)"""
     exchange, _, btc = paper
-    with pytest.raises(OrderNotAllowedNow):
-        await exchange.limit_sell(btc, "cr-s1-1", Decimal("0.01"), Decimal("500000.01"), TimeInForce.GTC)
-    with pytest.raises(OrderNotAllowedNow):
-        await exchange.limit_sell(btc, "cr-x1-1", Decimal("0.01"), Decimal("19999.99"), TimeInForce.IOC)
-    sold = await exchange.limit_sell(btc, "cr-x1-2", Decimal("0.01"), Decimal(99000), TimeInForce.IOC)
-    assert sold.executed_quantity == Decimal("0.01")
+    low = await exchange.limit_sell(btc, "cr-x1-1", Decimal("0.01"), Decimal("19999.99"), TimeInForce.IOC)
+    assert (low.executed_quantity, low.average_price) == (Decimal("0.01"), Decimal(100000))  # floor raised to 20,000
+    with pytest.raises(OrderNotAllowedNow):  # above 5 x the average price
+        await exchange.limit_sell(btc, "cr-x1-3", Decimal("0.01"), Decimal("500000.01"), TimeInForce.IOC)

@@ -636,8 +636,8 @@ class BinanceExchange(UserStream):
         """LIMIT SELL: IOC for system sells (rule 4), GTC resting for scheduled sells (rule 6). The
         price is rounded *up* to the tick (never below the floor, rule 9), the quantity down to the
         step. A resting order is watched: its later fills come through `order_updates()`. A price
-        PERCENT_PRICE_BY_SIDE does not allow around the current average price, or a symbol at
-        MAX_NUM_ORDERS, raises `OrderNotAllowedNow` (nothing is sent)."""
+        below PERCENT_PRICE_BY_SIDE's range is raised to it (the sell fills at the bids all the same);
+        one above it, or a symbol at MAX_NUM_ORDERS, raises `OrderNotAllowedNow` (nothing is sent)."""
         info = await self._order_info(symbol.symbol)
         if (existing := await self._already_placed(info, client_order_id)) is not None:
             return existing
@@ -653,6 +653,7 @@ class BinanceExchange(UserStream):
                     filter="PRICE_FILTER",
                 )
             if f.percent_price is not None and (average := await self._average(info.symbol)) is not None:
+                limit = flt.raise_to_allowed_sell_price(limit, average, f)
                 flt.check_percent_price(Side.SELL, limit, average, f, what)
             resting = time_in_force is TimeInForce.GTC
             open_orders = await self._open_orders(info) if resting else self._known_open_orders(info.symbol)
@@ -676,6 +677,12 @@ class BinanceExchange(UserStream):
             if existing is not None:
                 log.info("Order %s was already placed: returning it instead of sending it again.", coid)
                 return self._track(info, existing)
+            watched = self._watched.get(coid)
+            if watched is not None and watched.unknown_until is not None:
+                raise OrderStateUnknown(
+                    f"Order {coid} was sent and its outcome is still unknown: it is not sent again.",
+                    client_order_id=coid,
+                )
         return None
 
     async def _place(self, info: BinanceSymbolInfo, coid: str, params: dict[str, Any]) -> Execution:

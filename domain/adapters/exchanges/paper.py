@@ -194,8 +194,13 @@ class PaperExchange:
     ) -> Execution:
         market, at = await self._price(symbol)
         self._check(symbol, quantity, price)
-        # PERCENT_PRICE_BY_SIDE: not allowed yet (OrderNotAllowedNow), as on Binance.
-        flt.check_percent_price(Side.SELL, price, market, self.filters(symbol), f"Sell {client_order_id}")
+        if time_in_force is TimeInForce.IOC:
+            # PERCENT_PRICE_BY_SIDE is judged when an order is placed: an IOC sell now (its floor
+            # raised to the bound, as the Binance adapter does). A GTC sell here stands for one resting
+            # on Binance since it was scheduled, when it was judged.
+            filters = self.filters(symbol)
+            price = flt.raise_to_allowed_sell_price(price, market, filters)
+            flt.check_percent_price(Side.SELL, price, market, filters, f"Sell {client_order_id}")
         if market < price:
             return self._fill(symbol, client_order_id, Side.SELL, Decimal(0), price, at)
         fill_price = market if time_in_force is TimeInForce.IOC else price
