@@ -60,7 +60,7 @@ class TemporaryExchangeError(ExchangeError):
 
 class OrderOutcomeUnknown(TemporaryExchangeError):
     """An order was maybe placed and the exchange could not confirm it: it is recorded as UNKNOWN and
-    the reconciliation job settles it (within a minute)."""
+    the reconciliation job settles it (it is never sent again on its absence alone)."""
 
     code = "EXCHANGE_ORDER_UNKNOWN"
 
@@ -69,6 +69,22 @@ class PermanentExchangeError(ExchangeError):
     """The exchange refused the request; retrying the same request will not help."""
 
     code = "EXCHANGE_REJECTED"
+
+
+class InsufficientBalance(PermanentExchangeError):
+    """The exchange account's free balance of the asset an order spends (the quote asset for a buy,
+    the base asset for a sell) does not cover it (SPEC §4b): found in the cached balance before
+    sending, or answered by the exchange (Binance -2010)."""
+
+    code = "INSUFFICIENT_BALANCE"
+
+
+class OrderNotAllowedNow(FilterFailure, PermanentExchangeError):
+    """An order the exchange's filters refuse now but may accept later: a price outside
+    PERCENT_PRICE_BY_SIDE's range around the moving average price, or a symbol at MAX_NUM_ORDERS open
+    orders. Nothing was placed; a resting sell is placed once the filter lets it through."""
+
+    code = "FILTER_FAILURE"
 
 
 class Unauthenticated(DomainError):

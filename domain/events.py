@@ -22,6 +22,9 @@ class EventType(enum.StrEnum):
     # An order the exchange could not confirm (recorded UNKNOWN), or a resting sell it refused.
     ORDER_UNKNOWN = "order_unknown"
     ORDER_REFUSED = "order_refused"
+    # A scheduled position's resting sell that the exchange's filters do not allow yet (its price is
+    # too far above the average price, or too many orders are open): placed as soon as they do.
+    SELL_WAITING = "sell_waiting"
     CAPITAL_ALLOCATED = "capital_allocated"
     CAPITAL_WITHDRAWN = "capital_withdrawn"
     PROFIT_WITHDRAWN = "profit_withdrawn"
@@ -36,6 +39,7 @@ class EventType(enum.StrEnum):
 
 class SkipReason(enum.StrEnum):
     INSUFFICIENT_CAPITAL = "insufficient_capital"
+    INSUFFICIENT_BALANCE = "insufficient_balance"  # the exchange account's free balance (SPEC §4b)
     NO_CAPITAL = "no_capital"
     MAX_POSITIONS = "max_positions"
     FILTER_FAILURE = "filter_failure"

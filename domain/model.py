@@ -88,13 +88,39 @@ class Client:
 
 
 @dataclass(frozen=True)
+class PercentPriceBySide:
+    """Binance's PERCENT_PRICE_BY_SIDE filter (filters.md): a BUY's price must lie within
+    [avg * bid_down, avg * bid_up], a SELL's within [avg * ask_down, avg * ask_up], where avg is the
+    average price of the last `avg_price_mins` minutes (the last price when 0)."""
+
+    bid_up: Decimal
+    bid_down: Decimal
+    ask_up: Decimal
+    ask_down: Decimal
+    avg_price_mins: int = 5
+
+
+@dataclass(frozen=True)
 class SymbolFilters:
-    """Binance-style exchange filters (LOT_SIZE, PRICE_FILTER, MIN_NOTIONAL/NOTIONAL)."""
+    """Binance-style exchange filters (filters.md): LOT_SIZE, PRICE_FILTER and MIN_NOTIONAL/NOTIONAL
+    (`Symbol` stores these), and those the exchange adapters read from exchangeInfo for the checks
+    before sending (`domain.filters`): LOT_SIZE's maximum, MARKET_LOT_SIZE, NOTIONAL's maximum and
+    how it applies to MARKET orders, PERCENT_PRICE_BY_SIDE, MAX_NUM_ORDERS. A zero disables a bound,
+    as in exchangeInfo."""
 
     step_size: Decimal
     min_qty: Decimal
     tick_size: Decimal
     min_notional: Decimal
+    max_qty: Decimal = Decimal(0)
+    market_min_qty: Decimal = Decimal(0)
+    market_max_qty: Decimal = Decimal(0)
+    market_step_size: Decimal = Decimal(0)
+    max_notional: Decimal = Decimal(0)
+    apply_min_to_market: bool = True
+    apply_max_to_market: bool = False
+    percent_price: PercentPriceBySide | None = None
+    max_num_orders: int = 0
 
 
 @dataclass(eq=False)
@@ -116,7 +142,11 @@ class Symbol:
 
     @property
     def filters(self) -> SymbolFilters:
-        return SymbolFilters(self.step_size, self.min_qty, self.tick_size, self.min_notional)
+        """The filters stored with the symbol (LOT_SIZE's maximum when known); the exchange adapters
+        add those they read from exchangeInfo before sending."""
+        return SymbolFilters(
+            self.step_size, self.min_qty, self.tick_size, self.min_notional, max_qty=self.max_qty or Decimal(0)
+        )
 
 
 @dataclass(eq=False)

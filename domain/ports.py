@@ -396,7 +396,10 @@ class Exchange(Protocol):
     its own account: Binance with the client's keys, else paper).
 
     Adapters raise `TemporaryExchangeError` (retry later, outcome maybe unknown) or
-    `PermanentExchangeError` (refused).
+    `PermanentExchangeError` (refused). Before sending, an adapter refuses what the exchange would
+    (`domain.filters`): `FilterFailure` (never passes as it is), `OrderNotAllowedNow` (may pass later:
+    PERCENT_PRICE_BY_SIDE, MAX_NUM_ORDERS), `InsufficientBalance` (a real account's free balance,
+    SPEC §4b) — nothing is sent then.
     """
 
     name: str

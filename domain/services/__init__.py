@@ -32,7 +32,7 @@ from domain.services.engine_rules import (
     process_price_move,
     snapshot,
 )
-from domain.services.execution import ABSENT, BuyPlan, plan_entry
+from domain.services.execution import ABSENT, ABSENT_AFTER, BuyPlan, plan_entry
 from domain.services.orders import buy, cancel_scheduled_sell, schedule_sell, sell
 from domain.services.reconciliation import (
     apply_order_update,
@@ -50,6 +50,7 @@ from domain.services.strategies import (
 
 __all__ = [
     "ABSENT",
+    "ABSENT_AFTER",
     "BuyPlan",
     "TickOutcome",
     "allocate_capital",

@@ -13,6 +13,7 @@ from domain.engine import StrategySnapshot
 from domain.errors import (
     ExchangeError,
     FilterFailure,
+    InsufficientBalance,
     PermanentExchangeError,
 )
 from domain.events import EventType, SkipReason
@@ -53,9 +54,11 @@ async def _try_entry(
     paused: bool = False,
 ) -> Position | None:
     """Rules 1 and 2: one entry per bounce, sized at p% of the bankroll, if free principal covers
-    it. A skipped entry disarms the strategy too, and is recorded with its reason. `live` are the
-    strategy's open and scheduled positions, `principal` its bankroll (read under its lock).
-    `paused`: the client's trading is paused (emergency stop): the entry is skipped."""
+    it and, on a real exchange, the account's free balance of the quote asset too (SPEC §4b: else
+    INSUFFICIENT_BALANCE, found before anything is sent). A skipped entry disarms the strategy too,
+    and is recorded with its reason. `live` are the strategy's open and scheduled positions,
+    `principal` its bankroll (read under its lock). `paused`: the client's trading is paused
+    (emergency stop): the entry is skipped."""
     assert strategy.id is not None
     strategy.disarm()
     ledger = Ledger(principal=principal, committed=sum((p.cost for p in live), Decimal(0)), profit=Decimal(0))
@@ -85,6 +88,11 @@ async def _try_entry(
         return None
     try:
         opened = await place_buy(uow, exchange, strategy, symbol, OrderPurpose.ENTRY, plan)
+    except InsufficientBalance as e:
+        # SPEC §4b: the account's free balance (cached from the user data stream, refreshed over
+        # REST) does not cover it; the exchange adapter found it before sending.
+        skip(SkipReason.INSUFFICIENT_BALANCE, f"Entry skipped: {e.message}")
+        return None
     except PermanentExchangeError as e:
         skip(SkipReason.EXCHANGE_REJECTED, f"Entry skipped: the exchange refused it ({e.message}).")
         return None

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from domain import channel as ch
 from domain.errors import (
     FilterFailure,
+    OrderNotAllowedNow,
     PermanentExchangeError,
     TemporaryExchangeError,
 )
@@ -56,6 +57,11 @@ FINAL = (OrderStatus.FILLED, *FINAL_UNFILLED)
 # Orders the exchange may still fill (or may have filled without our knowing): reconciliation asks.
 UNSETTLED = (OrderStatus.NEW, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 ABSENT = "The exchange has no order with this client order id."
+# How long an order whose outcome is unknown must stay unlisted before it is taken as never placed.
+# Binance's API answers -1007 after 10 s without the matching engine's answer, and its recvWindow
+# check "does not cover potential delays inside the Matching Engine" (CHANGELOG, 2025): so absence
+# soon after a send proves nothing. Minutes later it is settled; nothing is ever resent for it.
+ABSENT_AFTER = timedelta(minutes=5)
 
 
 async def next_order_id(
@@ -83,6 +89,7 @@ async def next_order_id(
 
 
 async def send_order(
+    uow: UnitOfWork,
     order: Order,
     found: Execution | None,
     unreachable: str | None,
@@ -91,29 +98,32 @@ async def send_order(
     """Send `order` — unless the exchange already has it (`found`) — and record what the exchange
     says of it. None when the outcome is unknown (the exchange could not be asked, or did not answer
     after the request left): the order stays recorded as UNKNOWN instead of being rolled back, since
-    it may exist, and reconciliation settles it. A refusal marks it REJECTED and is raised."""
+    it may exist, and it is never sent again on its absence alone — reconciliation settles it. A
+    refusal marks it REJECTED and is raised; an order the exchange's filters do not allow yet
+    (`OrderNotAllowedNow`: nothing was placed) is raised without a row.
+
+    The row joins the transaction once the request is answered (no round trip before sending)."""
+    order.created_at = utcnow()
     execution = found
     if execution is None and unreachable is None:
         try:
             with log_fields(strategy_id=order.strategy_id, position_id=order.position_id,
                             client_order_id=order.client_order_id):  # fmt: skip
                 execution = await send()
+        except OrderNotAllowedNow:
+            raise
         except TemporaryExchangeError as e:
             unreachable = e.message
         except PermanentExchangeError as e:
             order.status, order.error = OrderStatus.REJECTED, e.message
+            uow.orders.add(order)
             raise
+    uow.orders.add(order)
     if execution is None:
         order.status, order.error = OrderStatus.UNKNOWN, unreachable
         return None
     record_execution(order, execution)
     return execution
-
-
-def record_order(uow: UnitOfWork, order: Order) -> None:
-    """The order row is written with the rest of the transaction (no round trip before sending)."""
-    order.created_at = utcnow()
-    uow.orders.add(order)
 
 
 @dataclass(frozen=True)
@@ -171,12 +181,11 @@ async def place_buy(
         requested_quote=plan.quote_amount,
         requested_quantity=plan.quantity,
     )
-    record_order(uow, order)
 
     async def send() -> Execution:
         return await exchange.market_buy(symbol, coid, quote_amount=plan.quote_amount, quantity=plan.quantity)
 
-    execution = await send_order(order, found, unreachable, send)
+    execution = await send_order(uow, order, found, unreachable, send)
     if execution is None:
         return None
     if execution.executed_quantity == 0 or execution.average_price is None:
@@ -300,14 +309,19 @@ async def rest_sell(
     """Rule 6 where orders rest (Binance): a LIMIT GTC sell of the position at its scheduled exit
     price, recorded as an OPEN order; its fills come later (`apply_order_update`, reconciliation).
     If the market is already there it fills at once and the sell is applied. An outcome the exchange
-    could not confirm leaves the order UNKNOWN for reconciliation. A refusal (balance, filters) is
-    raised to a user; in the engine it is recorded with an event and the position stays scheduled
-    (the user reschedules or cancels it)."""
+    could not confirm leaves the order UNKNOWN for reconciliation. A sell the exchange's filters do
+    not allow yet (PERCENT_PRICE_BY_SIDE after a fall in price, MAX_NUM_ORDERS) is not placed: the
+    position waits, its events say why, and reconciliation places it once allowed
+    (`rest_scheduled_positions`). A refusal (balance, filters) is raised to a user; in the engine it
+    is recorded with an event and the position stays scheduled (the user reschedules or cancels it)."""
     assert position.scheduled_exit_price is not None
     try:
         execution = await place_sell(
             uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, position.scheduled_exit_price
         )
+    except OrderNotAllowedNow as e:
+        await sell_waiting_event(uow, strategy, position, e)
+        return None
     except (FilterFailure, PermanentExchangeError) as e:
         if not engine:
             raise
@@ -326,13 +340,35 @@ async def rest_sell(
     return execution
 
 
+async def sell_waiting_event(
+    uow: UnitOfWork, strategy: Strategy, position: Position, error: OrderNotAllowedNow
+) -> None:
+    """Say once why a position's resting sell waits: not again while the same filter holds it back
+    (reconciliation retries every half minute)."""
+    assert strategy.id is not None
+    reason = str(error.details.get("filter", ""))
+    for event in await uow.events.list_by_strategy(strategy.id, 50):
+        if event.position_id == position.id:
+            if event.type == EventType.SELL_WAITING.value and event.data.get("filter") == reason:
+                return
+            break
+    record_event(
+        uow,
+        strategy,
+        EventType.SELL_WAITING,
+        f"The resting sell of position {position.id} waits: {error.message}",
+        position,
+        **{k: v for k, v in error.details.items() if k != "client_order_id"},
+    )
+
+
 def unknown_order_event(uow: UnitOfWork, strategy: Strategy, position: Position | None, what: str) -> None:
     record_event(
         uow,
         strategy,
         EventType.ORDER_UNKNOWN,
         f"The exchange did not confirm the {what}{f' of position {position.id}' if position else ''}; "
-        "it is recorded and reconciliation settles it within a minute.",
+        "it is recorded, never sent again, and settled by the order lookups and reports of reconciliation.",
         position,
     )
 
@@ -393,7 +429,6 @@ async def place_sell(
         requested_quantity=quantity,
         price=limit,
     )
-    record_order(uow, order)
 
     async def send() -> Execution:
         if limit is None:
@@ -401,7 +436,7 @@ async def place_sell(
         assert tif is not None
         return await exchange.limit_sell(symbol, coid, quantity, limit, tif)
 
-    execution = await send_order(order, found, unreachable, send)
+    execution = await send_order(uow, order, found, unreachable, send)
     if execution is not None and execution.executed_quantity > 0:
         await uow.flush()  # the trade refers to the order's id
         apply_sell(uow, strategy, symbol, position, order, execution, purpose)

@@ -95,8 +95,8 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
             unknown_order_event(uow, strategy, None, "buy")
             await uow.commit()  # the UNKNOWN order is kept for reconciliation
             raise OrderOutcomeUnknown(
-                "The exchange did not confirm the buy. It is recorded, and reconciliation settles it within a "
-                "minute: the position appears if it filled.",
+                "The exchange did not confirm the buy. It is recorded and never sent again; the position "
+                "appears as soon as the exchange reports it filled.",
             )
         await uow.commit()
     return position
@@ -138,7 +138,7 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
             await uow.commit()  # the UNKNOWN order is kept for reconciliation
             raise OrderOutcomeUnknown(
                 f"The exchange did not confirm the sell of position {position.id}. It is recorded and the position "
-                "is parked as scheduled until reconciliation has settled it (within a minute).",
+                "is parked as scheduled until reconciliation has settled it.",
             )
         if resting and not is_closed(position):
             await rest_sell(uow, exchange, strategy, symbol, position, engine=True)  # what remains rests again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from domain.errors import (
     ExchangeError,
 )
@@ -17,9 +19,11 @@ from domain.services.common import (
     get_position,
     get_symbol,
     lock_order,
+    utcnow,
 )
 from domain.services.execution import (
     ABSENT,
+    ABSENT_AFTER,
     UNSETTLED,
     apply_execution,
     rest_sell,
@@ -44,8 +48,9 @@ async def apply_order_update(execution: Execution, uow: UnitOfWork, exchange: Ex
 
 
 async def _settle_absent(uow: UnitOfWork, exchange: Exchange, client_order_id: str) -> bool:
-    """An order the exchange never received (unknown outcome, absent once its request could no longer
-    be accepted) is rejected; a sell of a position still scheduled gets its resting sell again."""
+    """An order the exchange has never listed since its outcome became unknown, for longer than
+    `absent_after`, is rejected as never placed; a sell of a position still scheduled gets its
+    resting sell again (a new order: the account holds the quantity once, so it cannot sell twice)."""
     async with uow:
         locked = await lock_order(uow, client_order_id)
         if locked is None:
@@ -62,22 +67,36 @@ async def _settle_absent(uow: UnitOfWork, exchange: Exchange, client_order_id: s
     return True
 
 
-async def reconcile_orders(uow: UnitOfWork, exchange: Exchange) -> int:
+async def reconcile_orders(
+    uow: UnitOfWork,
+    exchange: Exchange,
+    *,
+    absent_after: timedelta = ABSENT_AFTER,
+    now: datetime | None = None,
+) -> int:
     """Settle every order not in a final state with what the exchange says of it (by client order
     id), one transaction each: fills of resting sells sell their positions (rule 7 bookkeeping
-    included), a buy found filled opens its position, an order the exchange never received is
-    rejected. Then, where orders rest, every scheduled position gets a resting sell if it has none
-    (rule 6). Idempotent: only new fills are applied. Returns how many orders changed."""
+    included), a buy found filled opens its position. An order the exchange does not list stays as
+    it is — a timeout, a 5xx or -1007 leaves its execution status unknown, and the matching engine
+    may still take it (Binance's rest-api.md "HTTP Return Codes", errors.md -1007) — until
+    `absent_after` has passed since it was recorded: only then is it rejected as never placed. Then,
+    where orders rest, every scheduled position gets a resting sell if it has none (rule 6).
+    Idempotent: only new fills are applied. Returns how many orders changed."""
+    now = now or utcnow()
     async with uow:
-        pending = [(o.client_order_id, o.client_id, o.symbol_id) for o in await uow.orders.list_by_status(UNSETTLED)]
+        pending = [
+            (o.client_order_id, o.client_id, o.symbol_id, o.created_at)
+            for o in await uow.orders.list_by_status(UNSETTLED)
+        ]
         symbols = {s.id: s for s in await uow.symbols.list()}
     settled = 0
-    for coid, client_id, symbol_id in pending:
+    for coid, client_id, symbol_id, created_at in pending:
         try:
             account = await exchange.for_client(client_id)
             execution = await account.get_order(symbols[symbol_id], coid)  # asked before any lock is taken
             if execution is None:
-                settled += await _settle_absent(uow, exchange, coid)
+                if created_at is None or now - created_at >= absent_after:
+                    settled += await _settle_absent(uow, exchange, coid)
             else:
                 settled += bool(await apply_order_update(execution, uow, exchange))
         except ExchangeError:
@@ -88,9 +107,11 @@ async def reconcile_orders(uow: UnitOfWork, exchange: Exchange) -> int:
 async def rest_scheduled_positions(uow: UnitOfWork, exchange: Exchange) -> int:
     """Rule 6 where orders rest: every scheduled position has a live sell order on the exchange. One
     is placed for each that lacks it — its placement was never received, the exchange cancelled or
-    expired it, an unknown sell was settled without selling it all, or its account could not be
-    reached when it was scheduled. A position whose last sell the exchange refused is left to the
-    user (reschedule or cancel it): retrying would be refused again. Returns how many were placed."""
+    expired it, an unknown sell was settled without selling it all, its account could not be
+    reached when it was scheduled, or the exchange's filters did not allow it yet
+    (PERCENT_PRICE_BY_SIDE as the average price moves, MAX_NUM_ORDERS: tried again on each pass).
+    A position whose last sell the exchange refused is left to the user (reschedule or cancel it):
+    retrying would be refused again. Returns how many were placed."""
     scheduled: list[tuple[int, int]] = []
     async with uow:
         page = Page(500)

@@ -9,7 +9,8 @@ from typing import Any
 
 from domain.adapters.exchanges.binance import BinanceConfig, BinanceExchange
 from domain.ports import Execution
-from tests.binance_local.server import ApiError, LocalBinance, Order, RequestRecord, SymbolSpec, Trade
+from tests.binance_local.records import ApiError, Order, RequestRecord, SymbolSpec, Trade
+from tests.binance_local.server import LocalBinance
 
 __all__ = [
     "ApiError",
@@ -39,6 +40,7 @@ def local_config(server: LocalBinance, **overrides: Any) -> BinanceConfig:
         "unknown_grace": 0.2,
         "unknown_query_interval": 0.1,
         "unknown_give_up": 1.0,
+        "avg_price_ttl": 0.0,
         "max_rate_limit_wait": 5.0,
         "poll_interval": 0.2,
         "safety_poll_interval": 30.0,

@@ -3,10 +3,12 @@ streams on 127.0.0.1, in-process, speaking Binance's protocol closely enough tha
 against it unpatched (pointed here by subclassing, SPEC §8).
 
 What it does: verifies HMAC-SHA256 signatures and the timing window as Binance does, matches MARKET
-and LIMIT orders against a scripted price path (`set_price`), applies the symbol filters and the
-commissions (base asset on buys, quote asset on sells, BNB when enabled), keeps balances, trades and
-request weight, pushes `executionReport` events to user data stream subscribers and trade / kline
-events to market stream subscribers, and injects faults on request (see "Faults" below).
+and LIMIT orders against a scripted price path (`set_price`) or a scripted order book (`set_book`),
+applies the symbol filters and the commissions (base asset on buys, quote asset on sells, BNB when
+enabled), keeps balances, trades, request weight and the unfilled order count, pushes
+`executionReport`, `outboundAccountPosition`, `balanceUpdate` and `eventStreamTerminated` events to
+user data stream subscribers and trade / kline events to market stream subscribers, and injects
+faults on request (see "Faults" below). The shapes it answers with are in `records.py`.
 
 Shapes and rules follow Binance's spot API documentation (github.com/binance/binance-spot-api-docs,
 also at developers.binance.com/docs/binance-spot-api-docs):
@@ -14,23 +16,38 @@ also at developers.binance.com/docs/binance-spot-api-docs):
 - rest-api.md "General API Information", "HTTP Return Codes" (4XX: sender's fault; 429: rate limit;
   418: IP ban; 5XX: execution status UNKNOWN) and "Error Codes" (`{"code": -1121, "msg": "..."}`).
 - rest-api.md "LIMITS" / "IP Limits": every response carries `X-MBX-USED-WEIGHT-1M`; 429 and 418
-  carry `Retry-After` in seconds. "Order Rate Limits": `X-MBX-ORDER-COUNT-10S` / `-1D` on orders.
+  carry `Retry-After` in seconds. "Unfilled Order Count" and faqs/order_count_decrement.md: new
+  orders are counted per account and interval (`X-MBX-ORDER-COUNT-10S` on a successful order); an
+  order over the limit is refused with 429, -1015 "Too many new orders; current limit is %s orders
+  per %s." and `Retry-After`; an order's first fill takes it off the count.
 - rest-api.md "SIGNED (TRADE and USER_DATA) Endpoint security": HMAC-SHA256 with the secret key over
   `totalParams`, the query string concatenated with the request body (no `&` between them);
   "Timing security": processed only if `timestamp < serverTime + 1000` and
   `serverTime - timestamp <= recvWindow` (recvWindow defaults to 5000 and may not exceed 60000).
 - rest-api.md "General endpoints": `GET /api/v3/ping`, `/api/v3/time`, `/api/v3/exchangeInfo`
   (`rateLimits`, symbols with `filters`); "Market Data endpoints": "Kline/Candlestick data"
-  (`GET /api/v3/klines`, rows `[openTime, open, high, low, close, volume, closeTime, ...]`) and
-  "Symbol price ticker" (`GET /api/v3/ticker/price`).
+  (`GET /api/v3/klines`, rows `[openTime, open, high, low, close, volume, closeTime, ...]`),
+  "Current average price" (`GET /api/v3/avgPrice`: `{mins, price, closeTime}`, the volume weighted
+  average of the last `avgPriceMins` minutes' trades — the price the filters judge by, filters.md
+  PERCENT_PRICE_BY_SIDE; the last price when there were none) and "Symbol price ticker"
+  (`GET /api/v3/ticker/price`).
 - rest-api.md "Account endpoints": "New order (TRADE)" (`POST /api/v3/order`; `newClientOrderId`
   unique among open orders, `^[\\.A-Z\\:/a-z0-9_-]{1,36}$`; `quoteOrderQty` for MARKET; ACK / RESULT /
   FULL responses, FULL with `fills[price, qty, commission, commissionAsset, tradeId]`), "Query order
   (USER_DATA)" (`GET /api/v3/order` by `orderId` or `origClientOrderId`), "Cancel order (TRADE)"
   (`DELETE /api/v3/order`), "Current open orders (USER_DATA)" (`GET /api/v3/openOrders`), "Account
   information (USER_DATA)" (`GET /api/v3/account`), "Account trade list (USER_DATA)"
-  (`GET /api/v3/myTrades`).
-- filters.md: PRICE_FILTER (min/max/tick), LOT_SIZE (min/max/step), MIN_NOTIONAL and NOTIONAL.
+  (`GET /api/v3/myTrades`), "Query Commission Rates (USER_DATA)" (`GET /api/v3/account/commission`).
+- faqs/market_orders_faq.md: a MARKET order fills "to the extent of available liquidity, and the
+  remaining quantity will expire" — status EXPIRED, each price level a fill of its own (several
+  `fills`, one `executionReport` per trade, then one with `x` = `X` = EXPIRED); an IOC order
+  likewise (enums.md "Time in force").
+- faqs/commission_faq.md "How is the commission calculated?": the received amount (the quantity on
+  a buy, the notional on a sell) times (maker or taker + buyer or seller) of the standard, tax and
+  special commissions; with BNB, only the standard part is discounted.
+- filters.md: PRICE_FILTER (min/max/tick), PERCENT_PRICE_BY_SIDE, LOT_SIZE (min/max/step),
+  MIN_NOTIONAL and NOTIONAL (with `applyMinToMarket`/`applyMaxToMarket` against the average
+  price), MARKET_LOT_SIZE, MAX_NUM_ORDERS; steps as `value % step == 0`. Each check cites its section.
 - errors.md: -1003 TOO_MANY_REQUESTS, -1013 "Filter failure: …", -1021 INVALID_TIMESTAMP, -1022
   INVALID_SIGNATURE, -1100 ILLEGAL_CHARS, -1102 MANDATORY_PARAM_EMPTY_OR_MALFORMED, -1111
   BAD_PRECISION, -1121 BAD_SYMBOL, -2010 NEW_ORDER_REJECTED ("Duplicate order sent.", "Account has
@@ -39,19 +56,29 @@ also at developers.binance.com/docs/binance-spot-api-docs):
 - web-socket-api.md "Request format" / "Response format" (`{"id", "status", "result" | "error",
   "rateLimits"}`), "Request security" (SIGNED requests: parameters except `signature` sorted by name,
   `key=value` joined by `&`), "User Data Stream requests": `userDataStream.subscribe.signature` answers
-  `{"subscriptionId": n}`, `userDataStream.unsubscribe`, `session.subscriptions`; events arrive as
-  `{"subscriptionId": n, "event": {...}}`.
+  `{"subscriptionId": n}` — one active subscription per account and connection, a second one is
+  refused with -2035 SUBSCRIPTION_ACTIVE (errors.md) —, `userDataStream.unsubscribe`,
+  `session.subscriptions`; events arrive as `{"subscriptionId": n, "event": {...}}`.
 - user-data-stream.md "Order Update" (`executionReport`: c, C, S, o, f, q, p, x, X, i, l, z, L, n, N,
-  T, t, Z, Y, Q, …) and "Account Update" (`outboundAccountPosition`).
+  T, t, Z, Y, Q, …), "Account Update" (`outboundAccountPosition`), "Balance Update"
+  (`balanceUpdate`: deposits, withdrawals) and "Event Stream Terminated" (`eventStreamTerminated`,
+  sent when a subscription is stopped).
 - web-socket-streams.md: raw streams at `/ws/<streamName>`, combined streams at
   `/stream?streams=<a>/<b>` wrapped as `{"stream": name, "data": payload}`; "Trade Streams",
-  "Aggregate Trade Streams", "Kline/Candlestick Streams"; SUBSCRIBE / UNSUBSCRIBE /
-  LIST_SUBSCRIPTIONS.
+  "Aggregate Trade Streams", "Kline/Candlestick Streams" (the current kline pushed every 2000 ms,
+  "Update Speed"); SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS; "General WSS information": the
+  server sends a ping frame every 20 seconds and disconnects a connection that has not answered
+  with a pong within a minute.
 
 Faults (each one-shot unless a count is given): `fail_next` (a 5xx before or after processing),
-`delay_next` (the request is processed, the answer comes late), `lose_next` (processed, then the
-connection is cut without an answer), `rate_limit` (429 or 418 with `Retry-After` for the next
-requests), `drop_websockets` (cut every WebSocket), `refuse_websockets` (handshakes answered 503),
+`delay_next` (the request is processed, the answer comes late; also for WebSocket API methods),
+`lose_next` (processed, then the connection is cut without an answer), `accept_late_next` (an order
+is accepted, the answer is a 5xx "execution status unknown", and the order reaches the matching
+engine — appears, fills — only seconds later: rest-api.md "General API Information", -1007 "does not
+always mean that the request failed in the Matching Engine"; CHANGELOG: the recvWindow checks do
+"not cover potential delays inside the Matching Engine"), `rate_limit` (429 or 418 with
+`Retry-After` for the next requests), `drop_websockets` (cut every WebSocket), `refuse_websockets`
+(handshakes answered 503), `terminate_user_streams` (Binance ends the subscriptions),
 `duplicate_stream_messages` (every event sent twice), `clock_offset_ms` (the server's clock moves).
 """
 
@@ -68,7 +95,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -77,9 +104,21 @@ from urllib.parse import parse_qsl
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from domain.model import Symbol
+from tests.binance_local.records import (
+    Q8,
+    ZERO,
+    ApiError,
+    Order,
+    RequestRecord,
+    SymbolSpec,
+    Trade,
+    default_symbols,
+    fmt,
+    mandatory,
+)
 
-Q8 = Decimal("0.00000001")
-ZERO = Decimal(0)
+__all__ = ["ApiError", "LocalBinance", "Order", "RequestRecord", "SymbolSpec", "Trade"]
+
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 INTERVALS_MS = {
     "1s": 1_000,
@@ -106,6 +145,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v3/klines"): 2,
     ("GET", "/api/v3/aggTrades"): 4,
     ("GET", "/api/v3/ticker/price"): 2,
+    ("GET", "/api/v3/avgPrice"): 2,
     ("POST", "/api/v3/order"): 1,
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/order"): 4,
@@ -113,260 +153,19 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v3/openOrders"): 6,
     ("GET", "/api/v3/account"): 20,
     ("GET", "/api/v3/myTrades"): 20,
+    ("GET", "/api/v3/account/commission"): 20,
 }
 INTERNAL_ERROR = (-1001, "Internal error; unable to process your request. Please try again.")
-OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
-
-
-def fmt(value: Decimal) -> str:
-    """Binance's decimal strings: 8 decimals."""
-    return f"{value.quantize(Q8, rounding=ROUND_DOWN):f}"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
-        self.headers = headers or {}
-
-
-def mandatory(name: str) -> ApiError:
-    return ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-
-
-@dataclass
-class SymbolSpec:
-    symbol: str
-    base_asset: str
-    quote_asset: str
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    min_notional: Decimal
-    min_price: Decimal = Decimal("0.01")
-    max_price: Decimal = Decimal(1000000)
-    max_qty: Decimal = Decimal(9000)
-    base_asset_precision: int = 8
-    quote_precision: int = 8
-    quote_asset_precision: int = 8
-    # Older symbols list MIN_NOTIONAL instead of NOTIONAL (filters.md); the adapter reads both.
-    legacy_min_notional: bool = False
-    # rest-api.md "Exchange information" / enums.md "Symbol status": TRADING, END_OF_DAY, HALT, BREAK.
-    status: str = "TRADING"
-
-    def exchange_info(self) -> dict[str, Any]:
-        filters: list[dict[str, Any]] = [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": fmt(self.min_price),
-                "maxPrice": fmt(self.max_price),
-                "tickSize": fmt(self.tick_size),
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": fmt(self.min_qty),
-                "maxQty": fmt(self.max_qty),
-                "stepSize": fmt(self.step_size),
-            },
-        ]
-        if self.legacy_min_notional:
-            filters.append(
-                {
-                    "filterType": "MIN_NOTIONAL",
-                    "minNotional": fmt(self.min_notional),
-                    "applyToMarket": True,
-                    "avgPriceMins": 5,
-                }
-            )
-        else:
-            filters.append(
-                {
-                    "filterType": "NOTIONAL",
-                    "minNotional": fmt(self.min_notional),
-                    "applyMinToMarket": True,
-                    "maxNotional": "9000000.00000000",
-                    "applyMaxToMarket": False,
-                    "avgPriceMins": 5,
-                }
-            )
-        filters.append({"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200})
-        return {
-            "symbol": self.symbol,
-            "status": self.status,
-            "baseAsset": self.base_asset,
-            "baseAssetPrecision": self.base_asset_precision,
-            "quoteAsset": self.quote_asset,
-            "quotePrecision": self.quote_precision,
-            "quoteAssetPrecision": self.quote_asset_precision,
-            "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": True,
-            "ocoAllowed": True,
-            "otoAllowed": True,
-            "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": True,
-            "cancelReplaceAllowed": True,
-            "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False,
-            "filters": filters,
-            "permissions": [],
-            "permissionSets": [["SPOT"]],
-            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }
-
-    def domain_symbol(self) -> Symbol:
-        return Symbol(
-            symbol=self.symbol,
-            base_asset=self.base_asset,
-            quote_asset=self.quote_asset,
-            step_size=self.step_size,
-            min_qty=self.min_qty,
-            tick_size=self.tick_size,
-            min_notional=self.min_notional,
-        )
-
-
-def default_symbols() -> list[SymbolSpec]:
-    """Filters as Binance spot lists them for these pairs (exchangeInfo, 2025)."""
-    return [
-        SymbolSpec("BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal(5)),
-        SymbolSpec("ETHUSDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"), Decimal(5)),
-        SymbolSpec("BNBUSDT", "BNB", "USDT", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), Decimal(5)),
-    ]
-
-
-@dataclass
-class Trade:
-    id: int
-    order_id: int
-    symbol: str
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time: int
-    is_buyer: bool
-    is_maker: bool
-
-    def fill(self) -> dict[str, Any]:
-        return {
-            "price": fmt(self.price),
-            "qty": fmt(self.qty),
-            "commission": fmt(self.commission),
-            "commissionAsset": self.commission_asset,
-            "tradeId": self.id,
-        }
-
-    def my_trade(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "id": self.id,
-            "orderId": self.order_id,
-            "orderListId": -1,
-            "price": fmt(self.price),
-            "qty": fmt(self.qty),
-            "quoteQty": fmt(self.quote_qty),
-            "commission": fmt(self.commission),
-            "commissionAsset": self.commission_asset,
-            "time": self.time,
-            "isBuyer": self.is_buyer,
-            "isMaker": self.is_maker,
-            "isBestMatch": True,
-        }
-
-
-@dataclass
-class Order:
-    order_id: int
-    symbol: str
-    client_order_id: str
-    side: str
-    type: str
-    time_in_force: str
-    price: Decimal
-    orig_qty: Decimal
-    orig_quote_qty: Decimal
-    time: int
-    status: str = "NEW"
-    executed_qty: Decimal = ZERO
-    cum_quote: Decimal = ZERO
-    update_time: int = 0
-    fills: list[Trade] = field(default_factory=list)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.orig_qty - self.executed_qty
-
-    def common(self) -> dict[str, Any]:
-        return {
-            "price": fmt(self.price),
-            "origQty": fmt(self.orig_qty),
-            "executedQty": fmt(self.executed_qty),
-            "origQuoteOrderQty": fmt(self.orig_quote_qty),
-            "cummulativeQuoteQty": fmt(self.cum_quote),
-            "status": self.status,
-            "timeInForce": self.time_in_force,
-            "type": self.type,
-            "side": self.side,
-        }
-
-    def query(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "orderId": self.order_id,
-            "orderListId": -1,
-            "clientOrderId": self.client_order_id,
-            **self.common(),
-            "stopPrice": fmt(ZERO),
-            "icebergQty": fmt(ZERO),
-            "time": self.time,
-            "updateTime": self.update_time or self.time,
-            "isWorking": True,
-            "workingTime": self.time,
-            "selfTradePreventionMode": "EXPIRE_MAKER",
-        }
-
-    def ack(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "orderId": self.order_id,
-            "orderListId": -1,
-            "clientOrderId": self.client_order_id,
-            "transactTime": self.update_time or self.time,
-        }
-
-    def result(self) -> dict[str, Any]:
-        return {
-            **self.ack(),
-            **self.common(),
-            "workingTime": self.time,
-            "selfTradePreventionMode": "EXPIRE_MAKER",
-        }
-
-    def full(self) -> dict[str, Any]:
-        return {**self.result(), "fills": [t.fill() for t in self.fills]}
-
-
-@dataclass
-class RequestRecord:
-    at: float  # time.monotonic() on arrival
-    method: str  # HTTP method, or "WS" for a WebSocket API request
-    path: str  # URL path, or the WebSocket API method
-    params: dict[str, str]
-    status: int = 200
-    code: int | None = None
+# errors.md -1007 TIMEOUT.
+BACKEND_TIMEOUT = (
+    -1007,
+    "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+)
 
 
 @dataclass
 class _Fault:
-    kind: str  # fail | delay | lose | rate_limit
+    kind: str  # fail | delay | lose | late | rate_limit
     method: str | None
     path: str | None
     remaining: int
@@ -384,14 +183,25 @@ class _MarketSubscriber:
     streams: set[str]
     combined: bool
     last_kline_open: dict[str, int] = field(default_factory=dict)
+    pings: int = 0
+    pongs: int = 0
+    last_pong: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class _WsApiConnection:
     ws: web.WebSocketResponse
     request: web.Request
-    subscriptions: set[int] = field(default_factory=set)
+    subscriptions: dict[int, str] = field(default_factory=dict)  # subscription id -> API key
     next_subscription: itertools.count[int] = field(default_factory=itertools.count)
+
+
+@dataclass
+class _Book:
+    """A scripted order book (`set_book`): price levels [price, quantity], best first."""
+
+    bids: list[list[Decimal]]
+    asks: list[list[Decimal]]
 
 
 class LocalBinance:
@@ -405,16 +215,40 @@ class LocalBinance:
         fee_rate: Decimal = Decimal("0.001"),
         weight_limit: int = 6000,
         weight_window_ms: int = 60_000,
+        order_limit: int = 100,
+        order_window_ms: int = 10_000,
+        kline_push_seconds: float = 2.0,
+        ping_seconds: float = 20.0,
+        pong_timeout_seconds: float = 60.0,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.fee_rate = fee_rate
+        # faqs/commission_faq.md: the account's rates by kind; each trade pays (maker or taker) +
+        # (buyer or seller) of every kind. The standard maker and taker rates are `fee_rate`.
+        self.commission_rates: dict[str, dict[str, Decimal]] = {
+            "standardCommission": {"maker": fee_rate, "taker": fee_rate, "buyer": ZERO, "seller": ZERO},
+            "taxCommission": {"maker": ZERO, "taker": ZERO, "buyer": ZERO, "seller": ZERO},
+            "specialCommission": {"maker": ZERO, "taker": ZERO, "buyer": ZERO, "seller": ZERO},
+        }
         self.pay_fees_in_bnb = False
         self.bnb_discount = Decimal("0.25")
         self.weight_limit = weight_limit
         self.weight_window_ms = weight_window_ms
         self.used_weight = 0
         self._weight_window = -1
+        # rest-api.md "Unfilled Order Count": exchangeInfo's ORDERS limit per interval, per account.
+        self.order_limit = order_limit
+        self.order_window_ms = order_window_ms
+        self.unfilled_orders = 0
+        self._order_window = -1
+        # web-socket-streams.md: the current kline every 2000 ms; a ping frame every 20 s, and a
+        # connection without a pong for a minute is closed.
+        self.kline_push_seconds = kline_push_seconds
+        self.ping_seconds = ping_seconds
+        self.pong_timeout_seconds = pong_timeout_seconds
+        self.books: dict[str, _Book] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.clock_offset_ms = 0
         self.refuse_websockets = False
         self.duplicate_stream_messages = False
@@ -461,6 +295,8 @@ class LocalBinance:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         for ws in [*self._ws_api, *(s.ws for s in self._market)]:
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.GOING_AWAY)
@@ -499,7 +335,51 @@ class LocalBinance:
         self.symbols[name] = replace(self.symbols[name], **changes)
 
     def set_balance(self, asset: str, free: Decimal) -> None:
+        """Change a free balance behind the user data stream's back (no event)."""
         self.balances.setdefault(asset, [ZERO, ZERO])[0] = free
+
+    async def deposit(self, asset: str, amount: Decimal) -> None:
+        """A deposit (a withdrawal when negative): user-data-stream.md "Balance Update" — a
+        `balanceUpdate` with the delta, then the `outboundAccountPosition` of the asset."""
+        self._move(asset, amount)
+        now = self.server_time_ms()
+        await self._push_user_event({"e": "balanceUpdate", "E": now, "a": asset, "d": fmt(amount), "T": now})
+        await self._account_update([asset])
+
+    async def withdraw(self, asset: str, amount: Decimal) -> None:
+        await self.deposit(asset, -amount)
+
+    def set_book(
+        self,
+        name: str,
+        *,
+        bids: Sequence[tuple[Decimal, Decimal]] = (),
+        asks: Sequence[tuple[Decimal, Decimal]] = (),
+    ) -> None:
+        """Script the order book of a symbol: (price, quantity) levels. Taker orders (MARKET, IOC, a
+        marketable LIMIT) take its levels best first, one fill per level, and what it cannot fill
+        expires (faqs/market_orders_faq.md). Without a book, the last price has unlimited liquidity."""
+        self.books[name] = _Book(
+            bids=sorted(([p, q] for p, q in bids), key=lambda level: -level[0]),
+            asks=sorted(([p, q] for p, q in asks), key=lambda level: level[0]),
+        )
+
+    def clear_book(self, name: str) -> None:
+        self.books.pop(name, None)
+
+    def set_commission(self, kind: str = "standardCommission", **rates: Decimal) -> None:
+        """Change the account's commission rates of one kind (faqs/commission_faq.md)."""
+        self.commission_rates[kind].update(rates)
+
+    async def push_user_event(self, event: dict[str, Any]) -> None:
+        """Send any event to the user data stream subscribers (e.g. one the client cannot process)."""
+        await self._push_user_event(event)
+
+    async def terminate_user_streams(self) -> None:
+        """Binance ends every user data subscription: user-data-stream.md "Event Stream Terminated"."""
+        for conn in list(self._ws_api.values()):
+            for subscription_id in list(conn.subscriptions):
+                await self._end_subscription(conn, subscription_id)
 
     def balance(self, asset: str) -> tuple[Decimal, Decimal]:
         free, locked = self.balances.get(asset, [ZERO, ZERO])
@@ -511,9 +391,25 @@ class LocalBinance:
     def orders_with(self, client_order_id: str) -> list[Order]:
         return [o for o in self.orders if o.client_order_id == client_order_id]
 
+    def market_pings(self) -> tuple[int, int]:
+        """Ping frames sent and pongs received on the market stream connections."""
+        return sum(s.pings for s in self._market), sum(s.pongs for s in self._market)
+
     @property
     def user_stream_subscriptions(self) -> int:
         return sum(len(c.subscriptions) for c in self._ws_api.values())
+
+    def average_price(self, name: str) -> Decimal:
+        """rest-api.md "Current average price" and filters.md PERCENT_PRICE_BY_SIDE / NOTIONAL: the
+        volume weighted average price of the last `avgPriceMins` minutes' trades; the last price when
+        there were none, or when `avgPriceMins` is 0."""
+        minutes = self.symbols[name].avg_price_mins
+        since = self.server_time_ms() - minutes * 60_000
+        recent = [(p, q) for t, p, q in self.history[name] if t > since and q > 0] if minutes else []
+        volume = sum((q for _, q in recent), ZERO)
+        if not volume:
+            return self.prices[name]
+        return (sum((p * q for p, q in recent), ZERO) / volume).quantize(Q8, rounding=ROUND_DOWN)
 
     async def set_price(self, name: str, price: Decimal, quantity: Decimal | None = None) -> None:
         """A trade at `price` on the market: streams publish it and resting orders it reaches fill at
@@ -552,12 +448,19 @@ class LocalBinance:
         self._faults.append(_Fault("fail", method, path, count, status=status, after_processing=after_processing))
 
     def delay_next(self, method: str | None, path: str | None, seconds: float, *, count: int = 1) -> None:
-        """Process the next matching requests, then answer `seconds` later."""
+        """Process the next matching requests, then answer `seconds` later (a WebSocket API request:
+        method "WS", path its method name)."""
         self._faults.append(_Fault("delay", method, path, count, seconds=seconds, after_processing=True))
 
     def lose_next(self, method: str | None, path: str | None, *, count: int = 1) -> None:
         """Process the next matching requests, then cut the connection without an answer."""
         self._faults.append(_Fault("lose", method, path, count, after_processing=True))
+
+    def accept_late_next(self, seconds: float, *, status: int = 503, count: int = 1) -> None:
+        """The next new orders are accepted (checked as usual), answered with a 5xx "execution
+        status unknown" (-1007), and reach the matching engine only `seconds` later: until then no
+        query finds them; then they are placed and fill as any order would."""
+        self._faults.append(_Fault("late", "POST", "/api/v3/order", count, status=status, seconds=seconds))
 
     def rate_limit(self, *, count: int = 1, retry_after: int = 1, status: int = 429) -> None:
         """Refuse the next `count` requests (any path) with 429 (or 418) and `Retry-After`."""
@@ -642,6 +545,13 @@ class LocalBinance:
                 raise ApiError(failed.status, *INTERNAL_ERROR)
             if signed:
                 self._authenticate(request, params, raw_query, raw_body)
+            late = self._take_fault(method, path, ("late",), after=False)
+            if late is not None:
+                # Accepted, then lost in the backend: the client hears "execution status unknown"
+                # (rest-api.md "HTTP Return Codes": 5XX; errors.md -1007), the order comes later.
+                self._validate_order(params)
+                self._spawn(self._enter_late(dict(params), late.seconds))
+                raise ApiError(late.status, *BACKEND_TIMEOUT)
             data = await handler(params)
             after = self._take_fault(method, path, ("fail", "delay", "lose"), after=True)
             if after is not None and after.kind == "fail":
@@ -660,8 +570,23 @@ class LocalBinance:
             )
         headers = self._weight_headers()
         if (method, path) == ("POST", "/api/v3/order"):
-            headers |= {"X-MBX-ORDER-COUNT-10S": "1", "X-MBX-ORDER-COUNT-1D": str(len(self.orders))}
+            # rest-api.md "Unfilled Order Count": on every successful order response.
+            interval = f"{self.order_window_ms // 1000}S"
+            headers |= {
+                f"X-MBX-ORDER-COUNT-{interval}": str(self.unfilled_orders),
+                "X-MBX-ORDER-COUNT-1D": str(len(self.orders)),
+            }
         return web.json_response(data, headers=headers)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _enter_late(self, params: dict[str, str], seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        with contextlib.suppress(ApiError):  # refused by then (e.g. the balance is gone): never placed
+            await self._new_order(params)
 
     def _routes(self) -> dict[tuple[str, str], tuple[Callable[[dict[str, str]], Awaitable[Any]], bool]]:
         return {
@@ -671,6 +596,7 @@ class LocalBinance:
             ("GET", "/api/v3/klines"): (self._klines, False),
             ("GET", "/api/v3/aggTrades"): (self._agg_trades, False),
             ("GET", "/api/v3/ticker/price"): (self._ticker_price, False),
+            ("GET", "/api/v3/avgPrice"): (self._avg_price, False),
             ("POST", "/api/v3/order"): (self._new_order, True),
             ("POST", "/api/v3/order/test"): (self._test_order, True),
             ("GET", "/api/v3/order"): (self._query_order, True),
@@ -678,6 +604,7 @@ class LocalBinance:
             ("GET", "/api/v3/openOrders"): (self._open_orders, True),
             ("GET", "/api/v3/account"): (self._account, True),
             ("GET", "/api/v3/myTrades"): (self._my_trades, True),
+            ("GET", "/api/v3/account/commission"): (self._account_commission, True),
         }
 
     def _check_timestamp(self, params: dict[str, str]) -> None:
@@ -835,20 +762,76 @@ class LocalBinance:
             raise ApiError(400, -1111, f"Parameter '{name}' has too much precision.")
         return value
 
-    @staticmethod
-    def _on_step(value: Decimal, minimum: Decimal, step: Decimal) -> bool:
-        return step <= 0 or (value - minimum) % step == 0
+    async def _avg_price(self, params: dict[str, str]) -> dict[str, Any]:
+        """rest-api.md "Current average price"."""
+        spec = self._spec(params)
+        times = [t for t, _, q in self.history[spec.symbol] if q > 0]
+        return {
+            "mins": spec.avg_price_mins,
+            "price": fmt(self.average_price(spec.symbol)),
+            "closeTime": times[-1] if times else self.server_time_ms(),
+        }
 
-    def _check_filters(self, spec: SymbolSpec, qty: Decimal, price: Decimal | None, notional_price: Decimal) -> None:
-        """filters.md: PRICE_FILTER, LOT_SIZE, NOTIONAL / MIN_NOTIONAL."""
-        if price is not None and (
-            price < spec.min_price or price > spec.max_price or not self._on_step(price, spec.min_price, spec.tick_size)
+    @staticmethod
+    def _on_step(value: Decimal, step: Decimal) -> bool:
+        """filters.md PRICE_FILTER / LOT_SIZE / MARKET_LOT_SIZE: `value % step == 0` (0 disables it)."""
+        return step <= 0 or value % step == 0
+
+    @staticmethod
+    def _refuse(name: str) -> ApiError:
+        """errors.md "Filter failures": -1013 "Filter failure: <name>"."""
+        return ApiError(400, -1013, f"Filter failure: {name}")
+
+    def _check_limit(self, spec: SymbolSpec, side: str, qty: Decimal, price: Decimal) -> None:
+        """The filters of a LIMIT order (filters.md)."""
+        # PRICE_FILTER: minPrice <= price <= maxPrice, price % tickSize == 0.
+        if price < spec.min_price or price > spec.max_price or not self._on_step(price, spec.tick_size):
+            raise self._refuse("PRICE_FILTER")
+        # PERCENT_PRICE_BY_SIDE: within the side's multipliers of the average price.
+        if spec.percent_price is not None:
+            bid_up, bid_down, ask_up, ask_down = spec.percent_price
+            up, down = (bid_up, bid_down) if side == "BUY" else (ask_up, ask_down)
+            average = self.average_price(spec.symbol)
+            if not average * down <= price <= average * up:
+                raise self._refuse("PERCENT_PRICE_BY_SIDE")
+        self._check_lot(spec, qty)
+        self._check_notional(spec, qty * price, market=False)
+
+    def _check_lot(self, spec: SymbolSpec, qty: Decimal) -> None:
+        """filters.md LOT_SIZE: minQty <= quantity <= maxQty, quantity % stepSize == 0."""
+        if qty < spec.min_qty or qty > spec.max_qty or not self._on_step(qty, spec.step_size):
+            raise self._refuse("LOT_SIZE")
+
+    def _check_market_lot(self, spec: SymbolSpec, qty: Decimal) -> None:
+        """filters.md MARKET_LOT_SIZE: the same rules for MARKET orders, each bound disabled at 0."""
+        if (
+            (spec.market_min_qty > 0 and qty < spec.market_min_qty)
+            or (spec.market_max_qty > 0 and qty > spec.market_max_qty)
+            or not self._on_step(qty, spec.market_step_size)
         ):
-            raise ApiError(400, -1013, "Filter failure: PRICE_FILTER")
-        if qty < spec.min_qty or qty > spec.max_qty or not self._on_step(qty, spec.min_qty, spec.step_size):
-            raise ApiError(400, -1013, "Filter failure: LOT_SIZE")
-        if qty * notional_price < spec.min_notional:
-            raise ApiError(400, -1013, f"Filter failure: {'MIN_NOTIONAL' if spec.legacy_min_notional else 'NOTIONAL'}")
+            raise self._refuse("MARKET_LOT_SIZE")
+
+    def _check_notional(self, spec: SymbolSpec, notional: Decimal, *, market: bool) -> None:
+        """filters.md NOTIONAL (minNotional <= price * quantity <= maxNotional; a MARKET order is
+        judged at the average price, each bound only if applyMinToMarket / applyMaxToMarket) and the
+        older MIN_NOTIONAL (its `applyToMarket`)."""
+        name = "MIN_NOTIONAL" if spec.legacy_min_notional else "NOTIONAL"
+        if (not market or spec.apply_min_to_market) and notional < spec.min_notional:
+            raise self._refuse(name)
+        if (
+            not spec.legacy_min_notional
+            and spec.max_notional > 0
+            and (not market or spec.apply_max_to_market)
+            and notional > spec.max_notional
+        ):
+            raise self._refuse(name)
+
+    def _check_open_orders(self, spec: SymbolSpec) -> None:
+        """filters.md MAX_NUM_ORDERS: at most maxNumOrders open orders on the symbol; "New order
+        (TRADE)" adds 1 to it."""
+        open_orders = sum(1 for o in self.orders if o.symbol == spec.symbol and o.is_open)
+        if spec.max_num_orders and open_orders >= spec.max_num_orders:
+            raise self._refuse("MAX_NUM_ORDERS")
 
     def _validate_order(self, params: dict[str, str]) -> tuple[SymbolSpec, dict[str, Any]]:
         """Everything "New order (TRADE)" checks before the matching engine; returns the order's terms."""
@@ -887,7 +870,7 @@ class LocalBinance:
                 raise mandatory("quantity")
             if quote_qty is not None:
                 raise ApiError(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
-            self._check_filters(spec, qty, price, price)
+            self._check_limit(spec, side, qty, price)
         else:
             if tif:
                 raise ApiError(400, -1106, "Parameter 'timeInForce' sent when not required.")
@@ -897,18 +880,27 @@ class LocalBinance:
                 raise ApiError(
                     400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
                 )
+            average = self.average_price(spec.symbol)
             if quote_qty is not None:
-                if quote_qty < spec.min_notional:
-                    raise ApiError(
-                        400, -1013, f"Filter failure: {'MIN_NOTIONAL' if spec.legacy_min_notional else 'NOTIONAL'}"
-                    )
+                # "New order (TRADE)": a quoteOrderQty order "will not break LOT_SIZE filter rules"; the
+                # quantity is what the quote buys (or must bring in) at the market.
+                self._check_notional(spec, quote_qty, market=True)
                 qty = (quote_qty / market / spec.step_size).to_integral_value(rounding=ROUND_DOWN) * spec.step_size
+                if qty < spec.min_qty:
+                    raise self._refuse("LOT_SIZE")
+            else:
+                assert qty is not None
+                self._check_lot(spec, qty)
+                self._check_notional(spec, qty * average, market=True)
             assert qty is not None
-            self._check_filters(spec, qty, None, market)
+            self._check_market_lot(spec, qty)
+        self._check_open_orders(spec)
         if any(o.client_order_id == coid and o.is_open for o in self.orders):
             raise ApiError(400, -2010, "Duplicate order sent.")
-        cost_price = price if price is not None else market
-        if side == "BUY" and self.balance(spec.quote_asset)[0] < qty * cost_price:
+        # faqs/market_orders_faq.md: "If you do not have sufficient balance for the order to be
+        # completely filled, the order will be rejected."
+        cost = quote_qty if quote_qty is not None else qty * (price if price is not None else market)
+        if side == "BUY" and self.balance(spec.quote_asset)[0] < cost:
             raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
         if side == "SELL" and self.balance(spec.base_asset)[0] < qty:
             raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
@@ -923,12 +915,32 @@ class LocalBinance:
         }
         return spec, terms
 
+    def _count_order(self) -> int:
+        """rest-api.md "Unfilled Order Count": the new order's window; over the limit, 429 -1015 with
+        `Retry-After` until the window ends (faqs/order_count_decrement.md)."""
+        now = self.server_time_ms()
+        window = now // self.order_window_ms
+        if window != self._order_window:
+            self._order_window, self.unfilled_orders = window, 0
+        if self.unfilled_orders >= self.order_limit:
+            retry_after = max(1, -(-((window + 1) * self.order_window_ms - now) // 1000))
+            raise ApiError(
+                429,
+                -1015,
+                f"Too many new orders; current limit is {self.order_limit} orders per "
+                f"{self.order_window_ms // 1000} SECOND.",
+                {"Retry-After": str(retry_after)},
+            )
+        self.unfilled_orders += 1
+        return window
+
     async def _test_order(self, params: dict[str, str]) -> dict[str, Any]:
         self._validate_order(params)
         return {}
 
     async def _new_order(self, params: dict[str, str]) -> dict[str, Any]:
         spec, t = self._validate_order(params)
+        window = self._count_order()
         now = self.server_time_ms()
         order = Order(
             order_id=next(self._order_ids),
@@ -942,30 +954,75 @@ class LocalBinance:
             orig_quote_qty=t["quote_qty"],
             time=now,
             update_time=now,
+            window=window,
         )
         self.orders.append(order)
         await self._execution_report(order, "NEW")
-        market = self.prices[spec.symbol]
-        if order.type == "MARKET":
-            await self._fill(order, order.orig_qty, market, maker=False)
-        else:
-            marketable = market >= order.price if order.side == "SELL" else market <= order.price
-            if marketable:
-                await self._fill(order, order.orig_qty, market, maker=False)
-            elif order.time_in_force in ("IOC", "FOK"):
-                order.status = "EXPIRED"
-                order.update_time = self.server_time_ms()
-                await self._execution_report(order, "EXPIRED")
-            else:  # resting GTC: the funds are locked until it fills or is cancelled
-                locked_asset, amount = (
-                    (spec.base_asset, order.orig_qty)
-                    if order.side == "SELL"
-                    else (spec.quote_asset, order.orig_qty * order.price)
-                )
-                self._move(locked_asset, -amount, amount)
-                await self._account_update([locked_asset])
+        await self._match(spec, order)
+        if order.is_open and (order.type == "MARKET" or order.time_in_force in ("IOC", "FOK")):
+            # faqs/market_orders_faq.md: what the book could not fill expires (x = X = EXPIRED).
+            order.status = "EXPIRED"
+            order.update_time = self.server_time_ms()
+            await self._execution_report(order, "EXPIRED")
+        elif order.is_open:  # resting GTC: the funds of what remains are locked until it fills or is cancelled
+            locked_asset, amount = (
+                (spec.base_asset, order.remaining)
+                if order.side == "SELL"
+                else (spec.quote_asset, order.remaining * order.price)
+            )
+            self._move(locked_asset, -amount, amount)
+            await self._account_update([locked_asset])
         response_type = params.get("newOrderRespType") or "FULL"
         return order.ack() if response_type == "ACK" else order.result() if response_type == "RESULT" else order.full()
+
+    async def _match(self, spec: SymbolSpec, order: Order) -> None:
+        """The taker part of a new order: against the scripted book's levels (one fill each, best
+        first), or at the last price with unlimited liquidity when no book is set. A LIMIT order
+        takes only the levels at or better than its price."""
+        book = self.books.get(spec.symbol)
+        if book is None:
+            market = self.prices[spec.symbol]
+            marketable = order.type == "MARKET" or (
+                market >= order.price if order.side == "SELL" else market <= order.price
+            )
+            if marketable:
+                await self._fill(order, order.orig_qty, market, maker=False)
+            return
+        levels = book.asks if order.side == "BUY" else book.bids
+        quote_left = order.orig_quote_qty if order.type == "MARKET" and order.orig_quote_qty else None
+        fills: list[tuple[Decimal, Decimal]] = []
+        planned = ZERO
+        exhausted = True  # the levels ran out before the order was complete
+        for level in levels:
+            price, available = level
+            if order.type == "LIMIT" and (price > order.price if order.side == "BUY" else price < order.price):
+                break
+            qty = min(available, order.orig_qty - planned)
+            if quote_left is not None:
+                step = spec.step_size
+                qty = min(available, (quote_left / price / step).to_integral_value(rounding=ROUND_DOWN) * step)
+            if qty <= 0:
+                exhausted = False
+                break
+            fills.append((price, qty))
+            planned += qty
+            if quote_left is not None:
+                quote_left -= qty * price
+            elif planned >= order.orig_qty:
+                exhausted = False
+                break
+        if order.time_in_force == "FOK" and planned < order.orig_qty:
+            return  # all or nothing
+        if quote_left is not None:
+            # A quote order's quantity is what the book gave for it; if the book ran out first, the
+            # rest of it expires.
+            order.orig_qty = max(order.orig_qty, planned + spec.step_size) if exhausted else planned
+        for price, qty in fills:
+            for level in levels:
+                if level[0] == price:
+                    level[1] -= qty
+            await self._fill(order, qty, price, maker=False)
+        levels[:] = [level for level in levels if level[1] > 0]
 
     def _find(self, params: dict[str, str]) -> Order | None:
         spec = self._spec(params)
@@ -1020,19 +1077,13 @@ class LocalBinance:
         return [o.query() for o in self.orders if o.is_open and (name is None or o.symbol == name)]
 
     async def _account(self, params: dict[str, str]) -> dict[str, Any]:
+        """rest-api.md "Account information (USER_DATA)": the standard commission rates, in bips and
+        as `commissionRates`, and the balances."""
         omit_zero = params.get("omitZeroBalances") == "true"
-        bips = int(self.fee_rate * 10000)
+        standard = self.commission_rates["standardCommission"]
         return {
-            "makerCommission": bips,
-            "takerCommission": bips,
-            "buyerCommission": 0,
-            "sellerCommission": 0,
-            "commissionRates": {
-                "maker": fmt(self.fee_rate),
-                "taker": fmt(self.fee_rate),
-                "buyer": fmt(ZERO),
-                "seller": fmt(ZERO),
-            },
+            **{f"{k}Commission": int(v * 10000) for k, v in standard.items()},
+            "commissionRates": {k: fmt(v) for k, v in standard.items()},
             "canTrade": True,
             "canWithdraw": True,
             "canDeposit": True,
@@ -1050,6 +1101,20 @@ class LocalBinance:
             "uid": 1,
         }
 
+    async def _account_commission(self, params: dict[str, str]) -> dict[str, Any]:
+        """rest-api.md "Query Commission Rates (USER_DATA)"."""
+        spec = self._spec(params)
+        return {
+            "symbol": spec.symbol,
+            **{kind: {k: fmt(v) for k, v in rates.items()} for kind, rates in self.commission_rates.items()},
+            "discount": {
+                "enabledForAccount": self.pay_fees_in_bnb,
+                "enabledForSymbol": True,
+                "discountAsset": "BNB",
+                "discount": fmt(self.bnb_discount),
+            },
+        }
+
     async def _my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
         spec = self._spec(params)
         trades = [t for t in self.trades if t.symbol == spec.symbol]
@@ -1065,23 +1130,37 @@ class LocalBinance:
         entry[0] += free_delta
         entry[1] += locked_delta
 
-    def _commission(self, spec: SymbolSpec, side: str, qty: Decimal, quote: Decimal) -> tuple[Decimal, str]:
-        """Binance's default: the fee is taken from what you receive (base asset on a buy, quote on a
-        sell); with "pay fees in BNB" it is taken in BNB at a discount, when the BNB balance covers it."""
+    def _rate(self, kind: str, side: str, maker: bool) -> Decimal:
+        rates = self.commission_rates[kind]
+        return rates["maker" if maker else "taker"] + rates["buyer" if side == "BUY" else "seller"]
+
+    def _commission(
+        self, spec: SymbolSpec, side: str, qty: Decimal, quote: Decimal, *, maker: bool = False
+    ) -> tuple[Decimal, str]:
+        """faqs/commission_faq.md "How is the commission calculated?": the received amount (the
+        quantity on a buy, the notional on a sell) times (maker or taker + buyer or seller) of the
+        standard, tax and special commissions, taken from what is received. With "pay fees in BNB" it
+        is taken in BNB when the BNB balance covers it, the standard part discounted."""
+        standard = self._rate("standardCommission", side, maker)
+        others = self._rate("taxCommission", side, maker) + self._rate("specialCommission", side, maker)
         if self.pay_fees_in_bnb and spec.base_asset != "BNB":
             bnb_price = self.prices.get(f"BNB{spec.quote_asset}")
             if bnb_price:
-                bnb = (quote * self.fee_rate * (1 - self.bnb_discount) / bnb_price).quantize(Q8, rounding=ROUND_HALF_UP)
+                rate = standard * (1 - self.bnb_discount) + others
+                bnb = (quote * rate / bnb_price).quantize(Q8, rounding=ROUND_HALF_UP)
                 if self.balance("BNB")[0] >= bnb:
                     return bnb, "BNB"
         if side == "BUY":
-            return (qty * self.fee_rate).quantize(Q8, rounding=ROUND_HALF_UP), spec.base_asset
-        return (quote * self.fee_rate).quantize(Q8, rounding=ROUND_HALF_UP), spec.quote_asset
+            return (qty * (standard + others)).quantize(Q8, rounding=ROUND_HALF_UP), spec.base_asset
+        return (quote * (standard + others)).quantize(Q8, rounding=ROUND_HALF_UP), spec.quote_asset
 
     async def _fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
         spec = self.symbols[order.symbol]
         quote = (qty * price).quantize(Q8, rounding=ROUND_DOWN)
-        commission, commission_asset = self._commission(spec, order.side, qty, quote)
+        commission, commission_asset = self._commission(spec, order.side, qty, quote, maker=maker)
+        if order.executed_qty == 0 and order.window == self._order_window:
+            # faqs/order_count_decrement.md: an order's first fill takes it off the unfilled count.
+            self.unfilled_orders = max(self.unfilled_orders - 1, 0)
         was_resting = order.type == "LIMIT" and maker
         if order.side == "BUY":
             if was_resting:
@@ -1242,14 +1321,18 @@ class LocalBinance:
             result: Any
             if method == "userDataStream.subscribe.signature":
                 self._ws_authenticate(params)
+                # web-socket-api.md "User Data Stream subscription": "You can have only one active
+                # subscription for a given account on a given connection" (errors.md -2035).
+                if str(params["apiKey"]) in conn.subscriptions.values():
+                    raise ApiError(400, -2035, "User Data Stream subscription already active.")
                 subscription_id = next(conn.next_subscription)
-                conn.subscriptions.add(subscription_id)
+                conn.subscriptions[subscription_id] = str(params["apiKey"])
                 result = {"subscriptionId": subscription_id}
             elif method == "userDataStream.unsubscribe":
-                if "subscriptionId" in params:
-                    conn.subscriptions.discard(int(params["subscriptionId"]))
-                else:
-                    conn.subscriptions.clear()
+                wanted = int(params["subscriptionId"]) if "subscriptionId" in params else None
+                ended = [i for i in conn.subscriptions if wanted is None or i == wanted]
+                for subscription_id in ended:
+                    await self._end_subscription(conn, subscription_id)
                 result = {}
             elif method == "session.subscriptions":
                 result = [{"subscriptionId": s} for s in sorted(conn.subscriptions)]
@@ -1264,7 +1347,18 @@ class LocalBinance:
             record.status, record.code = e.status, e.code
             response = {"id": request_id, "status": e.status, "error": {"code": e.code, "msg": e.msg}}
         response["rateLimits"] = self._rate_limits()
-        await conn.ws.send_str(json.dumps(response))
+        delayed = self._take_fault("WS", method, ("delay",), after=True)
+        if delayed is not None:
+            await asyncio.sleep(delayed.seconds)  # processed; the answer comes late
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await conn.ws.send_str(json.dumps(response))
+
+    async def _end_subscription(self, conn: _WsApiConnection, subscription_id: int) -> None:
+        """user-data-stream.md "Event Stream Terminated": sent when a subscription is stopped."""
+        event = {"e": "eventStreamTerminated", "E": self.server_time_ms()}
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await conn.ws.send_str(json.dumps({"subscriptionId": subscription_id, "event": event}))
+        conn.subscriptions.pop(subscription_id, None)
 
     # ------------------------------------------------------------------ market streams
 
@@ -1275,20 +1369,62 @@ class LocalBinance:
             names, combined = request.query.get("streams", ""), True
         else:
             names, combined = request.match_info["streams"], False
-        ws = web.WebSocketResponse(autoping=True)
+        # Pings and pongs handled here (not by aiohttp) so that the server's pings can be counted.
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         sub = _MarketSubscriber(ws, {n for n in names.split("/") if n}, combined)
         self._market.append(sub)
         self._market_requests[ws] = request
+        pusher = asyncio.ensure_future(self._keep_pushing(sub))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._market_control(sub, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    sub.pongs += 1
+                    sub.last_pong = time.monotonic()
         finally:
+            pusher.cancel()
             with contextlib.suppress(ValueError):
                 self._market.remove(sub)
             self._market_requests.pop(ws, None)
         return ws
+
+    async def _keep_pushing(self, sub: _MarketSubscriber) -> None:
+        """web-socket-streams.md: the current kline of each kline stream every 2000 ms ("Update
+        Speed"), trades or not, and a closed one (`x: true`) once its period is over; a ping frame
+        every 20 seconds ("General WSS information"), and the connection closed when no pong came
+        back within a minute."""
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.ping_seconds
+        next_push = loop.time() + self.kline_push_seconds
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while not sub.ws.closed:
+                await asyncio.sleep(max(min(next_ping, next_push) - loop.time(), 0.0))
+                if loop.time() >= next_push:
+                    next_push += self.kline_push_seconds
+                    for stream in sorted(sub.streams):
+                        await self._push_kline(sub, stream)
+                if loop.time() >= next_ping:
+                    next_ping += self.ping_seconds
+                    if time.monotonic() - sub.last_pong > self.pong_timeout_seconds:
+                        await sub.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Pong timeout")
+                        return
+                    await sub.ws.ping(f"{self.server_time_ms()}".encode())
+                    sub.pings += 1
+
+    async def _push_kline(self, sub: _MarketSubscriber, stream: str) -> None:
+        parsed = self._kline_stream(stream)
+        if parsed is None:
+            return
+        name, interval = parsed
+        await self._maybe_close_kline(sub, stream)
+        step = INTERVALS_MS[interval]
+        current = self.server_time_ms() // step * step
+        sub.last_kline_open[stream] = current
+        await self._send_market(sub, stream, self._kline_event(name, interval, current, final=False))
 
     async def _market_control(self, sub: _MarketSubscriber, text: str) -> None:
         """web-socket-streams.md "Live Subscribing/Unsubscribing to streams"."""

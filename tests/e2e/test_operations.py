@@ -74,7 +74,8 @@ async def test_metrics(db: App, http: httpx.AsyncClient) -> None:
     ):
         assert line in text.splitlines(), line
     for family in ("criptoren_ticks_total", "criptoren_engine_seconds", "criptoren_tick_to_order_seconds",
-                   "criptoren_exchange_errors_total", "criptoren_stream_reconnects_total"):  # fmt: skip
+                   "criptoren_exchange_errors_total", "criptoren_stream_reconnects_total",
+                   "criptoren_orders_not_sent_total"):  # fmt: skip
         assert f"# TYPE {family.removesuffix('_total')}" in text, family
 
 

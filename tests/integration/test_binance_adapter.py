@@ -16,7 +16,13 @@ from domain.adapters.exchanges.binance import (
     BinanceFilterFailure,
     BinanceInsufficientBalance,
 )
-from domain.errors import FilterFailure, InsufficientCapital, PermanentExchangeError
+from domain.errors import (
+    FilterFailure,
+    InsufficientBalance,
+    InsufficientCapital,
+    OrderNotAllowedNow,
+    PermanentExchangeError,
+)
 from domain.model import OrderStatus, Side, TimeInForce
 from tests.binance_local import LocalBinance, local_config, next_update
 
@@ -225,13 +231,29 @@ async def test_minus_1111_too_much_precision_is_a_filter_failure(
 # ---------------------------------------------------------------- errors
 
 
-async def test_minus_2010_insufficient_balance(binance: LocalBinance, exchange: BinanceExchange) -> None:
+async def test_an_insufficient_balance_is_found_before_sending(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """SPEC §4b: the free balance of the asset an order spends (quote for a buy) must cover it."""
     binance.set_balance("USDT", Decimal(10))
+    with pytest.raises(BinanceInsufficientBalance) as refused:
+        await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(50))
+    error = refused.value
+    assert isinstance(error, InsufficientBalance) and isinstance(error, InsufficientCapital)
+    assert error.code == "INSUFFICIENT_BALANCE" and error.details["before_sending"] is True
+    assert (error.details["asset"], error.details["needed"], error.details["free"]) == ("USDT", "50", "10")
+    assert binance.requests_to("POST", "/api/v3/order") == []
+
+
+async def test_minus_2010_insufficient_balance(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    assert await exchange.free_balance("USDT") == Decimal(10000)  # cached, and the stream is up
+    binance.set_balance("USDT", Decimal(10))  # behind the stream's back: the cache does not know
     with pytest.raises(BinanceInsufficientBalance) as refused:
         await exchange.market_buy(binance.domain_symbol(BTC), "cr-e1-1", quote_amount=Decimal(50))
     error = refused.value
     assert isinstance(error, InsufficientCapital) and isinstance(error, PermanentExchangeError)
     assert error.code == "INSUFFICIENT_BALANCE" and error.details["binance_code"] == -2010
+    assert await exchange.free_balance("USDT") == Decimal(10)  # the refusal made the cache read it again
 
 
 async def test_minus_2010_duplicate_of_our_own_open_order_returns_it(
@@ -377,3 +399,146 @@ async def test_repr_and_errors_never_show_the_secret(
     assert binance.api_secret not in repr(no_stream_exchange)
     assert binance.api_secret not in repr(no_stream_exchange.config)
     assert binance.api_key not in repr(no_stream_exchange.config)
+
+
+# ---------------------------------------------------------------- filters checked before sending (issue 19)
+
+
+async def test_market_lot_size_refuses_a_market_order_over_its_max_before_sending(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """filters.md MARKET_LOT_SIZE (maxQty 100 BTC here): a MARKET sell over it, and a quote buy that
+    would buy more than it at the average price, are refused with the reason — never split, never sent."""
+    btc = binance.domain_symbol(BTC)
+    binance.set_balance("BTC", Decimal(200))
+    binance.set_balance("USDT", Decimal(20_000_000))
+    for call in (
+        exchange.market_sell(btc, "cr-l1-1", Decimal(150)),
+        exchange.market_buy(btc, "cr-b1-1", quote_amount=Decimal(10_100_000)),  # about 101 BTC at 100,000
+    ):
+        with pytest.raises(BinanceFilterFailure) as refused:
+            await call
+        assert refused.value.details["filter"] == "MARKET_LOT_SIZE" and "MARKET_LOT_SIZE" in refused.value.message
+    assert binance.requests_to("POST", "/api/v3/order") == []
+    sold = await exchange.market_sell(btc, "cr-l1-2", Decimal(100))  # at the maximum: allowed
+    assert sold.status is OrderStatus.FILLED
+
+
+async def test_percent_price_by_side_is_checked_against_the_average_price(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """filters.md PERCENT_PRICE_BY_SIDE (askMultiplierUp 5): a LIMIT sell above 5 x the average price
+    may be allowed later — `OrderNotAllowedNow`, nothing sent."""
+    btc = binance.domain_symbol(BTC)
+    binance.set_balance("BTC", Decimal(1))
+    with pytest.raises(OrderNotAllowedNow) as waiting:
+        await exchange.limit_sell(btc, "cr-s1-1", Decimal("0.01"), Decimal(500_001), TimeInForce.GTC)
+    assert waiting.value.details["filter"] == "PERCENT_PRICE_BY_SIDE"
+    assert waiting.value.details["allowed_to"] == "500000.00000000"
+    assert binance.requests_to("GET", "/api/v3/avgPrice") and binance.requests_to("POST", "/api/v3/order") == []
+    assert (await exchange.limit_sell(btc, "cr-s1-2", Decimal("0.01"), Decimal(500_000), TimeInForce.GTC)).status is (
+        OrderStatus.OPEN
+    )
+
+
+async def test_max_num_orders_is_checked_before_sending(binance: LocalBinance) -> None:
+    binance.set_filters(BTC, max_num_orders=2)
+    binance.set_balance("BTC", Decimal(1))
+    adapter = BinanceExchange(local_config(binance))
+    await adapter.start()
+    try:
+        btc = binance.domain_symbol(BTC)
+        for i in (1, 2):
+            await adapter.limit_sell(btc, f"cr-s{i}-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+        with pytest.raises(OrderNotAllowedNow) as waiting:
+            await adapter.limit_sell(btc, "cr-s3-1", Decimal("0.01"), Decimal(101000), TimeInForce.GTC)
+        assert (waiting.value.details["filter"], waiting.value.details["open_orders"]) == ("MAX_NUM_ORDERS", 2)
+        with pytest.raises(OrderNotAllowedNow):  # a MARKET order counts too ("New order (TRADE)")
+            await adapter.market_sell(btc, "cr-l1-1", Decimal("0.01"))
+    finally:
+        await adapter.close()
+    assert len(binance.requests_to("POST", "/api/v3/order")) == 2
+
+
+async def test_notional_max_and_its_application_to_market_orders(binance: LocalBinance) -> None:
+    """filters.md NOTIONAL: maxNotional applies to LIMIT orders, and to MARKET orders only with
+    applyMaxToMarket (judged at the average price)."""
+    binance.set_filters(BTC, max_notional=Decimal(50_000), apply_max_to_market=True)
+    binance.set_balance("BTC", Decimal(10))
+    adapter = BinanceExchange(local_config(binance, user_stream=False))
+    await adapter.start()
+    try:
+        btc = binance.domain_symbol(BTC)
+        for call in (
+            adapter.limit_sell(btc, "cr-s1-1", Decimal(1), Decimal(100_000), TimeInForce.GTC),
+            adapter.market_sell(btc, "cr-l1-1", Decimal("0.6")),
+        ):
+            with pytest.raises(BinanceFilterFailure) as refused:
+                await call
+            assert refused.value.details["filter"] == "NOTIONAL"
+        assert binance.requests_to("POST", "/api/v3/order") == []
+        assert (await adapter.market_sell(btc, "cr-l1-2", Decimal("0.4"))).status is OrderStatus.FILLED
+    finally:
+        await adapter.close()
+
+
+async def test_a_market_buy_that_fills_at_several_prices_and_expires(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """faqs/market_orders_faq.md: the book runs out — two fills at two prices, the rest EXPIRED; the
+    execution carries the fills aggregated (the quantity, the quote and the fees of both)."""
+    binance.set_book(BTC, asks=[(Decimal(100000), Decimal("0.002")), (Decimal(100100), Decimal("0.001"))])
+    bought = await exchange.market_buy(binance.domain_symbol(BTC), "cr-b1-1", quantity=Decimal("0.005"))
+    assert (bought.status, bought.executed_quantity) == (OrderStatus.EXPIRED, Decimal("0.003"))
+    assert bought.quote_quantity == Decimal("300.1")
+    assert (bought.fee, bought.fee_asset) == (Decimal("0.000003"), "BTC")
+    (order,) = binance.orders_with("cr-b1-1")
+    assert [(t.price, t.qty) for t in order.fills] == [
+        (Decimal(100000), Decimal("0.002")),
+        (Decimal(100100), Decimal("0.001")),
+    ]
+    assert await exchange.get_order(binance.domain_symbol(BTC), "cr-b1-1") == bought  # the same, from myTrades
+
+
+async def test_an_ioc_sell_partly_filled_ends_expired(binance: LocalBinance, exchange: BinanceExchange) -> None:
+    binance.set_balance("BTC", Decimal("0.01"))
+    binance.set_book(BTC, bids=[(Decimal(100500), Decimal("0.003")), (Decimal(99000), Decimal(1))])
+    sold = await exchange.limit_sell(
+        binance.domain_symbol(BTC), "cr-x1-1", Decimal("0.01"), Decimal(100000), TimeInForce.IOC
+    )
+    assert (sold.status, sold.executed_quantity, sold.average_price) == (
+        OrderStatus.EXPIRED, Decimal("0.003"), Decimal(100500),
+    )  # fmt: skip
+    assert binance.balance("BTC") == (Decimal("0.007"), 0)
+
+
+async def test_the_fee_rate_is_the_full_commission_of_a_taker_sell(binance: LocalBinance) -> None:
+    """faqs/commission_faq.md: taker + seller of the standard commission (the account's
+    `commissionRates`), and of the tax and special commissions (`GET /api/v3/account/commission`,
+    read for a symbol when it is first traded)."""
+    binance.set_commission(seller=Decimal("0.0004"))
+    binance.set_commission("specialCommission", taker=Decimal("0.0003"), seller=Decimal("0.0002"))
+    adapter = BinanceExchange(local_config(binance, user_stream=False))
+    await adapter.start()
+    try:
+        btc = binance.domain_symbol(BTC)
+        assert adapter.fee_rate(btc) == Decimal("0.0014")  # the account's standard rates
+        bought = await adapter.market_buy(btc, "cr-b1-1", quote_amount=Decimal(100))
+        assert adapter.fee_rate(btc) == Decimal("0.0019")  # + the symbol's special commission
+        assert bought.fee == Decimal("0.00000130")  # 0.001 BTC x (taker 0.001 + special taker 0.0003)
+    finally:
+        await adapter.close()
+    assert binance.requests_to("GET", "/api/v3/account/commission")[0].params["symbol"] == BTC
+
+
+async def test_a_sell_floor_below_percent_price_by_side_is_raised_to_it(
+    binance: LocalBinance, exchange: BinanceExchange
+) -> None:
+    """A limit below average * askMultiplierDown (0.2) would be refused; raised to that bound it is
+    accepted and fills at the bids all the same — the floor is raised, never lowered."""
+    binance.set_balance("BTC", Decimal(1))
+    sold = await exchange.limit_sell(
+        binance.domain_symbol(BTC), "cr-x1-1", Decimal("0.01"), Decimal(1000), TimeInForce.IOC
+    )
+    assert binance.requests_to("POST", "/api/v3/order")[-1].params["price"] == "20000"
+    assert (sold.status, sold.average_price) == (OrderStatus.FILLED, Decimal(100000))

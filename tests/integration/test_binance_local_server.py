@@ -194,3 +194,175 @@ async def test_user_data_stream_over_the_websocket_api(local_binance: LocalBinan
 def test_hmac_helper_matches_the_documented_example() -> None:
     digest = hmac.new(DOC_SECRET.encode(), DOC_PARAMS.encode(), hashlib.sha256).hexdigest()
     assert digest == DOC_SIGNATURE
+
+
+# ---------------------------------------------------------------- held to the docs (issue 19)
+
+
+async def test_steps_are_multiples_of_the_step_not_offsets_from_the_minimum(
+    local_binance: LocalBinance, client: AsyncClient
+) -> None:
+    """filters.md LOT_SIZE: `quantity % stepSize == 0` (and `price % tickSize == 0`)."""
+    local_binance.set_filters(BTC, min_qty=Decimal("0.00003"), step_size=Decimal("0.00002"))
+    local_binance.set_balance("BTC", Decimal(1))
+    await client.order_limit_sell(symbol=BTC, quantity="0.00004", price="150000")  # 0.00004 % 0.00002 == 0
+    with pytest.raises(BinanceAPIException) as refused:
+        await client.order_limit_sell(symbol=BTC, quantity="0.00005", price="150000")  # 0.00003 + one step
+    assert (refused.value.code, refused.value.message) == (-1013, "Filter failure: LOT_SIZE")
+
+
+async def test_market_filters_judge_by_the_average_price(local_binance: LocalBinance, client: AsyncClient) -> None:
+    """filters.md NOTIONAL (applyMinToMarket / applyMaxToMarket against the average price),
+    MARKET_LOT_SIZE, PERCENT_PRICE_BY_SIDE; rest-api.md "Current average price" (a volume weighted
+    average of the last avgPriceMins minutes)."""
+    await local_binance.set_price(BTC, Decimal(100000), Decimal(1))
+    await local_binance.set_price(BTC, Decimal(110000), Decimal(3))
+    average = await client.get_avg_price(symbol=BTC)
+    assert (average["mins"], average["price"]) == (5, "107500.00000000")
+    local_binance.set_balance("BTC", Decimal(500))
+    local_binance.set_filters(BTC, max_notional=Decimal(100_000), apply_max_to_market=True)
+
+    async def refused(**order: Any) -> str:
+        with pytest.raises(BinanceAPIException) as error:
+            await client.create_order(symbol=BTC, side="SELL", **order)
+        assert error.value.code == -1013
+        return error.value.message
+
+    assert await refused(type="MARKET", quantity="0.94") == "Filter failure: NOTIONAL"  # 101,050 at the average
+    assert await refused(type="MARKET", quantity="0.00004") == "Filter failure: NOTIONAL"  # under 5
+    local_binance.set_filters(BTC, apply_min_to_market=False, apply_max_to_market=False)
+    await client.create_order(symbol=BTC, side="SELL", type="MARKET", quantity="0.00004")  # the minimum is off
+    assert await refused(type="MARKET", quantity="101") == "Filter failure: MARKET_LOT_SIZE"
+    limit = {"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001"}
+    assert await refused(**limit, price="537500.01") == "Filter failure: PERCENT_PRICE_BY_SIDE"  # > 5 x average
+    assert await refused(**limit, price="21499.99") == "Filter failure: PERCENT_PRICE_BY_SIDE"  # < 0.2 x average
+    await client.create_order(symbol=BTC, side="SELL", **limit, price="537500")
+
+
+async def test_max_num_orders(local_binance: LocalBinance, client: AsyncClient) -> None:
+    """filters.md MAX_NUM_ORDERS: open orders of the account on the symbol."""
+    local_binance.set_filters(BTC, max_num_orders=2)
+    local_binance.set_balance("BTC", Decimal(1))
+    for _ in range(2):
+        await client.order_limit_sell(symbol=BTC, quantity="0.001", price="150000")
+    with pytest.raises(BinanceAPIException) as refused:
+        await client.order_limit_sell(symbol=BTC, quantity="0.001", price="150000")
+    assert (refused.value.code, refused.value.message) == (-1013, "Filter failure: MAX_NUM_ORDERS")
+
+
+async def test_market_and_ioc_orders_fill_to_the_book_and_expire(
+    local_binance: LocalBinance, client: AsyncClient
+) -> None:
+    """faqs/market_orders_faq.md: a fill per price level, the rest EXPIRED; the user data stream
+    reports each trade, then x = X = EXPIRED."""
+    user = socket_manager_class(local_binance.stream_url)(client).user_socket()
+    await user.connect()
+    try:
+        local_binance.set_book(BTC, asks=[(Decimal(100000), Decimal("0.002")), (Decimal(100010), Decimal("0.001"))])
+        done = await client.order_market_buy(symbol=BTC, quantity="0.005")
+        assert (done["status"], done["executedQty"], done["cummulativeQuoteQty"]) == (
+            "EXPIRED", "0.00300000", "300.01000000",
+        )  # fmt: skip
+        assert [(f["price"], f["qty"]) for f in done["fills"]] == [
+            ("100000.00000000", "0.00200000"), ("100010.00000000", "0.00100000"),
+        ]  # fmt: skip
+        reports = []
+        while len(reports) < 4:
+            event = await asyncio.wait_for(user.recv(), 3)
+            if event["e"] == "executionReport":
+                reports.append((event["x"], event["X"], event["l"]))
+        assert reports == [
+            ("NEW", "NEW", "0.00000000"),
+            ("TRADE", "PARTIALLY_FILLED", "0.00200000"),
+            ("TRADE", "PARTIALLY_FILLED", "0.00100000"),
+            ("EXPIRED", "EXPIRED", "0.00000000"),
+        ]
+        local_binance.set_balance("BTC", Decimal(1))
+        local_binance.set_book(BTC, bids=[(Decimal(99990), Decimal("0.001"))])
+        ioc = await client.order_limit_sell(symbol=BTC, quantity="0.002", price="99000", timeInForce="IOC")
+        assert (ioc["status"], ioc["executedQty"]) == ("EXPIRED", "0.00100000")
+    finally:
+        await user.__aexit__(None, None, None)
+
+
+async def test_the_unfilled_order_count_answers_429_minus_1015_with_retry_after() -> None:
+    """rest-api.md "Unfilled Order Count", faqs/order_count_decrement.md: over the limit, 429 and
+    -1015 "Too many new orders" with `Retry-After`; a filled order leaves the count."""
+    server = LocalBinance(order_limit=2, order_window_ms=10_000)
+    await server.start()
+    api = await client_class(server.api_url).create(server.api_key, server.api_secret)
+    try:
+        server.set_balance("BTC", Decimal(1))
+        await api.order_market_buy(symbol=BTC, quoteOrderQty="100")  # filled: off the count
+        await api.order_limit_sell(symbol=BTC, quantity="0.001", price="150000")
+        await api.order_limit_sell(symbol=BTC, quantity="0.001", price="150000")
+        with pytest.raises(BinanceAPIException) as refused:
+            await api.order_limit_sell(symbol=BTC, quantity="0.001", price="150000")
+        error = refused.value
+        assert (error.status_code, error.code) == (429, -1015)
+        assert error.message == "Too many new orders; current limit is 2 orders per 10 SECOND."
+        assert 1 <= int(error.response.headers["Retry-After"]) <= 10
+        assert len(server.orders) == 3
+    finally:
+        await api.close_connection()
+        await server.stop()
+
+
+async def test_one_user_data_subscription_per_connection_and_its_end(
+    local_binance: LocalBinance, client: AsyncClient
+) -> None:
+    """web-socket-api.md "User Data Stream subscription": one active subscription per account and
+    connection (-2035 SUBSCRIPTION_ACTIVE); user-data-stream.md "Event Stream Terminated" when it is
+    stopped; "Balance Update" on a deposit."""
+    user = socket_manager_class(local_binance.stream_url)(client).user_socket()
+    await user.connect()
+    try:
+        with pytest.raises(BinanceAPIException) as active:
+            await client._ws_api_request("userDataStream.subscribe.signature", True, {})
+        assert (active.value.code, active.value.message) == (-2035, "User Data Stream subscription already active.")
+        await local_binance.deposit("USDT", Decimal("12.5"))
+        deposit = await asyncio.wait_for(user.recv(), 3)
+        assert (deposit["e"], deposit["a"], deposit["d"]) == ("balanceUpdate", "USDT", "12.50000000")
+        assert (await asyncio.wait_for(user.recv(), 3))["B"] == [
+            {"a": "USDT", "f": "10012.50000000", "l": "0.00000000"}
+        ]
+        await local_binance.terminate_user_streams()
+        assert (await asyncio.wait_for(user.recv(), 3))["e"] == "eventStreamTerminated"
+        assert local_binance.user_stream_subscriptions == 0
+    finally:
+        await user.__aexit__(None, None, None)
+
+
+async def test_market_streams_push_klines_every_interval_and_ping() -> None:
+    """web-socket-streams.md: the current kline every 2000 ms without trades ("Update Speed"), and a
+    ping frame every 20 s that python-binance answers with a pong (both shortened here)."""
+    server = LocalBinance(kline_push_seconds=0.1, ping_seconds=0.1)
+    await server.start()
+    api = await client_class(server.api_url, server.ws_api_url).create(server.api_key, server.api_secret)
+    try:
+        kline = socket_manager_class(server.stream_url)(api).kline_socket(BTC, AsyncClient.KLINE_INTERVAL_1MINUTE)
+        kline.TIMEOUT = 0.2
+        async with kline:
+            pushed = [await asyncio.wait_for(kline.recv(), 3) for _ in range(3)]
+            assert {(p["e"], p["k"]["c"], p["k"]["x"]) for p in pushed} == {("kline", "100000.00000000", False)}
+            await wait_until(lambda: server.market_pings()[1] >= 2)
+            sent, answered = server.market_pings()
+            assert sent >= answered >= 2
+    finally:
+        await api.close_connection()
+        await server.stop()
+
+
+async def test_account_commission_rates(local_binance: LocalBinance, client: AsyncClient) -> None:
+    """rest-api.md "Query Commission Rates"; faqs/commission_faq.md: a sell pays taker + seller of
+    each kind."""
+    local_binance.set_commission(seller=Decimal("0.0005"))
+    local_binance.set_commission("taxCommission", taker=Decimal("0.0001"), seller=Decimal("0.0001"))
+    rates = await client.v3_get_account_commission(symbol=BTC)
+    assert rates["standardCommission"] == {
+        "maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00050000",
+    }  # fmt: skip
+    assert rates["taxCommission"]["seller"] == "0.00010000" and rates["discount"]["discountAsset"] == "BNB"
+    local_binance.set_balance("BTC", Decimal(1))
+    sold = await client.order_market_sell(symbol=BTC, quantity="0.01")  # 1,000 USDT
+    assert sold["fills"][0]["commission"] == "1.70000000"  # x (0.001 + 0.0005 + 0.0001 + 0.0001)

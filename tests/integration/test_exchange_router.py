@@ -137,7 +137,8 @@ async def test_an_exit_binance_refuses_is_recorded_and_the_engine_goes_on(
     db: App, router: ExchangeRouter, local_binance: LocalBinance
 ) -> None:
     """The account no longer holds the position's coins (sold by hand on Binance): the exit is refused
-    (-2010), recorded with an event, the position stays open, and the tick's transaction commits."""
+    (by the balance check before sending, SPEC §4b; -2010 otherwise), recorded with an event, the
+    position stays open, and the tick's transaction commits."""
     await set_keys(db, 1, local_binance.api_key, local_binance.api_secret)
     router.refresh(1)
     db.price_book.set("BTCUSDT", Decimal(102500))

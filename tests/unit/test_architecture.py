@@ -89,12 +89,10 @@ def test_entry_points_reach_adapters_only_through_the_composition_root() -> None
 
 
 def test_no_module_is_over_900_lines() -> None:
-    """Except the Binance adapter, which reads as one piece (issue 16)."""
-    allowed = {"domain/adapters/exchanges/binance.py"}
     long = {
         str(p.relative_to(ROOT)): n
         for p in CORE + ADAPTERS + API + WORKERS
-        if (n := len(p.read_text().splitlines())) > 900 and str(p.relative_to(ROOT)) not in allowed
+        if (n := len(p.read_text().splitlines())) > 900
     }
     assert long == {}
 

@@ -1,28 +1,40 @@
 """The Binance spot adapter of the `Exchange` port (SPEC §2, issue 4), on python-binance's
-`AsyncClient` (unpatched; pointed at another host by subclassing, SPEC §8).
+`AsyncClient` (unpatched; pointed at another host by subclassing, SPEC §8). Its request gates are in
+`binance_gate`, its user data stream in `binance_stream`, its errors in `binance_api`.
 
 Same contract as the paper exchange — `market_buy`, `market_sell`, `limit_sell`, `cancel_order`,
 `get_order` return an `Execution` with the fills aggregated (gross quantities, the real commission
 and its asset; a commission in a third asset such as BNB carries that asset's price in the quote
 asset at the fill) — plus what a real exchange needs:
 
-Exactly once. Every order carries the caller's deterministic `newClientOrderId`. When the outcome of
-a create is unknown (a timeout, a lost connection, a 5xx or an "execution status unknown" code), the
-adapter asks Binance for the order by that id before anything is sent again, and returns what really
-happened. An order that is still absent once its request can no longer be accepted (its timestamp +
-recvWindow has passed: Binance refuses older requests, rest-api.md "Timing security") was provably
-never placed, and only then is it sent again (at most `max_send_attempts` sends in all). If Binance
-cannot be asked, `OrderStateUnknown` (a `TemporaryExchangeError`) is raised and the order stays
-unknown for the reconciliation job. A `-2010 Duplicate order sent.` means our own earlier send is
-open under that id: that order is the outcome. A caller repeating an id this process already sent
-gets the first order back (Binance itself accepts an id again once its order is closed); after a
-crash, the reconciliation job asks `get_order` first (or set `query_before_send`).
+Checked before sending (SPEC §4 rule 11, §4b; Binance's filters.md, with `domain.filters`): LOT_SIZE
+and PRICE_FILTER (steps as `value % step == 0`), NOTIONAL (its minimum and maximum; for a MARKET
+order against the average price, as `applyMinToMarket` / `applyMaxToMarket` say), MARKET_LOT_SIZE
+(MARKET sells and buys; a quote buy over its maxQty is refused, not split), PERCENT_PRICE_BY_SIDE
+(limit prices against `GET /api/v3/avgPrice`), MAX_NUM_ORDERS (open orders on the symbol) and the
+account's free balance of the asset the order spends (`free_balance`, a cache fed by the user data
+stream). What can never pass raises `BinanceFilterFailure`; what may pass later
+(PERCENT_PRICE_BY_SIDE, MAX_NUM_ORDERS) raises `OrderNotAllowedNow`; a balance too small raises
+`BinanceInsufficientBalance` — nothing is sent in any of these cases.
 
-Errors (errors.md) become the domain's: -1013 / -1111 -> `BinanceFilterFailure` (a `FilterFailure`
-and a `PermanentExchangeError`; the cached filters are refreshed); -2010 insufficient balance ->
-`BinanceInsufficientBalance`; -1022 / -2014 / -2015 -> `BinanceAuthError`; -2011 on cancel -> the
-order is already gone, its final state is returned; -2013 on a query -> None; -1021 -> the clock
-offset is resynchronised from `/api/v3/time` and the request sent once more; 5xx and the 10xx
+At most once. Every order carries the caller's deterministic `newClientOrderId` and is sent once.
+When the outcome of a create is unknown (a timeout, a lost connection, a 5xx or an "execution status
+unknown" code: rest-api.md "HTTP Return Codes", errors.md -1006/-1007), the adapter asks Binance for
+the order by that id for recvWindow + `unknown_grace` and returns it if it shows up. If it does not,
+it is *not* sent again: the request may still be inside the matching engine — the recvWindow checks
+do "not cover potential delays inside the Matching Engine itself" (CHANGELOG) — and a MARKET order
+that fills late frees its client order id, so a resend would trade twice. `OrderStateUnknown` is
+raised instead, the order is watched for `unknown_watch` seconds (a late report reaches
+`order_updates()`), and reconciliation settles it. A `-2010 Duplicate order sent.` means our own
+earlier send is open under that id: that order is the outcome. A caller repeating an id this process
+already sent gets the first order back (Binance itself accepts an id again once its order is
+closed); after a crash, the reconciliation job asks `get_order` first (or set `query_before_send`).
+
+Errors (errors.md) become the domain's: -1013 / -1111 -> `BinanceFilterFailure` (the cached filters
+are refreshed), or `OrderNotAllowedNow` for the filters that may pass later; -2010 insufficient
+balance -> `BinanceInsufficientBalance`; -1022 / -2014 / -2015 -> `BinanceAuthError`; -2011 on cancel
+-> the order is already gone, its final state is returned; -2013 on a query -> None; -1021 -> the
+clock offset is resynchronised from `/api/v3/time` and the request sent once more; 5xx and the 10xx
 server codes -> `TemporaryExchangeError` (for an order: the unknown-outcome path above).
 
 Rate limits (rest-api.md "LIMITS"). All requests pass one `RequestGate` — Binance counts per IP, so
@@ -30,15 +42,12 @@ the adapters of a process should share it. A 429 or 418 closes it for everyone u
 has passed; the refused request (it was not executed) then goes out again, so nothing is lost —
 unless the wait is longer than `max_rate_limit_wait` (an IP ban), when `BinanceRateLimited` is
 raised. The gate also counts request weight against the REQUEST_WEIGHT limit of exchangeInfo,
-corrected by each response's `X-MBX-USED-WEIGHT-1M`, and holds requests back until the next window
-once `weight_headroom` of the limit is used.
+corrected by each response's `X-MBX-USED-WEIGHT-1M`. A 429 -1015 ("Too many new orders", the
+account's unfilled order count) holds back this account's new orders only (`OrderGate`).
 
-Resting orders (SPEC §4 rule 6: a scheduled sell is a LIMIT GTC order on Binance). Their later fills
-come from the user data stream — python-binance 1.0.37 subscribes on the WebSocket API with
-`userDataStream.subscribe.signature` — and, while the stream is down, from polling the open orders
-(`poll_interval`; every `safety_poll_interval` while it is up). `order_updates()` yields the
-cumulative state of each watched order whenever it advances, once (duplicated stream messages and
-the stream/poll overlap are filtered out).
+Commission (faqs/commission_faq.md). `fee_rate(symbol)` is what a taker sell pays, rule 3's `f`:
+the standard, tax and special commissions of `GET /api/v3/account/commission`, each taker + seller
+(the account's `commissionRates` taker + seller until a symbol's are loaded).
 
 Numbers: Binance's decimal strings go straight into `Decimal`; quantities are rounded down to the lot
 step, limit prices up to the tick, quote amounts down to the quote precision (`domain.channel`).
@@ -52,237 +61,73 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from binance import AsyncClient, BinanceSocketManager
-from binance.exceptions import BinanceAPIException, BinanceRequestException, BinanceWebsocketUnableToConnect
+from binance.exceptions import BinanceAPIException
 from binance.ws.constants import WSListenerState
-from websockets.protocol import State
 
 from domain import channel as ch
-from domain.adapters.exchanges.secrets import redact
-from domain.adapters.ops import metrics
-from domain.errors import (
-    ExchangeError,
-    FilterFailure,
-    InsufficientCapital,
-    PermanentExchangeError,
-    TemporaryExchangeError,
+from domain import filters as flt
+from domain.adapters.exchanges.binance_api import (
+    AUTH_CODES,
+    FILTER_CODES,
+    RESTING,
+    RETRYABLE_FILTERS,
+    STATUSES,
+    TERMINAL,
+    TOO_MANY_ORDERS,
+    TRANSPORT_ERRORS,
+    UNKNOWN_OUTCOME_CODES,
+    BinanceAuthError,
+    BinanceConfig,
+    BinanceFilterFailure,
+    BinanceInsufficientBalance,
+    BinanceRateLimited,
+    BinanceRejected,
+    BinanceSymbolInfo,
+    BinanceUnavailable,
+    OrderStateUnknown,
+    client_class,
+    describe,
+    parse_symbol_info,
+    retry_after,
+    socket_manager_class,
 )
+from domain.adapters.exchanges.binance_gate import WEIGHTS, OrderGate, RequestGate
+from domain.adapters.exchanges.binance_stream import UserStream
+from domain.adapters.ops import metrics
+from domain.errors import ExchangeError, FilterFailure, OrderNotAllowedNow, TemporaryExchangeError
 from domain.model import OrderStatus, Side, Symbol, SymbolFilters, TimeInForce
 from domain.ports import Execution
 
 if TYPE_CHECKING:
     from domain.adapters.config import Settings
 
+__all__ = [
+    "BinanceAuthError",
+    "BinanceConfig",
+    "BinanceExchange",
+    "BinanceFilterFailure",
+    "BinanceInsufficientBalance",
+    "BinanceRateLimited",
+    "BinanceRejected",
+    "BinanceSymbolInfo",
+    "BinanceUnavailable",
+    "OrderStateUnknown",
+    "RequestGate",
+    "client_class",
+    "parse_symbol_info",
+    "socket_manager_class",
+]
+
 log = logging.getLogger("criptoren.binance")
 
 ZERO = Decimal(0)
-
-STATUSES: dict[str, OrderStatus] = {
-    "NEW": OrderStatus.OPEN,
-    "PENDING_NEW": OrderStatus.NEW,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "PENDING_CANCEL": OrderStatus.OPEN,
-    "REJECTED": OrderStatus.REJECTED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
-}
-TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
-RESTING = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
-
-# Request weights (rest-api.md), per python-binance method: the gate counts them before sending.
-WEIGHTS: dict[str, int] = {
-    "create_order": 1,
-    "get_order": 4,
-    "cancel_order": 1,
-    "get_open_orders": 6,
-    "get_account": 20,
-    "get_my_trades": 20,
-    "get_exchange_info": 20,
-    "get_symbol_ticker": 2,
-    "get_klines": 2,
-    "get_server_time": 1,
-    "ping": 1,
-}
-FILTER_CODES = frozenset({-1013, -1111})
-AUTH_CODES = frozenset({-1002, -1022, -2014, -2015})
-# errors.md: the request may or may not have been executed.
-UNKNOWN_OUTCOME_CODES = frozenset({-1000, -1001, -1006, -1007, -1008})
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, BinanceRequestException)
-
-
-# ---------------------------------------------------------------- errors
-
-
-class BinanceFilterFailure(FilterFailure, PermanentExchangeError):
-    """The order cannot meet the symbol's filters (-1013, -1111, or found before sending)."""
-
-    code = "FILTER_FAILURE"
-
-
-class BinanceInsufficientBalance(InsufficientCapital, PermanentExchangeError):
-    """-2010: the exchange account's free balance does not cover the order."""
-
-    code = "INSUFFICIENT_BALANCE"
-
-
-class BinanceAuthError(PermanentExchangeError):
-    """The API key or signature was refused (-1022, -2014, -2015): check the client's keys."""
-
-    code = "EXCHANGE_AUTH"
-
-
-class BinanceRejected(PermanentExchangeError):
-    """Any other refusal; `details["binance_code"]` says which."""
-
-
-class BinanceUnavailable(TemporaryExchangeError):
-    """No answer, a 5xx or a server-side error: try again later."""
-
-
-class BinanceRateLimited(TemporaryExchangeError):
-    """A 429/418 whose `Retry-After` is longer than the adapter waits; `details["retry_after"]`."""
-
-    code = "EXCHANGE_RATE_LIMITED"
-
-
-class OrderStateUnknown(TemporaryExchangeError):
-    """The order was maybe placed and Binance could not be asked: reconciliation must settle it."""
-
-    code = "EXCHANGE_ORDER_UNKNOWN"
-
-
-class _StreamDropped(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class BinanceConfig:
-    """How to reach Binance and how patient to be. Times in seconds (not money: floats are fine)."""
-
-    api_key: str = field(repr=False)
-    api_secret: str = field(repr=False)
-    testnet: bool = True
-    # Another host (the local Binance of the tests): REST base ending in `/api`, the WebSocket API
-    # URL and the market stream base. With `api_url` set, `testnet` is ignored.
-    api_url: str | None = None
-    ws_api_url: str | None = None
-    stream_url: str | None = None
-    fee_rate: Decimal = ch.DEFAULT_FEE_RATE
-    load_fee_rate: bool = True  # read the account's taker commission at start
-    recv_window_ms: int = 5000
-    request_timeout: float = 10.0
-    ws_timeout: float = 10.0
-    filters_ttl: float = 3600.0
-    weight_limit: int | None = None  # None: exchangeInfo's REQUEST_WEIGHT limit
-    weight_window: float = 60.0
-    weight_headroom: float = 0.8
-    default_retry_after: float = 1.0  # a 429 without Retry-After (the order count limit)
-    max_rate_limit_wait: float = 120.0
-    unknown_grace: float = 1.0  # added to recvWindow before an absent order counts as never placed
-    unknown_query_interval: float = 0.25
-    unknown_give_up: float = 30.0  # how long to keep asking when the queries themselves fail
-    max_send_attempts: int = 2
-    # Ask Binance for every order id before sending it (one more request per order): for callers
-    # that may repeat an id after a crash without reconciling first.
-    query_before_send: bool = False
-    user_stream: bool = True
-    poll_interval: float = 2.0
-    safety_poll_interval: float = 30.0
-    resubscribe_interval: float = 1.0
-    stream_health_interval: float = 1.0
-
-    @property
-    def key_hint(self) -> str:
-        return redact(self.api_key, show=4)
-
-
-def client_class(
-    api_url: str | None = None,
-    ws_api_url: str | None = None,
-    *,
-    request_timeout: float | None = None,
-    recv_window_ms: int | None = None,
-) -> type[AsyncClient]:
-    """python-binance's `AsyncClient`, pointed at another host by subclassing (SPEC §8): `API_URL`
-    is the REST base (`…/api`, the client appends `/v3/<path>`), `WS_API_URL` the WebSocket API used
-    by the spot user data stream; optionally with its request timeout and recvWindow."""
-    attrs: dict[str, Any] = {}
-    if api_url:
-        attrs["API_URL"] = api_url.rstrip("/")
-    if ws_api_url:
-        attrs["WS_API_URL"] = ws_api_url
-    if request_timeout is not None:
-        attrs["REQUEST_TIMEOUT"] = request_timeout
-    if recv_window_ms is not None:
-        attrs["REQUEST_RECVWINDOW"] = recv_window_ms
-    return type("ConfiguredAsyncClient", (AsyncClient,), attrs) if attrs else AsyncClient
-
-
-def socket_manager_class(stream_url: str | None = None) -> type[BinanceSocketManager]:
-    """`BinanceSocketManager` with `STREAM_URL` (market streams: `ws/<stream>`, `stream?streams=`)."""
-    if not stream_url:
-        return BinanceSocketManager
-    base = stream_url if stream_url.endswith("/") else stream_url + "/"
-    return type("RedirectedSocketManager", (BinanceSocketManager,), {"STREAM_URL": base})
-
-
-@dataclass(frozen=True)
-class BinanceSymbolInfo:
-    """What the adapter needs of one exchangeInfo symbol."""
-
-    symbol: str
-    base_asset: str
-    quote_asset: str
-    filters: SymbolFilters
-    min_price: Decimal
-    max_price: Decimal
-    max_qty: Decimal
-    quote_asset_precision: int
-    status: str
-
-    @property
-    def quote_step(self) -> Decimal:
-        return Decimal(1).scaleb(-self.quote_asset_precision)
-
-
-def parse_symbol_info(raw: Mapping[str, Any]) -> BinanceSymbolInfo:
-    """LOT_SIZE, PRICE_FILTER and NOTIONAL (or the older MIN_NOTIONAL) of an exchangeInfo symbol."""
-    filters = {f["filterType"]: f for f in raw.get("filters", [])}
-    price = filters.get("PRICE_FILTER", {})
-    lot = filters.get("LOT_SIZE", {})
-    notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
-
-    def d(source: Mapping[str, Any], key: str) -> Decimal:
-        return Decimal(str(source.get(key, "0")))
-
-    return BinanceSymbolInfo(
-        symbol=raw["symbol"],
-        base_asset=raw["baseAsset"],
-        quote_asset=raw["quoteAsset"],
-        filters=SymbolFilters(
-            step_size=d(lot, "stepSize").normalize(),
-            min_qty=d(lot, "minQty").normalize(),
-            tick_size=d(price, "tickSize").normalize(),
-            min_notional=d(notional, "minNotional").normalize(),
-        ),
-        min_price=d(price, "minPrice"),
-        max_price=d(price, "maxPrice"),
-        max_qty=d(lot, "maxQty"),
-        quote_asset_precision=int(raw.get("quoteAssetPrecision", raw.get("quotePrecision", 8))),
-        status=str(raw.get("status", "TRADING")),
-    )
 
 
 def _plain(value: Decimal) -> str:
@@ -296,98 +141,19 @@ def _utc(ms: int | str | None) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-def _retry_after(error: BinanceAPIException, default: float) -> float:
-    headers = getattr(error.response, "headers", None) or {}
-    value = headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0) if value is not None else default
-    except ValueError:
-        return default
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, BinanceAPIException):
-        return f"HTTP {error.status_code}, code {error.code}: {error.message}"
-    return type(error).__name__ + (f": {error}" if str(error) else "")
-
-
-# ---------------------------------------------------------------- the request gate
-
-
-class RequestGate:
-    """The gate every REST request passes: closed for everyone by a 429/418 until its
-    `Retry-After`, and holding requests back for the next weight window once the used weight nears
-    the limit. Binance counts per IP, so the adapters of one process (one per client's keys) should
-    share one gate: build it once and pass it to each `BinanceExchange`. Times are the event loop's
-    clock; weight windows follow the server's clock."""
-
-    def __init__(self, config: BinanceConfig) -> None:
-        self.config = config
-        self.limit: int | None = config.weight_limit
-        self.window = config.weight_window
-        self.offset_ms = 0  # server clock minus ours, kept up to date by the adapters
-        self.paused_until = 0.0
-        self.used = 0
-        self._window_index = -1
-        self.pauses = 0  # how often the gate was closed (rate limit or weight)
-
-    def server_time(self) -> float:
-        return time.time() + self.offset_ms / 1000
-
-    @property
-    def soft_limit(self) -> int | None:
-        return None if self.limit is None else int(self.limit * self.config.weight_headroom)
-
-    def pause_for(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + seconds
-        if until > self.paused_until:
-            self.paused_until = until
-            self.pauses += 1
-
-    async def acquire(self, weight: int, max_wait: float) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            delay = self.paused_until - loop.time()
-            if delay > max_wait:
-                raise BinanceRateLimited(
-                    f"Binance asked to stop sending for {delay:.0f} s (rate limit or IP ban).", retry_after=round(delay)
-                )
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            now = self.server_time()
-            index = int(now // self.window)
-            if index != self._window_index:
-                self._window_index, self.used = index, 0
-            soft = self.soft_limit
-            if soft is not None and self.used > 0 and self.used + weight > soft:
-                # Slow down before the limit: wait for the next window (plus a margin for clock error).
-                self.pause_for((index + 1) * self.window - now + self.window * 0.05)
-                log.info("Binance request weight %s of %s used: waiting for the next window.", self.used, self.limit)
-                continue
-            self.used += weight
-            return
-
-    def observe(self, used: int) -> None:
-        """The server's count (`X-MBX-USED-WEIGHT-1M`) is authoritative: other processes share it."""
-        index = int(self.server_time() // self.window)
-        if index > self._window_index:
-            self._window_index, self.used = index, used
-        elif index == self._window_index:
-            self.used = max(self.used, used)
+def _commission_rate(rates: Mapping[str, Any] | None, side: Side) -> Decimal:
+    """faqs/commission_faq.md: a taker trade pays `taker + buyer` (on a buy) or `taker + seller`
+    (on a sell) of each kind of commission."""
+    if not rates:
+        return ZERO
+    other = "buyer" if side is Side.BUY else "seller"
+    return Decimal(str(rates.get("taker", "0"))) + Decimal(str(rates.get(other, "0")))
 
 
 # ---------------------------------------------------------------- the adapter
 
 
-@dataclass
-class _Watched:
-    symbol: str
-    last: tuple[OrderStatus, Decimal] | None  # last state the caller knows (returned or emitted)
-
-
-class BinanceExchange:
+class BinanceExchange(UserStream):
     """The `Exchange` port on Binance spot. `await start()` before use, `await close()` after (or use
     `async with`). One instance per API key."""
 
@@ -399,26 +165,21 @@ class BinanceExchange:
         self._client: AsyncClient | None = None
         self._sockets: BinanceSocketManager | None = None
         self._gate = gate or RequestGate(config)
-        self._fee_rate = config.fee_rate
+        self._order_gate = OrderGate()
+        self._fee_rate = config.fee_rate  # the account's, until a symbol's own are loaded
+        self._symbol_fees: dict[str, Decimal] = {}
+        self._fees_tried: dict[str, float] = {}
         self._symbols: dict[str, BinanceSymbolInfo] = {}
         self._filters_loaded_at = float("-inf")
         self._filters_lock = asyncio.Lock()
-        self._watched: dict[str, _Watched] = {}
-        self._fills: OrderedDict[str, dict[int, dict[str, Any]]] = OrderedDict()  # coid -> tradeId -> fill
-        self._early: OrderedDict[str, dict[str, Any]] = OrderedDict()  # reports of orders not yet watched
+        self._averages: dict[str, tuple[float, Decimal]] = {}
         self._sent: OrderedDict[str, None] = OrderedDict()  # client order ids this process has sent
-        self._updates: asyncio.Queue[Execution] = asyncio.Queue()
-        self._poll_lock = asyncio.Lock()
-        self._stream_changed = asyncio.Event()
-        self._stream_up = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._user_socket: Any = None
         self._closing = False
+        self._init_stream()
         # Counters, for logs and tests.
         self.rate_limit_hits = 0
         self.unknown_outcomes = 0
-        self.updates_from_stream = 0
-        self.updates_from_polling = 0
 
     @classmethod
     def from_settings(
@@ -466,7 +227,7 @@ class BinanceExchange:
         except BinanceAPIException as e:
             raise self._map_error(e) from e
         except TRANSPORT_ERRORS as e:
-            raise BinanceUnavailable(f"Binance is not reachable: {_describe(e)}") from e
+            raise BinanceUnavailable(f"Binance is not reachable: {describe(e)}") from e
         client = self._client
         client.ws_api.TIMEOUT = cfg.ws_timeout
         self._gate.offset_ms = client.timestamp_offset
@@ -540,27 +301,37 @@ class BinanceExchange:
         log.warning("Binance clock offset resynchronised: %s ms.", client.timestamp_offset)
 
     async def _call(self, method: str, **params: Any) -> Any:
-        """One REST call through the gate. A 429/418 closes the gate for `Retry-After` and the call
-        is sent again (a refused request was not executed); -1021 resyncs the clock and sends again,
-        once. Anything else propagates as python-binance raised it."""
+        """One REST call through the gates. A 429/418 closes the IP gate for `Retry-After` and the
+        call is sent again (a refused request was not executed); a 429 -1015 does the same for this
+        account's new orders only; -1021 resyncs the clock and sends again, once. Anything else
+        propagates as python-binance raised it."""
         client = self._require_client()
         resynced = False
+        max_wait = self.config.max_rate_limit_wait
         while True:
-            await self._gate.acquire(WEIGHTS.get(method, 1), self.config.max_rate_limit_wait)
+            if method == "create_order":
+                await self._order_gate.wait(max_wait)
+            await self._gate.acquire(WEIGHTS.get(method, 1), max_wait)
             try:
                 return await getattr(client, method)(**params)
             except BinanceAPIException as e:
                 if e.status_code in (418, 429):
-                    metrics.exchange_error(f"http_{e.status_code}")
-                    retry_after = _retry_after(e, self.config.default_retry_after)
+                    metrics.exchange_error(TOO_MANY_ORDERS if e.code == TOO_MANY_ORDERS else f"http_{e.status_code}")
+                    wait = retry_after(e, self.config.default_retry_after)
                     self.rate_limit_hits += 1
-                    self._gate.pause_for(retry_after)
-                    log.warning("Binance rate limit (HTTP %s): all requests wait %.1f s.", e.status_code, retry_after)
-                    if retry_after > self.config.max_rate_limit_wait:
+                    if e.code == TOO_MANY_ORDERS:
+                        # faqs/order_count_decrement.md: the account's unfilled order count; reads go on.
+                        self._order_gate.pause_for(wait)
+                        log.warning("Binance order count limit (-1015): new orders wait %.1f s.", wait)
+                    else:
+                        self._gate.pause_for(wait)
+                        log.warning("Binance rate limit (HTTP %s): all requests wait %.1f s.", e.status_code, wait)
+                    if wait > max_wait:
                         raise BinanceRateLimited(
-                            f"Binance refused requests for {retry_after:.0f} s (HTTP {e.status_code}).",
-                            retry_after=round(retry_after),
+                            f"Binance refused requests for {wait:.0f} s (HTTP {e.status_code}, code {e.code}).",
+                            retry_after=round(wait),
                             http_status=e.status_code,
+                            binance_code=e.code,
                         ) from e
                     continue
                 if e.code == -1021 and not resynced:
@@ -576,7 +347,7 @@ class BinanceExchange:
         except BinanceAPIException as e:
             raise self._map_error(e) from e
         except TRANSPORT_ERRORS as e:
-            raise BinanceUnavailable(f"Binance did not answer ({_describe(e)}).", request=method) from e
+            raise BinanceUnavailable(f"Binance did not answer ({describe(e)}).", request=method) from e
 
     def _map_error(self, error: BinanceAPIException, **details: Any) -> ExchangeError:
         code = int(error.code or 0)
@@ -585,13 +356,17 @@ class BinanceExchange:
         details = {"binance_code": code, "http_status": error.status_code, **details}
         text = f"Binance refused the request: {message} (code {code})."
         if code in FILTER_CODES:
+            retryable = next((f for f in RETRYABLE_FILTERS if message.endswith(f": {f}")), None)
+            if retryable is not None:  # refused now, may pass later (errors.md "Filter failures")
+                return OrderNotAllowedNow(text, filter=retryable, **details)
             self._filters_loaded_at = float("-inf")  # they may have changed: reload before the next order
             return BinanceFilterFailure(text, **details)
         if code == -2010 and "insufficient balance" in message.lower():
+            self.balance_cache.invalidate()
             return BinanceInsufficientBalance(text, **details)
         if code in AUTH_CODES:
             return BinanceAuthError(text, **details)
-        if error.status_code >= 500 or code in UNKNOWN_OUTCOME_CODES or code in (-1003, -1015, -1021):
+        if error.status_code >= 500 or code in UNKNOWN_OUTCOME_CODES or code in (-1003, TOO_MANY_ORDERS, -1021):
             return BinanceUnavailable(text, **details)
         return BinanceRejected(text, **details)
 
@@ -618,41 +393,93 @@ class BinanceExchange:
             raise BinanceRejected(f"Binance does not list the symbol {name}.", symbol=name)
         return info
 
+    async def _order_info(self, name: str) -> BinanceSymbolInfo:
+        """The symbol's filters, and its commission loaded (once) for the fee rate of what follows."""
+        info = await self._symbol_info(name)
+        if self.config.load_fee_rate and name not in self._symbol_fees:
+            last = self._fees_tried.get(name)
+            if last is None or time.monotonic() - last > self.config.filters_ttl:
+                self._fees_tried[name] = time.monotonic()
+                try:
+                    await self.refresh_symbol_fee_rate(name)
+                except ExchangeError as e:
+                    log.warning("Commission of %s not read (%s): the account's is used.", name, e.message)
+        return info
+
     async def symbol_filters(self, symbol: Symbol | str) -> SymbolFilters:
         """The exchange's current filters of a symbol (cached for `filters_ttl`, refreshed after a
         filter rejection)."""
         return (await self._symbol_info(symbol if isinstance(symbol, str) else symbol.symbol)).filters
 
     async def refresh_fee_rate(self) -> Decimal:
-        """The account's taker commission (`commissionRates.taker`, else `takerCommission` in bips)."""
+        """The account's commission on a taker sell: `commissionRates.taker + seller` (else the older
+        `takerCommission + sellerCommission` in bips). Its balances come with it."""
         account = await self._read("get_account", omitZeroBalances="true")
-        rates = account.get("commissionRates") or {}
-        if "taker" in rates:
-            self._fee_rate = Decimal(str(rates["taker"]))
+        rates = account.get("commissionRates")
+        if rates:
+            self._fee_rate = _commission_rate(rates, Side.SELL)
         elif "takerCommission" in account:
-            self._fee_rate = Decimal(int(account["takerCommission"])) / 10000
+            self._fee_rate = Decimal(int(account["takerCommission"]) + int(account.get("sellerCommission", 0))) / 10000
+        self._load_balances(account)
         return self._fee_rate
+
+    async def refresh_symbol_fee_rate(self, symbol: str) -> Decimal:
+        """rest-api.md "Query Commission Rates" and faqs/commission_faq.md "How is the commission
+        calculated?": a sell pays taker + seller of the standard, the tax and the special commission
+        (rule 3's `f`). The BNB discount is left out: it applies only while BNB pays the fee."""
+        answer = await self._read("v3_get_account_commission", symbol=symbol)
+        rate = sum(
+            (_commission_rate(answer.get(kind), Side.SELL) for kind in ("standardCommission", "taxCommission",
+                                                                         "specialCommission")),
+            ZERO,
+        )  # fmt: skip
+        self._symbol_fees[symbol] = rate
+        return rate
 
     async def for_client(self, client_id: int) -> BinanceExchange:
         """One key, one account: `ExchangeRouter` holds one adapter per client's key."""
         return self
 
     def fee_rate(self, symbol: Symbol) -> Decimal:
-        return self._fee_rate
+        """Rule 3's `f`: what a taker sell of this symbol pays, every kind of commission included."""
+        return self._symbol_fees.get(symbol.symbol, self._fee_rate)
 
     async def balances(self) -> dict[str, Decimal]:
-        """Free balance of every asset the account holds."""
+        """Free balance of every asset the account holds, read now."""
         account = await self._read("get_account", omitZeroBalances="true")
+        self._load_balances(account)
         return {b["asset"]: Decimal(b["free"]) for b in account.get("balances", [])}
 
     async def balance(self, asset: str) -> Decimal:
-        """Free balance of one asset (0 when the account holds none)."""
+        """Free balance of one asset, read now (0 when the account holds none)."""
         return (await self.balances()).get(asset, ZERO)
+
+    def _load_balances(self, account: Mapping[str, Any]) -> None:
+        at = int(account.get("updateTime") or self._gate.server_time() * 1000)
+        self.balance_cache.load({b["asset"]: Decimal(str(b["free"])) for b in account.get("balances", [])}, at)
+
+    async def free_balance(self, asset: str) -> Decimal:
+        """SPEC §4b: the free balance the cache holds, read again over REST first when it may be
+        stale (see `binance_stream`)."""
+        if not self.balance_cache.fresh(self.stream_connected):
+            await self.balances()
+        return self.balance_cache.free.get(asset, ZERO)
 
     async def current_price(self, symbol: Symbol) -> tuple[Decimal, datetime] | None:
         """The last trade price (`/api/v3/ticker/price`); a `PriceSource`."""
         data = await self._read("get_symbol_ticker", symbol=symbol.symbol)
         return Decimal(data["price"]), datetime.now(UTC)
+
+    async def average_price(self, symbol: str) -> Decimal:
+        """rest-api.md "Current average price" (`GET /api/v3/avgPrice`): the price PERCENT_PRICE_BY_SIDE
+        and NOTIONAL judge orders by. Reused for `avg_price_ttl` seconds."""
+        loop = asyncio.get_running_loop()
+        cached = self._averages.get(symbol)
+        if cached is not None and loop.time() - cached[0] < self.config.avg_price_ttl:
+            return cached[1]
+        price = Decimal(str((await self._read("get_avg_price", symbol=symbol))["price"]))
+        self._averages[symbol] = (loop.time(), price)
+        return price
 
     async def _asset_price(self, asset: str, quote: str, at: datetime) -> Decimal:
         """Price of `asset` in `quote` at `at`: the ticker for a recent fill, else the close of the
@@ -673,26 +500,77 @@ class BinanceExchange:
 
     # ------------------------------------------------------------ orders
 
-    def _filter_failure(self, error: FilterFailure, client_order_id: str) -> BinanceFilterFailure:
-        return BinanceFilterFailure(error.message, client_order_id=client_order_id, **error.details)
+    @contextlib.contextmanager
+    def _before_sending(self, coid: str) -> Iterator[None]:
+        """The filter checks of an order (`domain.filters`), as the adapter's errors; counted."""
+        try:
+            yield
+        except FilterFailure as e:
+            metrics.ORDERS_NOT_SENT.labels(str(e.details.get("filter", "FILTER"))).inc()
+            details = {**e.details, "client_order_id": coid}
+            if isinstance(e, OrderNotAllowedNow):
+                raise OrderNotAllowedNow(e.message, **details) from e
+            raise BinanceFilterFailure(e.message, **details) from e
 
-    def _lot(self, info: BinanceSymbolInfo, quantity: Decimal, what: str, coid: str) -> Decimal:
-        """Rule 9: a quantity is rounded down to the lot step; below the minimum it is not sent."""
-        qty = ch.round_down_to_step(quantity, info.filters.step_size)
-        if qty < info.filters.min_qty or qty <= 0:
-            raise BinanceFilterFailure(
-                f"{what}: quantity {_plain(quantity)} is below the exchange's minimum "
-                f"{_plain(info.filters.min_qty)} once rounded to the lot step (LOT_SIZE).",
+    def _lot(self, info: BinanceSymbolInfo, quantity: Decimal, what: str) -> Decimal:
+        """Rule 9: a quantity is rounded down to the lot step; LOT_SIZE's minimum and maximum."""
+        f = info.filters
+        qty = ch.round_down_to_step(quantity, f.step_size)
+        if qty < f.min_qty or qty <= 0:
+            raise FilterFailure(
+                f"{what}: quantity {_plain(quantity)} is below the exchange's minimum {_plain(f.min_qty)} once "
+                "rounded to the lot step (LOT_SIZE).",
                 filter="LOT_SIZE",
-                client_order_id=coid,
             )
-        if info.max_qty > 0 and qty > info.max_qty:
-            raise BinanceFilterFailure(
-                f"{what}: quantity {_plain(qty)} is above the exchange's maximum {_plain(info.max_qty)} (LOT_SIZE).",
+        if f.max_qty > 0 and qty > f.max_qty:
+            raise FilterFailure(
+                f"{what}: quantity {_plain(qty)} is above the exchange's maximum {_plain(f.max_qty)} (LOT_SIZE).",
                 filter="LOT_SIZE",
-                client_order_id=coid,
             )
         return qty
+
+    async def _average(self, symbol: str) -> Decimal | None:
+        """The average price for a check; None when Binance cannot say now (it judges the order itself)."""
+        try:
+            return await self.average_price(symbol)
+        except TemporaryExchangeError as e:
+            log.warning("No average price of %s (%s): Binance checks the order itself.", symbol, e.message)
+            return None
+
+    def _known_open_orders(self, symbol: str) -> int:
+        """Resting orders of this account on the symbol that the adapter follows."""
+        return sum(1 for w in self._watched.values() if w.symbol == symbol and w.unknown_until is None)
+
+    async def _open_orders(self, info: BinanceSymbolInfo) -> int:
+        """rest-api.md "Current open orders": how many orders are open on the symbol (every order of
+        the account counts for MAX_NUM_ORDERS, not only ours)."""
+        if info.filters.max_num_orders <= 0:
+            return 0
+        try:
+            return len(await self._read("get_open_orders", symbol=info.symbol))
+        except TemporaryExchangeError:
+            return self._known_open_orders(info.symbol)
+
+    async def _check_balance(self, asset: str, needed: Decimal, coid: str, what: str) -> None:
+        """SPEC §4b: the cached free balance of the asset the order spends must cover it; else
+        nothing is sent (Binance would answer -2010). Without an answer about the balance, the order
+        goes out and Binance judges it."""
+        try:
+            free = await self.free_balance(asset)
+        except TemporaryExchangeError as e:
+            log.warning("Balance of %s not read (%s): Binance checks the order itself.", asset, e.message)
+            return
+        if free < needed:
+            metrics.ORDERS_NOT_SENT.labels("INSUFFICIENT_BALANCE").inc()
+            raise BinanceInsufficientBalance(
+                f"{what}: insufficient balance: it needs {_plain(needed)} {asset}, the account's free balance is "
+                f"{_plain(free)} {asset}.",
+                asset=asset,
+                needed=_plain(needed),
+                free=_plain(free),
+                client_order_id=coid,
+                before_sending=True,
+            )
 
     async def market_buy(
         self,
@@ -704,29 +582,46 @@ class BinanceExchange:
     ) -> Execution:
         """MARKET BUY spending `quote_amount` (`quoteOrderQty`, rounded down to the quote precision)
         or buying `quantity` (rounded down to the lot step)."""
-        info = await self._symbol_info(symbol.symbol)
+        info = await self._order_info(symbol.symbol)
+        if (existing := await self._already_placed(info, client_order_id)) is not None:
+            return existing
+        f, what = info.filters, f"Buy {client_order_id}"
         params: dict[str, Any] = {"symbol": info.symbol, "side": "BUY", "type": "MARKET"}
-        what = f"Buy {client_order_id}"
-        if quote_amount is not None:
-            quote = ch.round_down_to_step(quote_amount, info.quote_step)
-            if quote <= 0 or quote < info.filters.min_notional:
-                raise BinanceFilterFailure(
-                    f"{what}: order value {_plain(quote)} is below the exchange's minimum "
-                    f"{_plain(info.filters.min_notional)} (MIN_NOTIONAL).",
-                    filter="MIN_NOTIONAL",
-                    client_order_id=client_order_id,
-                )
-            params["quoteOrderQty"] = _plain(quote)
-        elif quantity is not None:
-            params["quantity"] = _plain(self._lot(info, quantity, what, client_order_id))
-        else:
-            raise ValueError("market_buy needs quote_amount or quantity")
+        with self._before_sending(client_order_id):
+            if quote_amount is not None:
+                quote = ch.round_down_to_step(quote_amount, info.quote_step)
+                flt.check_notional(quote, f, what, market=True)
+                if quote <= 0:
+                    raise FilterFailure(f"{what}: nothing to spend.", filter="MIN_NOTIONAL")
+                if f.market_max_qty > 0 and (average := await self._average(info.symbol)) is not None:
+                    flt.check_market_quote(quote, average, f, what)
+                params["quoteOrderQty"], spends = _plain(quote), quote
+            elif quantity is not None:
+                qty = self._lot(info, quantity, what)
+                flt.check_market_lot(qty, f, what)
+                average = await self._average(info.symbol)
+                if average is not None:
+                    flt.check_notional(qty * average, f, what, market=True)
+                params["quantity"], spends = _plain(qty), qty * (average or ZERO)
+            else:
+                raise ValueError("market_buy needs quote_amount or quantity")
+            flt.check_open_orders(self._known_open_orders(info.symbol), f, info.symbol, what)
+        await self._check_balance(info.quote_asset, spends, client_order_id, what)
         return await self._place(info, client_order_id, params)
 
     async def market_sell(self, symbol: Symbol, client_order_id: str, quantity: Decimal) -> Execution:
         """MARKET SELL of `quantity` rounded down to the lot step (only `acceptLoss` sells, rule 8)."""
-        info = await self._symbol_info(symbol.symbol)
-        qty = self._lot(info, quantity, f"Sell {client_order_id}", client_order_id)
+        info = await self._order_info(symbol.symbol)
+        if (existing := await self._already_placed(info, client_order_id)) is not None:
+            return existing
+        f, what = info.filters, f"Sell {client_order_id}"
+        with self._before_sending(client_order_id):
+            qty = self._lot(info, quantity, what)
+            flt.check_market_lot(qty, f, what)
+            if (average := await self._average(info.symbol)) is not None:
+                flt.check_notional(qty * average, f, what, market=True)
+            flt.check_open_orders(self._known_open_orders(info.symbol), f, info.symbol, what)
+        await self._check_balance(info.base_asset, qty, client_order_id, what)
         params = {"symbol": info.symbol, "side": "SELL", "type": "MARKET", "quantity": _plain(qty)}
         return await self._place(info, client_order_id, params)
 
@@ -740,21 +635,30 @@ class BinanceExchange:
     ) -> Execution:
         """LIMIT SELL: IOC for system sells (rule 4), GTC resting for scheduled sells (rule 6). The
         price is rounded *up* to the tick (never below the floor, rule 9), the quantity down to the
-        step. A resting order is watched: its later fills come through `order_updates()`."""
-        info = await self._symbol_info(symbol.symbol)
-        what = f"Sell {client_order_id}"
-        qty = self._lot(info, quantity, what, client_order_id)
-        limit = ch.round_up_to_step(price, info.filters.tick_size)
-        try:
-            ch.check_order_filters(qty, limit, info.filters, what)
-        except FilterFailure as e:
-            raise self._filter_failure(e, client_order_id) from e
-        if limit < info.min_price or (info.max_price > 0 and limit > info.max_price):
-            raise BinanceFilterFailure(
-                f"{what}: price {_plain(limit)} is outside the exchange's range (PRICE_FILTER).",
-                filter="PRICE_FILTER",
-                client_order_id=client_order_id,
-            )
+        step. A resting order is watched: its later fills come through `order_updates()`. A price
+        below PERCENT_PRICE_BY_SIDE's range is raised to it (the sell fills at the bids all the same);
+        one above it, or a symbol at MAX_NUM_ORDERS, raises `OrderNotAllowedNow` (nothing is sent)."""
+        info = await self._order_info(symbol.symbol)
+        if (existing := await self._already_placed(info, client_order_id)) is not None:
+            return existing
+        f, what = info.filters, f"Sell {client_order_id}"
+        with self._before_sending(client_order_id):
+            qty = self._lot(info, quantity, what)
+            limit = ch.round_up_to_step(price, f.tick_size)
+            ch.check_order_filters(qty, limit, f, what)
+            flt.check_notional(qty * limit, f, what, market=False)
+            if limit < info.min_price or (info.max_price > 0 and limit > info.max_price):
+                raise FilterFailure(
+                    f"{what}: price {_plain(limit)} is outside the exchange's range (PRICE_FILTER).",
+                    filter="PRICE_FILTER",
+                )
+            if f.percent_price is not None and (average := await self._average(info.symbol)) is not None:
+                limit = flt.raise_to_allowed_sell_price(limit, average, f)
+                flt.check_percent_price(Side.SELL, limit, average, f, what)
+            resting = time_in_force is TimeInForce.GTC
+            open_orders = await self._open_orders(info) if resting else self._known_open_orders(info.symbol)
+            flt.check_open_orders(open_orders, f, info.symbol, what)
+        await self._check_balance(info.base_asset, qty, client_order_id, what)
         params = {
             "symbol": info.symbol,
             "side": "SELL",
@@ -765,60 +669,66 @@ class BinanceExchange:
         }
         return await self._place(info, client_order_id, params)
 
-    async def _place(self, info: BinanceSymbolInfo, coid: str, params: dict[str, Any]) -> Execution:
-        """Send an order exactly once (see the module docstring)."""
-        params = {**params, "newClientOrderId": coid, "newOrderRespType": "FULL"}
+    async def _already_placed(self, info: BinanceSymbolInfo, coid: str) -> Execution | None:
+        """Binance accepts a client order id again once its order is no longer open, so a caller's
+        retry must not be sent blindly: the first order is the outcome."""
         if coid in self._sent or self.config.query_before_send:
-            # Binance accepts a client order id again once its order is no longer open, so a
-            # caller's retry must not be sent blindly: the first order is the outcome.
             existing = await self._query(info, coid)
             if existing is not None:
                 log.info("Order %s was already placed: returning it instead of sending it again.", coid)
                 return self._track(info, existing)
+            watched = self._watched.get(coid)
+            if watched is not None and watched.unknown_until is not None:
+                raise OrderStateUnknown(
+                    f"Order {coid} was sent and its outcome is still unknown: it is not sent again.",
+                    client_order_id=coid,
+                )
+        return None
+
+    async def _place(self, info: BinanceSymbolInfo, coid: str, params: dict[str, Any]) -> Execution:
+        """Send an order once; an unknown outcome is asked for, never resent (module docstring)."""
+        params = {**params, "newClientOrderId": coid, "newOrderRespType": "FULL"}
         self._sent[coid] = None
         while len(self._sent) > 10_000:
             self._sent.popitem(last=False)
-        attempts = 0
-        while True:
-            attempts += 1
-            cause: BaseException
-            try:
-                response = await self._call("create_order", **params)
-            except BinanceAPIException as e:
-                if e.code == -2010 and "duplicate" in (e.message or "").lower():
-                    existing = await self._query(info, coid)
-                    if existing is not None:
-                        log.info("Order %s already exists on Binance: returning it.", coid)
-                        return self._track(info, existing)
-                    raise self._map_error(e, client_order_id=coid) from e
-                if not (e.status_code >= 500 or e.code in UNKNOWN_OUTCOME_CODES):
-                    raise self._map_error(e, client_order_id=coid) from e
-                cause = e
-            except TRANSPORT_ERRORS as e:
-                cause = e
-            else:
-                self._remember_fills(coid, response.get("fills") or [])
-                return self._track(info, await self._execution(info, response, response.get("fills")))
-            self.unknown_outcomes += 1
-            log.warning(
-                "Order %s: outcome unknown (%s); asking Binance for it before sending anything again.",
-                coid,
-                _describe(cause),
-            )
-            found = await self._settle_unknown(info, coid, cause)
-            if found is not None:
-                return self._track(info, found)
-            if attempts >= self.config.max_send_attempts:
-                raise BinanceUnavailable(
-                    f"Order {coid} was not placed (Binance did not take it within its recvWindow); "
-                    "it is safe to send it again with the same client order id.",
-                    client_order_id=coid,
-                ) from cause
-            log.warning("Order %s was never placed (absent after its recvWindow): sending it again.", coid)
+        cause: BaseException
+        try:
+            response = await self._call("create_order", **params)
+        except BinanceAPIException as e:
+            if e.code == -2010 and "duplicate" in (e.message or "").lower():
+                existing = await self._query(info, coid)
+                if existing is not None:
+                    log.info("Order %s already exists on Binance: returning it.", coid)
+                    return self._track(info, existing)
+                raise self._map_error(e, client_order_id=coid) from e
+            if not (e.status_code >= 500 or e.code in UNKNOWN_OUTCOME_CODES):
+                raise self._map_error(e, client_order_id=coid) from e
+            metrics.exchange_error(e.code or f"http_{e.status_code}")
+            cause = e
+        except TRANSPORT_ERRORS as e:
+            metrics.exchange_error("transport")
+            cause = e
+        else:
+            self.balance_cache.invalidate()  # the order spent or locked funds
+            self._remember_fills(coid, response.get("fills") or [])
+            return self._track(info, await self._execution(info, response, response.get("fills")))
+        self.unknown_outcomes += 1
+        self.balance_cache.invalidate()
+        log.warning("Order %s: outcome unknown (%s); asking Binance for it, never resending.", coid, describe(cause))
+        found = await self._settle_unknown(info, coid, cause)
+        if found is not None:
+            return self._track(info, found)
+        self._watch_unknown(info.symbol, coid)
+        raise OrderStateUnknown(
+            f"Order {coid} got no outcome from Binance ({describe(cause)}) and Binance does not list it yet. Its "
+            "execution status is unknown — the matching engine may still take it — so it is not sent again: "
+            "it is followed, and reconciliation settles it.",
+            client_order_id=coid,
+        ) from cause
 
     async def _settle_unknown(self, info: BinanceSymbolInfo, coid: str, cause: BaseException) -> Execution | None:
-        """Ask for the order until it shows up, or until its request is too old to be accepted
-        (timestamp + recvWindow: Binance refuses it after that), which proves it was never placed."""
+        """Ask for the order until it shows up or its recvWindow (+ `unknown_grace`) has passed: most
+        lost answers are found so. None if it has not shown up — which proves nothing (see above)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.recv_window_ms / 1000 + self.config.unknown_grace
         give_up = deadline + self.config.unknown_give_up
@@ -827,6 +737,7 @@ class BinanceExchange:
                 found = await self._query(info, coid)
             except TemporaryExchangeError as e:
                 if loop.time() >= give_up:
+                    self._watch_unknown(info.symbol, coid)
                     raise OrderStateUnknown(
                         f"Order {coid} may have been placed and Binance cannot be asked ({e.message}); "
                         "its state is unknown until reconciliation.",
@@ -848,7 +759,7 @@ class BinanceExchange:
                 return None
             raise self._map_error(e, client_order_id=coid) from e
         except TRANSPORT_ERRORS as e:
-            raise BinanceUnavailable(f"Binance did not answer a query of {coid} ({_describe(e)}).") from e
+            raise BinanceUnavailable(f"Binance did not answer a query of {coid} ({describe(e)}).") from e
         return await self._execution(info, data, None)
 
     async def get_order(self, symbol: Symbol, client_order_id: str) -> Execution | None:
@@ -859,6 +770,7 @@ class BinanceExchange:
         """Cancel by client order id. An order already gone (-2011: filled, expired, cancelled) is
         not an error: its final state is returned; None when Binance never had it."""
         info = await self._symbol_info(symbol.symbol)
+        self.balance_cache.invalidate()  # its funds are unlocked (or were sold)
         try:
             data = await self._call("cancel_order", symbol=info.symbol, origClientOrderId=client_order_id)
         except BinanceAPIException as e:
@@ -881,7 +793,7 @@ class BinanceExchange:
         execution = await self._query(info, coid)
         if execution is not None and execution.status in RESTING:
             raise BinanceUnavailable(
-                f"The cancel of {coid} got no answer ({_describe(cause)}) and the order is still open.",
+                f"The cancel of {coid} got no answer ({describe(cause)}) and the order is still open.",
                 client_order_id=coid,
             ) from cause
         return execution
@@ -976,262 +888,3 @@ class BinanceExchange:
         if main not in (base, quote_asset):
             fee_price = await in_quote(main, ch.ONE)
         return fee, main, fee_price
-
-    def _remember_fills(self, coid: str, fills: Iterable[Mapping[str, Any]]) -> None:
-        known = self._fills.setdefault(coid, {})
-        self._fills.move_to_end(coid)
-        for f in fills:
-            if "tradeId" in f:
-                known[int(f["tradeId"])] = dict(f)
-        while len(self._fills) > 2000:
-            self._fills.popitem(last=False)
-
-    def _track(self, info: BinanceSymbolInfo, execution: Execution) -> Execution:
-        """A resting order is watched for later fills (stream, or polling)."""
-        if execution.status in RESTING:
-            self._watched[execution.client_order_id] = _Watched(
-                info.symbol, (execution.status, execution.executed_quantity)
-            )
-            early = self._early.pop(execution.client_order_id, None)
-            if early is not None:  # its report arrived before our response: handle it now
-                self._spawn(self._safely(self._on_user_event(early)))
-        return execution
-
-    # ------------------------------------------------------------ order updates
-
-    def watch(self, symbol: Symbol | str, client_order_id: str) -> None:
-        """Follow an order placed earlier (e.g. before a restart); its current state is emitted by
-        `order_updates()` at the next poll, then every change."""
-        name = symbol if isinstance(symbol, str) else symbol.symbol
-        self._watched[client_order_id] = _Watched(name, None)
-        self._stream_changed.set()
-
-    @property
-    def watched_orders(self) -> list[str]:
-        return list(self._watched)
-
-    @property
-    def stream_connected(self) -> bool:
-        return self._stream_up.is_set()
-
-    async def wait_for_user_stream(self, within: float) -> bool:
-        """True once the user data stream is subscribed (False if not within `within` seconds)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stream_up.wait(), within)
-        return self._stream_up.is_set()
-
-    async def order_updates(self) -> AsyncIterator[Execution]:
-        """Cumulative states of watched (resting) orders as they advance: a fill, a partial fill, a
-        cancel or an expiry, each once. For one consumer (the live loop); updates wait in a queue
-        until it reads them. An order's terminal state ends its watch."""
-        while True:
-            yield await self._updates.get()
-
-    def _emit(self, execution: Execution, source: str) -> None:
-        watched = self._watched.get(execution.client_order_id)
-        if watched is None:
-            return
-        state = (execution.status, execution.executed_quantity)
-        if watched.last is not None:
-            status, executed = watched.last
-            advanced = execution.executed_quantity > executed or (
-                execution.executed_quantity == executed and execution.status != status and status not in TERMINAL
-            )
-            if not advanced:
-                return
-        watched.last = state
-        if source == "stream":
-            self.updates_from_stream += 1
-        else:
-            self.updates_from_polling += 1
-        log.info(
-            "Order %s %s: %s executed (%s).", execution.client_order_id, execution.status.value,
-            _plain(execution.executed_quantity), source,
-        )  # fmt: skip
-        self._updates.put_nowait(execution)
-        if execution.status in TERMINAL:
-            self._watched.pop(execution.client_order_id, None)
-
-    def _is_news(self, coid: str, status: OrderStatus, executed: Decimal) -> bool:
-        watched = self._watched.get(coid)
-        if watched is None:
-            return False
-        if watched.last is None:
-            return True
-        last_status, last_executed = watched.last
-        return executed > last_executed or (executed == last_executed and status != last_status)
-
-    async def _on_user_event(self, event: Mapping[str, Any]) -> None:
-        """user-data-stream.md "Order Update": `executionReport` (c: client order id, or the
-        cancel's own id with C the original; X: status; z: cumulative quantity; Z: cumulative quote;
-        l, L, n, N, t: the last fill)."""
-        if event.get("e") != "executionReport":
-            return
-        coid = str(event.get("C") or event["c"]) if event.get("x") == "CANCELED" else str(event["c"])
-        if event.get("x") == "TRADE":
-            self._remember_fills(
-                coid,
-                [
-                    {
-                        "price": event["L"],
-                        "qty": event["l"],
-                        "commission": event["n"],
-                        "commissionAsset": event["N"],
-                        "tradeId": event["t"],
-                        "time": event["T"],
-                    }
-                ],
-            )
-        if coid not in self._watched:
-            self._early[coid] = dict(event)
-            while len(self._early) > 500:
-                self._early.popitem(last=False)
-            return
-        status = STATUSES.get(str(event["X"]), OrderStatus.UNKNOWN)
-        executed = Decimal(str(event["z"]))
-        if not self._is_news(coid, status, executed):
-            return  # a duplicate, or older than what the caller knows
-        info = await self._symbol_info(str(event["s"]))
-        fills = list(self._fills.get(coid, {}).values())
-        complete = sum((Decimal(str(f["qty"])) for f in fills), ZERO) == executed
-        data = {
-            "clientOrderId": coid,
-            "orderId": event["i"],
-            "status": event["X"],
-            "side": event["S"],
-            "executedQty": event["z"],
-            "cummulativeQuoteQty": event["Z"],
-            "updateTime": event.get("T") or event.get("E"),
-        }
-        execution = await self._execution(info, data, fills if complete else None)
-        self._emit(execution, "stream")
-
-    async def _poll_watched(self) -> None:
-        """Fallback: the open orders of each watched symbol; an order that changed or left the list
-        is queried for its state."""
-        async with self._poll_lock:
-            by_symbol: dict[str, list[str]] = defaultdict(list)
-            for coid, watched in list(self._watched.items()):
-                by_symbol[watched.symbol].append(coid)
-            for name, coids in by_symbol.items():
-                info = await self._symbol_info(name)
-                open_orders = {o["clientOrderId"]: o for o in await self._read("get_open_orders", symbol=name)}
-                for coid in coids:
-                    data = open_orders.get(coid)
-                    if data is not None:
-                        status = STATUSES.get(str(data["status"]), OrderStatus.UNKNOWN)
-                        if not self._is_news(coid, status, Decimal(str(data["executedQty"]))):
-                            continue
-                        execution: Execution | None = await self._execution(info, data, None)
-                    else:
-                        execution = await self._query(info, coid)
-                    if execution is None:
-                        log.warning("Watched order %s is unknown to Binance: no longer watched.", coid)
-                        self._watched.pop(coid, None)
-                        continue
-                    self._emit(execution, "polling")
-
-    async def _run_poller(self) -> None:
-        while not self._closing:
-            interval = self.config.safety_poll_interval if self.stream_connected else self.config.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stream_changed.wait(), interval)
-            self._stream_changed.clear()
-            if not self._watched:
-                continue
-            try:
-                await self._poll_watched()
-            except ExchangeError as e:
-                log.warning("Polling open orders failed: %s", e.message)
-
-    def _set_stream(self, up: bool) -> None:
-        if up == self._stream_up.is_set():
-            return
-        if self._closing:
-            self._stream_up.clear()
-            return
-        if up:
-            self._stream_up.set()
-            log.info("Binance user data stream subscribed.")
-        else:
-            self._stream_up.clear()
-            log.warning("Binance user data stream down: polling open orders every %s s.", self.config.poll_interval)
-        self._stream_changed.set()
-
-    def _ws_alive(self, subscribed_on: Any) -> bool:
-        ws_api = self._require_client().ws_api
-        return ws_api.ws is subscribed_on and subscribed_on is not None and subscribed_on.state is State.OPEN
-
-    async def _wait_for_ws_api(self) -> None:
-        """Let python-binance finish its own reconnect of the WebSocket API (two connects at once
-        would race); when its read loop has given up, our subscribe reconnects."""
-        ws_api = self._require_client().ws_api
-        # python-binance offers no event for this: poll its state.
-        while ws_api.ws_state == WSListenerState.RECONNECTING and getattr(ws_api, "_handle_read_loop", None):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-    async def _run_user_stream(self) -> None:
-        """Subscribe (`userDataStream.subscribe.signature` on the WebSocket API), read reports, and
-        re-subscribe after a drop; while down, the poller covers the watched orders."""
-        assert self._sockets is not None
-        socket = self._user_socket = self._sockets.user_socket()
-        failures = 0
-        try:
-            while not self._closing:
-                receive: asyncio.Future[Any] | None = None
-                try:
-                    await self._wait_for_ws_api()
-                    await socket.connect()
-                    subscribed_on = self._require_client().ws_api.ws
-                    failures = 0
-                    self._set_stream(True)
-                    if self._watched:
-                        await self._safely(self._poll_watched())  # what happened while it was down
-                    receive = asyncio.ensure_future(socket.recv())
-                    while True:
-                        done, _ = await asyncio.wait({receive}, timeout=self.config.stream_health_interval)
-                        if not done:
-                            if not self._ws_alive(subscribed_on):
-                                raise _StreamDropped("the connection is gone")
-                            continue
-                        event = receive.result()
-                        receive = asyncio.ensure_future(socket.recv())
-                        if event.get("e") == "error":
-                            if self._ws_alive(subscribed_on):
-                                continue  # reported by the connection before this subscription
-                            raise _StreamDropped(str(event.get("m") or event.get("type")))
-                        await self._safely(self._on_user_event(event))
-                except asyncio.CancelledError:
-                    raise
-                except (_StreamDropped, BinanceWebsocketUnableToConnect, ExchangeError, OSError) as e:
-                    self._stream_failed(e)
-                except BinanceAPIException as e:
-                    if e.code == -1021:
-                        with contextlib.suppress(*TRANSPORT_ERRORS, BinanceAPIException):
-                            await self._sync_time()
-                    self._stream_failed(e)
-                except Exception as e:  # python-binance raises plain exceptions from its socket layer
-                    self._stream_failed(e)
-                finally:
-                    if receive is not None:
-                        receive.cancel()
-                if not self._closing:
-                    # Back off while it keeps failing (refused keys, Binance unreachable): up to a minute.
-                    failures += 1
-                    await asyncio.sleep(min(self.config.resubscribe_interval * 2 ** (failures - 1), 60.0))
-        finally:
-            self._set_stream(False)
-
-    async def _safely(self, work: Awaitable[None]) -> None:
-        """Stream and poll work whose failure must not stop the stream: the poller retries it."""
-        try:
-            await work
-        except ExchangeError as e:
-            log.warning("Binance order update not processed (%s); polling will catch up.", e.message)
-
-    def _stream_failed(self, error: BaseException) -> None:
-        if self.stream_connected:
-            log.warning("Binance user data stream lost: %s", _describe(error))
-        else:
-            log.debug("Binance user data stream not subscribed: %s", _describe(error))
-        self._set_stream(False)

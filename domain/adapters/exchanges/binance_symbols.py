@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from domain.adapters.exchanges.binance import client_class, parse_symbol_info
+from domain.adapters.exchanges.binance_api import client_class, parse_symbol_info
 from domain.errors import TemporaryExchangeError
 from domain.model import Symbol
 
@@ -24,7 +24,7 @@ def symbol_of(raw: Mapping[str, Any]) -> Symbol:
     f = info.filters
     return Symbol(
         info.symbol, info.base_asset, info.quote_asset, f.step_size, f.min_qty, f.tick_size, f.min_notional,
-        is_active=info.status == "TRADING", max_qty=info.max_qty.normalize() if info.max_qty > 0 else None,
+        is_active=info.status == "TRADING", max_qty=f.max_qty if f.max_qty > 0 else None,
         status=info.status, quote_order_qty_allowed=bool(raw.get("quoteOrderQtyMarketAllowed", True)),
     )  # fmt: skip
 

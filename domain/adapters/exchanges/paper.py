@@ -1,17 +1,22 @@
 """The paper exchange: simulated fills against the last known price, with Binance's fee and filter
 rules (SPEC §2). The buy fee is taken from the base asset received, the sell fee from the quote
-proceeds, as Binance does without BNB."""
+proceeds, as Binance does without BNB. The filters are those the Binance adapter checks before
+sending (`domain.filters`): LOT_SIZE and NOTIONAL from the symbol, and for the seeded symbols
+MARKET_LOT_SIZE and PERCENT_PRICE_BY_SIDE as Binance lists them — judged against the last price,
+which stands for the average price here — so that paper refuses what live refuses."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from domain import channel as ch
+from domain import filters as flt
 from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
-from domain.model import OrderStatus, Side, Symbol, TimeInForce
+from domain.model import OrderStatus, PercentPriceBySide, Side, Symbol, SymbolFilters, TimeInForce
 from domain.ports import Execution, PriceSource
 
 COMMISSION_QUANTUM = Decimal("0.00000001")
@@ -39,6 +44,27 @@ SEED_SYMBOLS: tuple[dict[str, object], ...] = (
 )
 
 
+# The seeded symbols' filters that `Symbol` does not store (exchangeInfo, 2025): LOT_SIZE's maximum,
+# MARKET_LOT_SIZE (its maxQty moves with the market's liquidity; these are of the size Binance lists),
+# NOTIONAL's maximum, PERCENT_PRICE_BY_SIDE and MAX_NUM_ORDERS. The local Binance of the tests lists
+# the same, so that paper and live agree.
+_SPOT_PERCENT_PRICE = PercentPriceBySide(Decimal(5), Decimal("0.2"), Decimal(5), Decimal("0.2"), 5)
+SEED_MARKET_FILTERS: dict[str, SymbolFilters] = {
+    name: SymbolFilters(
+        step_size=Decimal(0),
+        min_qty=Decimal(0),
+        tick_size=Decimal(0),
+        min_notional=Decimal(0),
+        max_qty=Decimal(9000),
+        market_max_qty=market_max_qty,
+        max_notional=Decimal(9000000),
+        percent_price=_SPOT_PERCENT_PRICE,
+        max_num_orders=200,
+    )
+    for name, market_max_qty in (("BTCUSDT", Decimal(100)), ("ETHUSDT", Decimal(2000)))
+}
+
+
 def commission(amount: Decimal) -> Decimal:
     """Binance reports commissions to 8 decimals, rounded half up; so does the paper exchange, so
     that a paper run and a Binance run of the same market book the same fees to the last digit."""
@@ -58,9 +84,15 @@ class PaperExchange:
     name = "paper"
     rests_limit_orders = False
 
-    def __init__(self, prices: PriceSource, fee_rate: Decimal = ch.DEFAULT_FEE_RATE) -> None:
+    def __init__(
+        self,
+        prices: PriceSource,
+        fee_rate: Decimal = ch.DEFAULT_FEE_RATE,
+        market_filters: Mapping[str, SymbolFilters] = SEED_MARKET_FILTERS,
+    ) -> None:
         self.prices = prices
         self._fee_rate = fee_rate
+        self._market_filters = market_filters
         self._orders: dict[str, _PaperOrder] = {}
         self._ids = itertools.count(1)
 
@@ -109,9 +141,24 @@ class PaperExchange:
         self._orders[coid] = _PaperOrder(execution)
         return execution
 
-    def _check(self, symbol: Symbol, qty: Decimal, price: Decimal) -> None:
+    def filters(self, symbol: Symbol) -> SymbolFilters:
+        """The symbol's stored filters, with those only exchangeInfo lists where they are known."""
+        extra = self._market_filters.get(symbol.symbol)
+        if extra is None:
+            return symbol.filters
+        return replace(
+            extra,
+            step_size=symbol.step_size,
+            min_qty=symbol.min_qty,
+            tick_size=symbol.tick_size,
+            min_notional=symbol.min_notional,
+        )
+
+    def _check(self, symbol: Symbol, qty: Decimal, price: Decimal, *, market: bool = False) -> None:
         try:
             ch.check_order_filters(qty, price, symbol.filters, "Order")
+            if market:
+                flt.check_market_lot(qty, self.filters(symbol), "Market order")
         except FilterFailure as e:
             raise PermanentExchangeError(e.message, **e.details) from e
 
@@ -129,12 +176,12 @@ class PaperExchange:
         else:
             assert quantity is not None
             qty = quantity
-        self._check(symbol, qty, price)
+        self._check(symbol, qty, price, market=True)
         return self._fill(symbol, client_order_id, Side.BUY, qty, price, at)
 
     async def market_sell(self, symbol: Symbol, client_order_id: str, quantity: Decimal) -> Execution:
         price, at = await self._price(symbol)
-        self._check(symbol, quantity, price)
+        self._check(symbol, quantity, price, market=True)
         return self._fill(symbol, client_order_id, Side.SELL, quantity, price, at)
 
     async def limit_sell(
@@ -147,6 +194,13 @@ class PaperExchange:
     ) -> Execution:
         market, at = await self._price(symbol)
         self._check(symbol, quantity, price)
+        if time_in_force is TimeInForce.IOC:
+            # PERCENT_PRICE_BY_SIDE is judged when an order is placed: an IOC sell now (its floor
+            # raised to the bound, as the Binance adapter does). A GTC sell here stands for one resting
+            # on Binance since it was scheduled, when it was judged.
+            filters = self.filters(symbol)
+            price = flt.raise_to_allowed_sell_price(price, market, filters)
+            flt.check_percent_price(Side.SELL, price, market, filters, f"Sell {client_order_id}")
         if market < price:
             return self._fill(symbol, client_order_id, Side.SELL, Decimal(0), price, at)
         fill_price = market if time_in_force is TimeInForce.IOC else price

@@ -6,7 +6,8 @@ port (`METRICS_PORT`; off when 0). Prometheus adds the series of every process u
 - worker, in memory on the hot path (a counter increment or a histogram observation per tick, no
   I/O): ticks, engine time per tick, tick-to-order latency, decisions, last tick time, stream
   reconnects;
-- any process that talks to the exchange: exchange errors by code;
+- any process that talks to the exchange: exchange errors by code, orders refused before sending by
+  reason (an insufficient balance, a filter);
 - the API, read at scrape time from the database and Redis (the source of truth, whichever process
   acted): orders by status, job queue depth, the market streams' heartbeats; and its WebSocket
   subscribers.
@@ -45,6 +46,12 @@ EXCHANGE_ERRORS = Counter(
     "criptoren_exchange_errors",
     "Errors answered by the exchange (Binance error code, or http_<status>, or transport).",
     ["code"],
+)
+ORDERS_NOT_SENT = Counter(
+    "criptoren_orders_not_sent",
+    "Orders refused before sending, by reason: INSUFFICIENT_BALANCE (the account's free balance) or the "
+    "exchange filter (LOT_SIZE, MARKET_LOT_SIZE, NOTIONAL, PERCENT_PRICE_BY_SIDE, MAX_NUM_ORDERS, …).",
+    ["reason"],
 )
 
 ORDERS = Gauge("criptoren_orders", "Orders by status, read from the database at scrape time.", ["status"])
