@@ -23,6 +23,8 @@ class EventType(enum.StrEnum):
     ORDER_UNKNOWN = "order_unknown"
     ORDER_REFUSED = "order_refused"
     CAPITAL_ALLOCATED = "capital_allocated"
+    # Rule 11: entries sized for the principal would be skipped, or every exit scheduled (lot rounding).
+    ENTRIES_TOO_SMALL = "entries_too_small"
     PROFIT_WITHDRAWN = "profit_withdrawn"
 
 

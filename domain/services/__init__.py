@@ -23,7 +23,7 @@ Modules, by concern:
 The rule use cases are re-exported here: `services.buy(...)`, `services.process_price_move(...)`.
 """
 
-from domain.services.capital import allocate_capital, withdraw_profit
+from domain.services.capital import Allocated, allocate_capital, withdraw_profit
 from domain.services.common import client_order_id, utcnow
 from domain.services.engine_rules import (
     TickOutcome,
@@ -44,6 +44,7 @@ from domain.services.strategies import create_client, create_strategy, set_strat
 
 __all__ = [
     "ABSENT",
+    "Allocated",
     "BuyPlan",
     "TickOutcome",
     "allocate_capital",

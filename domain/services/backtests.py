@@ -4,13 +4,14 @@ The run itself is `domain.backtest.run_backtest` (the live engine on an in-memor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from domain import commands as cmds
 from domain.backtest import CandleSeries
-from domain.channel import EPOCH, Channel, timeframe_delta
+from domain.channel import EPOCH, Channel, check_candle_interval, timeframe_delta
 from domain.errors import NotFound, ValidationError
 from domain.model import Symbol
 from domain.ports import UnitOfWork, UnitOfWorkFactory
@@ -69,3 +70,11 @@ async def stored_candles(
         rows = await uow.candles.price_rows(symbol_id, interval, start, end, limit)
     open_ms = [int((r[0] - EPOCH).total_seconds() * 1000) for r in rows]
     return CandleSeries.from_prices(open_ms, [(r[1], r[2], r[3], r[4]) for r in rows], step_ms)
+
+
+def check_interval(interval: str, timeframes: Iterable[str]) -> None:
+    """Rule 5: candles of `interval` must judge the closes of each timeframe backtested — never
+    coarser. Raises `ValidationError` naming the coarsest candle interval that works."""
+    step = timeframe_delta(interval)
+    for timeframe in timeframes:
+        check_candle_interval(step, timeframe)

@@ -58,7 +58,7 @@ async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp
         db.uow(), db.exchange,
     )  # fmt: skip
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, BANKROLL), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, BANKROLL), db.uow(), db.exchange)
     async with db.uow() as uow:
         symbol = await uow.symbols.get_by_name("BTCUSDT")
     assert symbol is not None
