@@ -137,7 +137,7 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
         {"s": "{strategy}"},
     ),
     "allocateCapital": (
-        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "10") { id } }',
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "10") { id warnings } }',
         {"s": "{strategy}"},
     ),
     "withdrawProfit": (
