@@ -378,6 +378,18 @@ async def test_an_allocation_whose_entries_the_filters_refuse_warns(world: World
     assert (await allocate(world, strategy, D(2000))).warnings == ()
 
 
+async def test_an_update_to_a_top_the_entries_cannot_use_is_recorded_as_an_event(world: World) -> None:
+    """Rule 11: a top the formula accepts but lot rounding defeats for the principal's entries (2,000:
+    400 each) is accepted, and said in an event — never a silent channel of scheduled exits."""
+    strategy = await make_strategy(world)
+    assert strategy.id is not None
+    await services.update_strategy(cmds.UpdateStrategy(strategy.id, top_price=D(105400)), world.uow(), world.exchange)
+    (event,) = events(world, EventType.ENTRIES_TOO_SMALL)
+    assert "raise topPrice to at least 105489.26" in event.message
+    await services.update_strategy(cmds.UpdateStrategy(strategy.id, top_price=D(110626)), world.uow(), world.exchange)
+    assert len(events(world, EventType.ENTRIES_TOO_SMALL)) == 1
+
+
 async def test_an_update_names_the_top_that_works_for_the_principal(world: World) -> None:
     strategy = await make_strategy(world)  # 2,000: 400 an entry
     assert strategy.id is not None
