@@ -309,10 +309,10 @@ async def rest_sell(
     """Rule 6 where orders rest (Binance), or a marketable one on paper: a LIMIT GTC sell of the
     position at its scheduled exit price, recorded as an OPEN order; its fills come later
     (`apply_order_update`, reconciliation). If the market is already there it fills at once, at the
-    market's price, and the sell is applied. An outcome the exchange
-    could not confirm leaves the order UNKNOWN for reconciliation. A refusal (balance, filters) is
-    raised to a user; in the engine it is recorded with an event and the position stays scheduled
-    (the user reschedules or cancels it)."""
+    market's price, and the sell is applied. An outcome the exchange could not confirm leaves the
+    order UNKNOWN for reconciliation. A refusal (balance, filters) is raised to a user; in the
+    engine it is recorded with an event and the position stays scheduled (the user reschedules or
+    cancels it)."""
     assert position.scheduled_exit_price is not None
     try:
         execution = await place_sell(
