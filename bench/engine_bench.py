@@ -128,7 +128,7 @@ async def bench_latency(url: str, redis_url: str, prefix: str) -> None:
                                 ch.Channel(Decimal(100000 + i * 10), Decimal(112000 + i * 10), Decimal(5))),
             app.uow(), app.exchange,
         )  # fmt: skip
-        await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal(100000)), app.uow())
+        await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal(100000)), app.uow(), app.exchange)
     async with app.uow() as uow:
         symbol = await uow.symbols.get_by_name("BTCUSDT")
 

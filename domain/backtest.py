@@ -1,9 +1,10 @@
 """Backtests: a channel run over historical candles by the live engine itself.
 
 There is no second implementation of SPEC §4 here. Each candle is replayed as the live loop replays
-a candle file — its path O->L->H->C when rising or flat, O->H->L->C when falling, joined to the
-previous close (rule 10) — through `domain.symbol_engine.SymbolEngine`, the class the live consumer
-drives: the index picks the strategies a move concerns, the services decide and trade through a
+a candle file — its path O->L->H->C when rising or flat, O->H->L->C when falling, continuous and
+filled at the levels it crosses, joined to the previous close by a jump to the open that is one
+tick filled at the open (rule 10) — through `domain.symbol_engine.SymbolEngine`, the class the live
+consumer drives: the index picks the strategies a move concerns, the services decide and trade through a
 unit of work and an exchange (here an in-memory one and the paper exchange, given by the caller),
 and the timeframe candles close at multiples of the timeframe since the epoch (rule 5).
 
@@ -11,11 +12,12 @@ Speed: cost follows the events, not the candles. Between two decisions the engin
 so the levels that can fire are known — E of an armed strategy, X while positions are open, B while
 disarmed, the scheduled exit prices, and B at the closes of each strategy's timeframe. A vectorised
 pre-scan over float copies of the prices finds the next candle whose range [low, high] (joined to
-the previous close) reaches one of them, widened by a relative margin far above float rounding, so
-it can only flag too many candles, never too few. The candles in between cannot trigger anything:
-the tick-by-tick replay would look each of their moves up in the index and find nothing. They are
-skipped; only flagged candles are replayed, exactly, in `Decimal`. `skip_ahead=False` replays every
-candle (a test checks both give identical results).
+the previous close, so that the jump to its open is covered too) reaches one of them, widened by a
+relative margin far above float rounding, so it can only flag too many candles, never too few.
+The candles in between cannot trigger anything: the tick-by-tick replay would look each of their
+moves up in the index and find nothing. They are skipped; only flagged candles are replayed,
+exactly, in `Decimal`. `skip_ahead=False` replays every candle (a test checks both give identical
+results).
 """
 
 from __future__ import annotations
@@ -417,7 +419,9 @@ async def create_backtest_strategy(
         exchange,
     )  # fmt: skip
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, bankroll, note="backtest bankroll"), uow())
+    await services.allocate_capital(
+        cmds.AllocateCapital(strategy.id, bankroll, note="backtest bankroll"), uow(), exchange
+    )
     return strategy.id
 
 
@@ -503,7 +507,8 @@ class Backtest:
         span = self.series.step / (len(path) + 1)
         for k, price in enumerate(path):
             if prev is not None:
-                await self.engine.price_moved(prev, price, open_time + span * k)
+                # The open, when it is a point of the path, is a jump from the last close (rule 10).
+                await self.engine.price_moved(prev, price, open_time + span * k, jump=k == 0 and price == o)
             prev = price
         interval = self.series.interval
         # Decided before any close is judged, as the live consumer does. No coarser candle closes
@@ -699,9 +704,12 @@ async def run_backtest(
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Backtest a channel over candles with a bankroll: a fresh strategy on `uow` and `exchange`
-    (an in-memory unit of work and the paper exchange), replayed by the live engine."""
+    (an in-memory unit of work and the paper exchange), replayed by the live engine. Candles coarser
+    than the channel's timeframe are refused (rule 5: `ValidationError` naming the coarsest candle
+    interval that works)."""
     if not len(series):
         raise ValueError("no candles to backtest")
+    ch.check_candle_interval(series.step, channel.timeframe)
     strategy_id = await create_backtest_strategy(uow, exchange, symbol, channel, bankroll)
     async with uow() as u:
         found = await u.symbols.get_by_name(symbol)

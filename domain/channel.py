@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from domain.errors import FilterFailure, ValidationError
@@ -104,10 +104,17 @@ class Channel:
         """E = B * (1 + b/100), X = T * (1 - s/100)."""
         return levels(self.base, self.top, self.buy_threshold, self.sell_threshold)
 
-    def validate(self, fee_rate: Decimal, tick_size: Decimal = PRICE_QUANTUM) -> Levels:
+    def validate(
+        self,
+        fee_rate: Decimal,
+        tick_size: Decimal = PRICE_QUANTUM,
+        *,
+        filters: SymbolFilters | None = None,
+        principal: Decimal | None = None,
+    ) -> Levels:
         """Rule 11 and the parameters' ranges; returns the levels. Raises `ValidationError` naming
-        the field and, for a narrow channel, the smallest workable top."""
-        return validate_channel(self, fee_rate, tick_size)
+        the field and, for a narrow channel, the smallest workable top (`validate_channel`)."""
+        return validate_channel(self, fee_rate, tick_size, filters=filters, principal=principal)
 
     def with_changes(
         self,
@@ -144,21 +151,44 @@ def smallest_workable_top(
     min_profit: Decimal,
     fee_rate: Decimal,
     tick_size: Decimal = PRICE_QUANTUM,
+    *,
+    filters: SymbolFilters | None = None,
+    entry_quote: Decimal | None = None,
 ) -> Decimal:
     """Smallest top T, a multiple of the tick, with X >= E * (1 + m/100) / (1 - f)^2 (rule 11) and
-    X above E (an entry needs `cur < X`)."""
+    X above E (an entry needs `cur < X`).
+
+    With the symbol's `filters`, the top must also work once lots are rounded (rule 11, rules 2 and
+    9): the position an entry at E buys — spending `entry_quote` (rule 2: p% of the principal), or
+    the smallest entry the filters allow while there is no principal — must have `min_sell <= X`,
+    its exit (a LIMIT IOC at min_sell rounded up to the tick, rule 4) filling at X, or every exit
+    of the channel would become a scheduled sell."""
     entry = base * (ONE + buy_threshold / HUNDRED)
     needed_exit = entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2)
-    top = round_up_to_step(needed_exit / (ONE - sell_threshold / HUNDRED), tick_size)
-    while top * (ONE - sell_threshold / HUNDRED) <= entry:
+    if filters is not None:
+        needed_exit = max(needed_exit, exit_floor(entry, entry_quote, filters, fee_rate, min_profit))
+    keep = ONE - sell_threshold / HUNDRED
+    top = round_up_to_step(needed_exit / keep, tick_size)
+    while top * keep < needed_exit:  # the division's own rounding
+        top += tick_size
+    while top * keep <= entry:
         top += tick_size
     return top
 
 
-def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = PRICE_QUANTUM) -> Levels:
+def validate_channel(
+    channel: Channel,
+    fee_rate: Decimal,
+    tick_size: Decimal = PRICE_QUANTUM,
+    *,
+    filters: SymbolFilters | None = None,
+    principal: Decimal | None = None,
+) -> Levels:
     """Check a channel's parameters (SPEC §4 parameters and rule 11); return its levels.
 
-    Raises `ValidationError` naming the field and, for a narrow channel, the smallest workable top.
+    Raises `ValidationError` naming the field and, for a narrow channel, the smallest workable top:
+    with the symbol's `filters`, one that works once lots are rounded — for entries sized by rule 2
+    for `principal`, or for the smallest entry the filters allow while there is none (rule 11).
     """
     base, top, timeframe = channel.base, channel.top, channel.timeframe
     capital_percentage, buy_threshold = channel.capital_percentage, channel.buy_threshold
@@ -182,7 +212,10 @@ def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = P
         raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
     lv = channel.levels
     if lv.exit <= lv.entry or lv.exit < lv.entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2):
-        smallest = smallest_workable_top(base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size)
+        quote = entry_quote_amount(principal, capital_percentage) if principal and principal > 0 else None
+        smallest = smallest_workable_top(
+            base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size, filters=filters, entry_quote=quote
+        )
         raise ValidationError(
             f"The channel is too narrow to yield the minimum profit of {min_profit}% after fees: "
             f"the exit level {lv.exit.normalize():f} is below what an entry at "
@@ -192,6 +225,45 @@ def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = P
             smallest_workable_top=f"{smallest.normalize():f}",
         )
     return lv
+
+
+def entries_warning(
+    channel: Channel, principal: Decimal, filters: SymbolFilters, fee_rate: Decimal, tick_size: Decimal
+) -> str | None:
+    """Rule 11: why entries sized by rule 2 for `principal` would not work, or None when they do —
+    an entry at E too small for the exchange's filters (every entry skipped), or one whose lot
+    rounding pushes `min_sell` above X (every exit a scheduled sell). For a warning, not a refusal:
+    the allocation that causes it still stands."""
+    if principal <= 0:
+        return None
+    lv = channel.levels
+    quote = entry_quote_amount(principal, channel.capital_percentage)
+    smallest = smallest_entry_quantity(lv.entry, filters, fee_rate)
+    if round_down_to_step(quote / lv.entry, filters.step_size) < smallest:
+        return (
+            f"Each entry would spend {_plain(quote)} ({_plain(channel.capital_percentage)}% of the principal "
+            f"{_plain(principal)}), less than the smallest order the exchange accepts at the entry level "
+            f"{_plain(lv.entry)} (about {_plain(round_up_to_step(smallest * lv.entry, PRICE_QUANTUM))}): every "
+            "entry would be skipped. Allocate more, or raise capitalPercentage."
+        )
+    bought = entry_fill(lv.entry, quote, filters, fee_rate)
+    floor = exit_floor(lv.entry, quote, filters, fee_rate, channel.min_profit)
+    if floor <= lv.exit:
+        return None
+    top = smallest_workable_top(
+        channel.base, channel.buy_threshold, channel.sell_threshold, channel.min_profit, fee_rate, tick_size,
+        filters=filters, entry_quote=quote,
+    )  # fmt: skip
+    return (
+        f"After lot rounding, an entry of {_plain(quote)} at the entry level {_plain(lv.entry)} keeps "
+        f"{_plain(bought.quantity)} for a cost of {_plain(bought.cost)}: its minimum sell price "
+        f"{_plain(floor)} (to the tick) is above the exit level {_plain(lv.exit)}, so every exit would become "
+        f"a scheduled sell. Allocate more, or raise topPrice to at least {_plain(top)}."
+    )
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
 
 
 def validate_percentage(name: str, value: Decimal, upper: Decimal = Decimal(1000)) -> None:
@@ -273,6 +345,59 @@ def check_order_filters(quantity: Decimal, price: Decimal, filters: SymbolFilter
         )
 
 
+def commission(amount: Decimal) -> Decimal:
+    """A fee as Binance reports it: to 8 decimals, rounded half up (the paper exchange does the same,
+    so that paper and Binance book the same fees to the last digit)."""
+    return amount.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def net_quantity(gross: Decimal, fee_rate: Decimal, step: Decimal) -> Decimal:
+    """Rule 9: what a buy of `gross` leaves to sell — the fee taken from the base asset received,
+    the rest rounded down to the lot step (the remainder is dust)."""
+    return round_down_to_step(gross - commission(gross * fee_rate), step)
+
+
+def smallest_entry_quantity(price: Decimal, filters: SymbolFilters, fee_rate: Decimal) -> Decimal:
+    """The smallest gross quantity, a multiple of the lot step, that can be bought at `price` and
+    whose net quantity (rule 9) can be sold there again: LOT_SIZE and MIN_NOTIONAL on both orders
+    (rule 11) — the size of an entry "for the symbol's minimum notional"."""
+    step = filters.step_size if filters.step_size > 0 else PRICE_QUANTUM
+    need = max(filters.min_qty, round_up_to_step(filters.min_notional / price, step), step)
+    # The net is about gross * (1 - f), less a step of rounding: start just under, step up.
+    gross = max(need, round_up_to_step(need / (ONE - fee_rate), step) - step)
+    while net_quantity(gross, fee_rate, step) < need:
+        gross += step
+    return gross
+
+
+@dataclass(frozen=True)
+class EntryFill:
+    """A position bought at one price, as the paper exchange and Binance fill it (rule 9, the fee
+    in the base asset): gross quantity, net quantity Q and cost C."""
+
+    gross: Decimal
+    quantity: Decimal
+    cost: Decimal
+
+
+def entry_fill(price: Decimal, quote: Decimal | None, filters: SymbolFilters, fee_rate: Decimal) -> EntryFill:
+    """The position an entry at `price` opens: spending `quote` (rule 2; the gross quantity rounded
+    down to the step), or — with None, or a quote too small for the filters, whose entry would be
+    skipped — the smallest entry the filters allow (`smallest_entry_quantity`)."""
+    smallest = smallest_entry_quantity(price, filters, fee_rate)
+    gross = smallest if quote is None else max(round_down_to_step(quote / price, filters.step_size), smallest)
+    return EntryFill(gross, net_quantity(gross, fee_rate, filters.step_size), gross * price)
+
+
+def exit_floor(
+    price: Decimal, quote: Decimal | None, filters: SymbolFilters, fee_rate: Decimal, min_profit: Decimal
+) -> Decimal:
+    """The lowest price at which the exit of an entry at `price` (`entry_fill`) fills: its min_sell
+    (rule 3) rounded up to the tick, the limit of its LIMIT IOC sell (rules 4, 9)."""
+    bought = entry_fill(price, quote, filters, fee_rate)
+    return round_up_to_step(min_sell_price(bought.cost, bought.quantity, min_profit, fee_rate), filters.tick_size)
+
+
 @dataclass(frozen=True)
 class BuyResult:
     """What a filled buy leaves in the position (rule 9)."""
@@ -349,6 +474,37 @@ def timeframe_delta(timeframe: str) -> timedelta:
         return TIMEFRAMES[timeframe]
     except KeyError:
         raise ValidationError(f"Unknown timeframe {timeframe!r}.", field="timeframe") from None
+
+
+def interval_name(step: timedelta) -> str:
+    """The name of a candle spacing: a listed timeframe's ("4h"), else in minutes ("3m")."""
+    name = next((n for n, d in TIMEFRAMES.items() if d == step), None)
+    return name or f"{step / timedelta(minutes=1):g}m"
+
+
+def judges_timeframe(step: timedelta, timeframe: str) -> bool:
+    """Rule 5: candles `step` apart can judge `timeframe`'s closes when the timeframe is a whole
+    number of them (its closes are theirs, aggregated; rule 10) — never when they are coarser."""
+    delta = timeframe_delta(timeframe)
+    return timedelta(0) < step <= delta and not delta % step
+
+
+def check_candle_interval(step: timedelta, timeframe: str) -> None:
+    """Rule 5: a replay or backtest whose candles cannot judge the strategy's timeframe — coarser
+    candles would never show its closes, so its channel would never break — is refused with a
+    `ValidationError` naming the coarsest candle interval that works."""
+    if judges_timeframe(step, timeframe):
+        return
+    finer = [n for n, d in TIMEFRAMES.items() if judges_timeframe(d, timeframe)]
+    coarsest = finer[-1]
+    raise ValidationError(
+        f"Candles of {interval_name(step)} cannot judge every close of the strategy's {timeframe} timeframe: "
+        f"a channel break (SPEC §4 rule 5) would go unseen. The coarsest candle interval that works is "
+        f"{coarsest}" + (f" (or one that divides it: {', '.join(reversed(finer[:-1]))})." if finer[:-1] else "."),
+        field="interval",
+        coarsest_interval=coarsest,
+        timeframe=timeframe,
+    )
 
 
 def candle_open_time(at: datetime, timeframe: str) -> datetime:

@@ -27,6 +27,8 @@ class EventType(enum.StrEnum):
     SELL_WAITING = "sell_waiting"
     CAPITAL_ALLOCATED = "capital_allocated"
     CAPITAL_WITHDRAWN = "capital_withdrawn"
+    # Rule 11: entries sized for the principal would be skipped, or every exit scheduled (lot rounding).
+    ENTRIES_TOO_SMALL = "entries_too_small"
     PROFIT_WITHDRAWN = "profit_withdrawn"
     # The exchange halted or delisted the strategy's symbol: the strategy was paused, no order is sent.
     SYMBOL_HALTED = "symbol_halted"

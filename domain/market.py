@@ -5,19 +5,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
 class Tick:
-    """A price update. `seq` increases along a source's stream; a resumed stream skips `seq <= after`."""
+    """A price update. `seq` increases along a source's stream; a resumed stream skips `seq <= after`.
+
+    `jump`: the price jumped here from the previous one — a candle's open after the previous close
+    (SPEC §4 rule 10). Where fills happen at the crossed levels (replay, synthetic), the path between
+    two ticks of a candle is continuous and cut at each level; a jump is one tick, judged as a live
+    one and filled at its own price."""
 
     symbol: str
     price: Decimal
     at: datetime
     seq: int
+    jump: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,8 @@ class MarketSource(Protocol):
 
     name: str
     # True when fills of level-triggered orders happen at the crossed level (replay, synthetic:
-    # SPEC §4 rule 10); False for live ticks, where the fill is the market's price.
+    # SPEC §4 rule 10) — except on a tick marked `jump`; False for live ticks, where every move is
+    # one tick and the fill is the market's price.
     fills_at_levels: bool
 
     def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
@@ -56,3 +63,14 @@ class MarketSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CandleSpacing(Protocol):
+    """Optional capability of a source whose candles are of a fixed spacing per symbol (a replay of
+    candle files): the timeframes it can judge are those that are a whole number of its candles
+    (SPEC §4 rule 5)."""
+
+    def candle_steps(self) -> dict[str, timedelta]:
+        """Symbol -> spacing of the closed candles the source delivers for it."""
+        ...

@@ -162,8 +162,9 @@ class Strategy:
     min_profit: Decimal = ch.DEFAULT_MIN_PROFIT
     timeframe: str = ch.DEFAULT_TIMEFRAME
     is_active: bool = True
-    # Rule 1: one entry per bounce. Armed on creation/re-activation, disarmed by an entry (or an
-    # entry skipped for lack of capital), re-armed when the price touches the base.
+    # Rule 1: one entry per bounce. Armed on creation, re-activation from inactive and a change of
+    # base or buy threshold; disarmed by an entry (or a skipped one); re-armed when the price
+    # touches the base.
     is_armed: bool = True
     # Rule 5: set when a timeframe candle closes below the base; no entries until re-armed by the user.
     channel_broken_at: datetime | None = None
@@ -219,10 +220,16 @@ class Strategy:
             channel.timeframe,
         )
 
-    def change_channel(self, channel: ch.Channel) -> None:
-        """A user's change of the channel: it re-arms the strategy and ends a channel break (rules 1, 5)."""
+    def change_channel(self, channel: ch.Channel) -> bool:
+        """A user's change of the channel. Only a new entry level — its base or buy threshold changed
+        — arms the strategy and ends a channel break (rules 1, 5); any other edit leaves the arming
+        as it was, so that it cannot allow a second entry in the same bounce. Returns whether it
+        armed."""
+        moved = self.channel.entry_moved(channel)
         self._set_channel(channel)
-        self.arm()
+        if moved:
+            self.arm()
+        return moved
 
     def arm(self) -> None:
         """Armed again, and a channel break ended (rules 1, 5)."""
@@ -251,10 +258,14 @@ class Strategy:
         self.channel_broken_at = at
         self.is_armed = False
 
-    def activate(self) -> None:
-        """Re-activation arms the strategy and ends a channel break (rules 1, 5)."""
+    def activate(self) -> bool:
+        """Re-activation from inactive arms the strategy and ends a channel break (rules 1, 5);
+        activating an active strategy changes nothing. Returns whether it was re-activated."""
+        if self.is_active:
+            return False
         self.is_active = True
         self.arm()
+        return True
 
     def deactivate(self) -> None:
         self.is_active = False

@@ -440,6 +440,26 @@ class Exchange(Protocol):
 
 
 @runtime_checkable
+class SimulatedRestingSells(Protocol):
+    """Capability of an exchange on which orders do not rest (paper), to fill a scheduled sell as
+    its resting LIMIT order would fill on Binance (SPEC §4 rules 6 and 10):
+
+    - placed at or below the market, that order is marketable: it fills at once, at the market's
+      price (`limit_sell`, sent when the position is scheduled and `market_price` reaches it);
+    - resting above the market, it fills at its limit once the price reaches it — the engine sends
+      it on that tick (`fill_resting_sell`), even when the tick jumped past the limit.
+    """
+
+    async def market_price(self, symbol: Symbol) -> Decimal | None:
+        """The price a new order would trade at now (None: not known yet)."""
+        ...
+
+    async def fill_resting_sell(
+        self, symbol: Symbol, client_order_id: str, quantity: Decimal, price: Decimal
+    ) -> Execution: ...
+
+
+@runtime_checkable
 class OrderUpdateStream(Protocol):
     """Optional capability of an exchange on which orders rest (Binance, or a router over Binance
     accounts): their later fills, partial fills, cancels and expiries, as cumulative `Execution`s

@@ -27,8 +27,8 @@ class SymbolEngine:
     4–6), through the services, in one transaction per decision.
 
     `set_price(price, at)` records the price an order executes at (the paper exchange reads it);
-    `fills_at_levels` cuts each move at the levels it crosses, so that a replayed or simulated fill
-    happens at the level (rule 10)."""
+    `fills_at_levels` cuts each move inside a candle at the levels it crosses, so that a replayed or
+    simulated fill happens at the level; a jump between candles is never cut (rule 10)."""
 
     def __init__(
         self,
@@ -62,12 +62,16 @@ class SymbolEngine:
         for s in snapshots:
             self.index.put(s)
 
-    async def price_moved(self, prev: Decimal, cur: Decimal, at: datetime) -> None:
+    async def price_moved(self, prev: Decimal, cur: Decimal, at: datetime, *, jump: bool = False) -> None:
         """A price move `prev -> cur`: rules 1 (re-arm, entry), 4 (exit) and 6 (scheduled sells).
-        With fills at levels the move is cut at every level it crosses (rule 10)."""
+
+        Rule 10: with fills at levels, a move inside a candle is continuous — cut at every level it
+        crosses, each rule firing (and filling) at its level. A `jump` (a candle's close to the next
+        open) is not: no price between traded, so it is one tick `prev -> cur`, judged as a live
+        tick (`cur < X` for an entry included) and filled at `cur` (a scheduled sell at its limit)."""
         if prev == cur:
             return
-        points = self.index.path_points(prev, cur) if self.fills_at_levels else [cur]
+        points = self.index.path_points(prev, cur) if self.fills_at_levels and not jump else [cur]
         a = prev
         for b in points:
             await self._step(a, b, at)
@@ -109,6 +113,9 @@ class SymbolEngine:
         ids = self.index.broken_by_close(interval, close)
         if not ids:
             return []
+        if self.fills_at_levels:
+            # A scheduled sell placed now meets the close (rule 6: at or below it, it fills at once).
+            self.set_price(close, close_time)
         await services.process_candle_close(
             cmds.ProcessCandleClose(self.symbol_id, interval, close, close_time, frozenset(ids)),
             self.uow(),

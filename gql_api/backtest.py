@@ -31,7 +31,8 @@ DEFAULT_TRADES = 100
 
 @strawberry.input(
     description="A backtest: a channel (given here, or a stored strategy's) over a stored symbol's candles. "
-    "Candles are replayed O→L→H→C when rising, O→H→L→C when falling (SPEC §4 rule 10)."
+    "Candles are replayed O→L→H→C when rising, O→H→L→C when falling, filled at the levels crossed; the jump "
+    "from a close to the next open is one tick, filled at the open (SPEC §4 rule 10)."
 )
 class BacktestInput:
     symbol: str | None = strawberry.field(
@@ -40,7 +41,11 @@ class BacktestInput:
     strategy_id: strawberry.ID | None = strawberry.field(
         default=None, description="One of your strategies: its channel and bankroll are the defaults."
     )
-    interval: str = strawberry.field(default="1m", description="Interval of the stored candles (default 1m).")
+    interval: str = strawberry.field(
+        default="1m",
+        description="Interval of the stored candles (default 1m); never coarser than the timeframe, whose closes "
+        "they must show (SPEC §4 rule 5).",
+    )
     start: datetime | None = strawberry.field(default=None, description="First candle open time (UTC).")
     end: datetime | None = strawberry.field(
         default=None,
@@ -131,7 +136,9 @@ class BacktestSummary:
 class BacktestTrade:
     executed_at: datetime = strawberry.field(description="When, on the candles' clock (UTC).")
     side: Side = strawberry.field(description="Buy or sell.")
-    price: Decimal = _d("Fill price (the level that triggered it, rule 10).")
+    price: Decimal = _d(
+        "Fill price: the level crossed inside a candle, the open after a jump, a scheduled sell's limit (rule 10)."
+    )
     quantity: Decimal = _d("Gross quantity (base asset).")
     quote_amount: Decimal = _d("Gross value (quote asset).")
     fee: Decimal = _d("Fee, valued in the quote asset.")
@@ -217,6 +224,7 @@ class BacktestQueries:
         assert symbol.id is not None
         fee_rate = input.fee_rate if input.fee_rate is not None else app.exchange.fee_rate(symbol)
         channel.validate(fee_rate, symbol.tick_size)
+        backtests.check_interval(input.interval, [channel.timeframe])
         job = StoredBacktest(
             symbol=symbol, interval=input.interval, start=input.start, end=input.end, max_candles=MAX_CANDLES,
             channel=channel, bankroll=bankroll, fee_rate=fee_rate, max_trades=input.max_trades, max_marks=MAX_TRADES,

@@ -23,7 +23,7 @@ from domain import commands as cmds
 from domain.adapters.bootstrap import Database, backtest_report, backtest_runner, open_database
 from domain.adapters.config import Settings
 from domain.backtest import CandleSeries
-from domain.channel import Channel
+from domain.channel import Channel, check_candle_interval
 from domain.errors import DomainError, ValidationError
 from domain.model import Symbol
 from domain.ports import UnitOfWork
@@ -221,8 +221,11 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> None:
     x_axis = args.x or swept[0]
     y_axis = args.y or (swept[1] if len(swept) > 1 else next(n for n in axes if n != x_axis))
     channels = backtest_runner.grid(Channel(Decimal(1), Decimal(2)), {k: v for k, v in axes.items()})
-    args.out.mkdir(parents=True, exist_ok=True)
     series, symbol = asyncio.run(_sweep_candles(args, settings))
+    # Rule 5: refused as a whole, before any run, when the candles cannot judge a swept timeframe.
+    for timeframe in axes["timeframe"]:
+        check_candle_interval(series.step, str(timeframe))
+    args.out.mkdir(parents=True, exist_ok=True)
     source = args.csv
     with tempfile.TemporaryDirectory() as tmp:
         if source is None or args.start is not None or args.end is not None:

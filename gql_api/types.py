@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, TypeVar
@@ -538,12 +539,19 @@ class CapitalAllocation:
     is_profit: bool = strawberry.field(description="True for segregated profit (never part of the bankroll).")
     note: str | None = strawberry.field(description="Free text.")
     created_at: datetime | None = strawberry.field(description="When it was recorded (UTC).")
+    warnings: list[str] = strawberry.field(
+        description="What the movement means for the strategy's entries, when they would not work: too small "
+        "for the exchange's filters, or so small that lot rounding would push their minimum sell price above "
+        "the exit level, making every exit a scheduled sell (SPEC §4 rule 11; also recorded as an "
+        "entries_too_small event). Empty when all is well."
+    )
 
     @classmethod
-    def from_domain(cls, a: model.CapitalAllocation) -> CapitalAllocation:
+    def from_domain(cls, a: model.CapitalAllocation, warnings: Sequence[str] = ()) -> CapitalAllocation:
         return cls(
             id=strawberry.ID(str(a.id)), strategy_id=strawberry.ID(str(a.strategy_id)), amount=a.amount,
             kind=a.kind.value, is_profit=a.is_profit, note=a.note, created_at=a.created_at,
+            warnings=list(warnings),
         )  # fmt: skip
 
 

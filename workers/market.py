@@ -7,8 +7,9 @@ per symbol, and runs a `SymbolConsumer` for each symbol it holds. A consumer:
   database when a strategy or position changes (events on Redis) and after every decision;
 - on each tick, asks the index which strategies the move concerns (O(log n + k)) and applies the
   rules to those only, through `services.process_price_move` — one transaction per decision. With a
-  replayed or synthetic market the move is cut at each level it crosses, so fills happen at the
-  level (SPEC §4 rule 10);
+  replayed or synthetic market a move inside a candle is cut at each level it crosses, so fills
+  happen at the level, and the jump to a candle's open is one tick filled at the open (SPEC §4
+  rule 10);
 - stores closed candles, builds each timeframe's candle from finer ones when it closes, and applies
   the channel-break rule to it (rule 5);
 - publishes the tick and keeps a checkpoint (last seq and price) in Redis after each tick, so a
@@ -32,10 +33,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from domain import channel as ch
 from domain import services
 from domain.adapters.bootstrap import App, metrics, stream_health
+from domain.errors import ValidationError
 from domain.logctx import log_fields
-from domain.market import ClosedCandle, MarketSource, Tick
+from domain.market import CandleSpacing, ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol
 from domain.services import candles
 from domain.symbol_engine import SymbolEngine
@@ -60,6 +63,24 @@ class ConsumerStats:
     tick_to_order: list[float] = field(default_factory=list)
 
 
+async def check_candle_spacing(app: App, source: MarketSource) -> None:
+    """Rule 5 for a replay: candles coarser than an active strategy's timeframe would never show
+    its closes, so its channel would never break. A trader replaying a file expects the run to be
+    faithful or refused — so the worker refuses to start, naming each such strategy and the
+    coarsest candle interval that works (`ValidationError`). Sources whose candles are 1-minute
+    (Binance, synthetic) judge every timeframe."""
+    if not isinstance(source, CandleSpacing):
+        return
+    problems = await candles.strategies_unjudged(app.uow(), source.candle_steps())
+    if problems:
+        raise ValidationError(
+            "The replayed candles are coarser than these strategies' timeframes (SPEC §4 rule 5): "
+            + "; ".join(problems)
+            + " Replay a finer candle file, or change or pause those strategies.",
+            field="REPLAY_FILE",
+        )
+
+
 class SymbolConsumer:
     def __init__(self, app: App, source: MarketSource, symbol: Symbol, *, checkpoint_every: int = 1) -> None:
         assert symbol.id is not None
@@ -78,6 +99,7 @@ class SymbolConsumer:
         self.prev: Decimal | None = None
         self.seq: int | None = None
         self.dirty: set[int] = set()
+        self._unjudged: set[str] = set()
         self.stats = ConsumerStats()
         self.checkpoint_every = checkpoint_every
         self.on_decision: Callable[[services.TickOutcome], None] | None = None
@@ -114,6 +136,22 @@ class SymbolConsumer:
 
     async def reload(self, strategy_ids: set[int] | None = None) -> None:
         await self.engine.reload(strategy_ids)
+        self._check_spacing()
+
+    def _check_spacing(self) -> None:
+        """A strategy created or changed after the start whose timeframe this replay's candles cannot
+        judge (rule 5): said loudly, once per timeframe — its channel breaks go unseen."""
+        if not isinstance(self.source, CandleSpacing):
+            return
+        step = self.source.candle_steps().get(self.symbol.symbol)
+        for timeframe in self.index.timeframes() - self._unjudged:
+            if step is not None and not ch.judges_timeframe(step, timeframe):
+                self._unjudged.add(timeframe)
+                log.error(
+                    "The replay of %s has %s candles: they cannot judge the %s timeframe of its strategies, "
+                    "whose channel breaks (SPEC §4 rule 5) go unseen. Replay candles of %s or finer.",
+                    self.symbol.symbol, ch.interval_name(step), timeframe, timeframe,
+                )  # fmt: skip
 
     def mark_dirty(self, strategy_id: int) -> None:
         self.dirty.add(strategy_id)
@@ -151,7 +189,7 @@ class SymbolConsumer:
         self.stats.ticks += 1
         if prev is not None and prev != cur:
             self._received = received
-            await self.engine.price_moved(prev, cur, tick.at)
+            await self.engine.price_moved(prev, cur, tick.at, jump=tick.jump)
         elapsed = time.perf_counter() - received
         self.stats.engine_seconds += elapsed
         self._m_ticks.inc()

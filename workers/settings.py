@@ -17,8 +17,9 @@ from arq.connections import RedisSettings
 from domain import views
 from domain.adapters.bootstrap import bootstrap, make_market_source, resolve_redis_url
 from domain.adapters.config import Settings
+from domain.errors import ValidationError
 from workers import cron as cron_jobs
-from workers.market import MarketWorker
+from workers.market import MarketWorker, check_candle_spacing
 from workers.orders import OrderUpdatesWorker
 
 log = logging.getLogger("criptoren.worker")
@@ -28,6 +29,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
     app = bootstrap(settings, user_streams=True)
     source = await make_market_source(settings, anchor=lambda name: views.reference_price(app.uow(), name))
+    try:
+        await check_candle_spacing(app, source)
+    except ValidationError as e:
+        log.error("%s", e.message)
+        await source.close()
+        await app.close()
+        raise SystemExit(f"criptoren worker: {e.message}") from None
     market = MarketWorker(app, source, lease_ttl=settings.lease_seconds, shutdown_grace=settings.shutdown_grace_seconds)
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.

@@ -102,6 +102,6 @@ async def seed_demo(uow_factory: UnitOfWorkFactory, exchange: Exchange, now: dat
     )
     assert strategy.id is not None
     await services.allocate_capital(
-        cmds.AllocateCapital(strategy.id, DEMO_ALLOCATION, note="demo allocation"), uow_factory()
+        cmds.AllocateCapital(strategy.id, DEMO_ALLOCATION, note="demo allocation"), uow_factory(), exchange
     )
     return True

@@ -23,7 +23,7 @@ Modules, by concern:
 The rule use cases are re-exported here: `services.buy(...)`, `services.process_price_move(...)`.
 """
 
-from domain.services.capital import allocate_capital, withdraw_capital, withdraw_profit
+from domain.services.capital import Allocated, allocate_capital, withdraw_capital, withdraw_profit
 from domain.services.common import client_order_id, utcnow
 from domain.services.engine_rules import (
     TickOutcome,
@@ -51,6 +51,7 @@ from domain.services.strategies import (
 __all__ = [
     "ABSENT",
     "ABSENT_AFTER",
+    "Allocated",
     "BuyPlan",
     "TickOutcome",
     "allocate_capital",

@@ -4,13 +4,14 @@ The run itself is `domain.backtest.run_backtest` (the live engine on an in-memor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from domain import commands as cmds
 from domain.backtest import CandleSeries
-from domain.channel import Channel, timeframe_delta
+from domain.channel import Channel, check_candle_interval, timeframe_delta
 from domain.errors import NotFound, ValidationError
 from domain.model import Symbol
 from domain.ports import UnitOfWork, UnitOfWorkFactory
@@ -86,3 +87,11 @@ async def backtest_candles(
     if not len(series):
         raise ValidationError(f"No {interval} candles of {symbol.symbol} are stored there.", field="start")
     return series
+
+
+def check_interval(interval: str, timeframes: Iterable[str]) -> None:
+    """Rule 5: candles of `interval` must judge the closes of each timeframe backtested — never
+    coarser. Raises `ValidationError` naming the coarsest candle interval that works."""
+    step = timeframe_delta(interval)
+    for timeframe in timeframes:
+        check_candle_interval(step, timeframe)

@@ -3,10 +3,11 @@ and the gaps a stream outage left, found for backfilling. One transaction each."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from domain import channel as ch
+from domain.errors import ValidationError
 from domain.model import Candle, Symbol
 from domain.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -66,3 +67,23 @@ async def import_candles(rows: Iterable[Candle], uow: UnitOfWorkFactory, batch: 
     if pending:
         stored += await store_candles(pending, uow())
     return stored
+
+
+async def strategies_unjudged(uow: UnitOfWork, steps: Mapping[str, timedelta]) -> list[str]:
+    """Rule 5 for a market of fixed candle spacings (a replay: symbol -> spacing): the active
+    strategies of those symbols whose timeframe those candles cannot judge, each described with the
+    coarsest candle interval that works. Empty when all can be judged. Read only."""
+    problems: list[str] = []
+    async with uow:
+        for name, step in steps.items():
+            symbol = await uow.symbols.get_by_name(name)
+            if symbol is None or symbol.id is None:
+                continue
+            for strategy in await uow.strategies.list_by_symbol(symbol.id):
+                if not strategy.is_active or ch.judges_timeframe(step, strategy.timeframe):
+                    continue
+                try:
+                    ch.check_candle_interval(step, strategy.timeframe)
+                except ValidationError as e:
+                    problems.append(f"strategy {strategy.id} ({strategy.name!r}, {name}): {e.message}")
+    return problems

@@ -1,9 +1,12 @@
-"""Use cases of the ledger: principal in and back out, segregated profit out (rules 2, 7)."""
+"""Use cases of the ledger: principal in and back out, segregated profit out (rules 2, 7, 11)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domain import commands as cmds
 from domain.errors import (
+    ExchangeError,
     InsufficientCapital,
 )
 from domain.events import EventType
@@ -11,19 +14,31 @@ from domain.model import (
     AllocationKind,
     CapitalAllocation,
 )
-from domain.ports import UnitOfWork
+from domain.ports import Exchange, UnitOfWork
 from domain.services.common import (
     check_amount,
     check_not_archived,
     fmt,
     get_strategy,
+    get_symbol,
     record_event,
     utcnow,
 )
+from domain.services.strategies import warn_if_entries_fail
 
 
-async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork) -> CapitalAllocation:
-    """Add principal to a strategy's bankroll (rule 2)."""
+@dataclass(frozen=True)
+class Allocated:
+    """A capital movement and what the user should know of its effect (rule 11 warnings)."""
+
+    allocation: CapitalAllocation
+    warnings: tuple[str, ...] = ()
+
+
+async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork, exchange: Exchange) -> Allocated:
+    """Add principal to a strategy's bankroll (rule 2). When the entries it sizes would not work —
+    too small for the exchange's filters, or so small that lot rounding pushes min_sell above X —
+    the allocation stands but says so: a warning in the result and an event (rule 11)."""
     check_amount("amount", cmd.amount)
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
@@ -41,8 +56,18 @@ async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork) -> Capita
         uow.allocations.add(allocation)
         await uow.flush()
         record_event(uow, strategy, EventType.CAPITAL_ALLOCATED, f"{fmt(cmd.amount)} allocated.", amount=cmd.amount)
+        warnings: tuple[str, ...] = ()
+        symbol = await get_symbol(uow, strategy.symbol_id)
+        try:
+            fee_rate = (await exchange.for_client(strategy.client_id)).fee_rate(symbol)
+        except ExchangeError:
+            fee_rate = exchange.fee_rate(symbol)  # the account cannot answer now: the default rate
+        principal = await uow.allocations.principal(strategy.id)
+        warning = warn_if_entries_fail(uow, strategy, symbol, principal, fee_rate)
+        if warning is not None:
+            warnings = (warning,)
         await uow.commit()
-    return allocation
+    return Allocated(allocation, warnings)
 
 
 async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> CapitalAllocation:

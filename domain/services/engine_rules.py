@@ -78,7 +78,9 @@ async def _try_entry(
     try:
         plan = plan_entry(ledger.principal, strategy, symbol, price, exchange.fee_rate(symbol))
     except FilterFailure as e:
-        skip(SkipReason.FILTER_FAILURE, f"Entry skipped: {e.message}")
+        # Lot rounding too coarse for p% within 0.1 pt (rule 2) has its own reason; the rest are filters.
+        precision = e.details.get("filter") == "ALLOCATION_PRECISION"
+        skip(SkipReason.ALLOCATION_PRECISION if precision else SkipReason.FILTER_FAILURE, f"Entry skipped: {e.message}")
         return None
     if plan.estimated_cost > ledger.free:
         skip(
@@ -185,7 +187,8 @@ async def _apply_tick(
         record_event(
             uow, strategy, EventType.STRATEGY_REARMED, f"Price {fmt(cur)} touched the base: armed again.", price=cur
         )
-    # Rule 6 (paper): a scheduled position sells on the tick that reaches its price.
+    # Rule 6 (paper): a scheduled position sells on the tick that reaches its price — at its limit,
+    # as the resting order would have filled, even when the tick jumped past it (rule 10).
     if not exchange.rests_limit_orders:
         for position in live:
             if (
@@ -193,7 +196,9 @@ async def _apply_tick(
                 and position.scheduled_exit_price is not None
                 and ch.scheduled_sell_triggered(cur, position.scheduled_exit_price)
             ):
-                await place_sell(uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, cur)
+                await place_sell(
+                    uow, exchange, strategy, symbol, position, OrderPurpose.SCHEDULED_EXIT, cur, reached=True
+                )
                 if is_closed(position):
                     outcome.closed.append(position)
     # Rule 4: exit on the way down through X (unless the client's emergency stop holds its sells).

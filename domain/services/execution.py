@@ -32,7 +32,7 @@ from domain.model import (
     TimeInForce,
     Trade,
 )
-from domain.ports import Exchange, Execution, UnitOfWork
+from domain.ports import Exchange, Execution, SimulatedRestingSells, UnitOfWork
 from domain.services.common import (
     client_order_id,
     fmt,
@@ -278,8 +278,9 @@ async def schedule_position(
     engine: bool = True,
 ) -> None:
     """Rule 6: the position is scheduled to sell at `price` rounded up to the tick (rule 9). Where
-    orders rest (Binance), its LIMIT GTC sell is placed now (`rest`); on paper the engine sells it on
-    the tick that reaches the price."""
+    orders rest (Binance), its LIMIT GTC sell is placed now (`rest`). On paper it is placed only when
+    marketable — at or below the market, where Binance would fill it at once, at the market's price;
+    otherwise the engine sells it, at its limit, on the tick that reaches the price."""
     position.status = PositionStatus.SCHEDULED
     position.scheduled_exit_price = ch.limit_sell_price(price, symbol.filters)
     if channel_exit_date is not None:
@@ -293,8 +294,16 @@ async def schedule_position(
         scheduled_exit_price=position.scheduled_exit_price,
         reason=reason,
     )
-    if rest and exchange.rests_limit_orders:
+    if rest and (exchange.rests_limit_orders or await _marketable_on_paper(exchange, symbol, position)):
         await rest_sell(uow, exchange, strategy, symbol, position, engine=engine)
+
+
+async def _marketable_on_paper(exchange: Exchange, symbol: Symbol, position: Position) -> bool:
+    """Rule 6 where orders do not rest: the scheduled sell's price is at or below the market."""
+    if not isinstance(exchange, SimulatedRestingSells) or position.scheduled_exit_price is None:
+        return False
+    market = await exchange.market_price(symbol)
+    return market is not None and market >= position.scheduled_exit_price
 
 
 async def rest_sell(
@@ -306,14 +315,15 @@ async def rest_sell(
     *,
     engine: bool,
 ) -> Execution | None:
-    """Rule 6 where orders rest (Binance): a LIMIT GTC sell of the position at its scheduled exit
-    price, recorded as an OPEN order; its fills come later (`apply_order_update`, reconciliation).
-    If the market is already there it fills at once and the sell is applied. An outcome the exchange
-    could not confirm leaves the order UNKNOWN for reconciliation. A sell the exchange's filters do
-    not allow yet (PERCENT_PRICE_BY_SIDE after a fall in price, MAX_NUM_ORDERS) is not placed: the
-    position waits, its events say why, and reconciliation places it once allowed
-    (`rest_scheduled_positions`). A refusal (balance, filters) is raised to a user; in the engine it
-    is recorded with an event and the position stays scheduled (the user reschedules or cancels it)."""
+    """Rule 6 where orders rest (Binance), or a marketable one on paper: a LIMIT GTC sell of the
+    position at its scheduled exit price, recorded as an OPEN order; its fills come later
+    (`apply_order_update`, reconciliation). If the market is already there it fills at once, at the
+    market's price, and the sell is applied. An outcome the exchange could not confirm leaves the
+    order UNKNOWN for reconciliation. A sell the exchange's filters do not allow yet
+    (PERCENT_PRICE_BY_SIDE after a fall in price, MAX_NUM_ORDERS) is not placed: the position waits,
+    its events say why, and reconciliation places it once allowed (`rest_scheduled_positions`). A
+    refusal (balance, filters) is raised to a user; in the engine it is recorded with an event and
+    the position stays scheduled (the user reschedules or cancels it)."""
     assert position.scheduled_exit_price is not None
     try:
         execution = await place_sell(
@@ -394,11 +404,17 @@ async def place_sell(
     position: Position,
     purpose: OrderPurpose,
     price: Decimal,
+    *,
+    reached: bool = False,
 ) -> Execution | None:
     """Sell a position's quantity. System and manual sells are LIMIT orders that cannot fill below
     min_sell (rules 3, 4, 6); only LOSS_EXIT is a MARKET order. Records the fill, the returned
     cost and the segregated profit (rule 7). Returns the execution (possibly unfilled, or resting),
-    None when its outcome is unknown (the order is recorded UNKNOWN)."""
+    None when its outcome is unknown (the order is recorded UNKNOWN).
+
+    `reached`: on an exchange where orders do not rest (paper), the scheduled sell the market has
+    just reached — filled at its limit, as the resting order would have been (rule 6). Otherwise a
+    limit sell is a new order: at or below the market it fills at once at the market's price."""
     assert position.id is not None and symbol.id is not None
     quantity = position.quantity
     ch.check_order_filters(quantity, price, symbol.filters, f"Selling position {position.id}")
@@ -434,6 +450,8 @@ async def place_sell(
         if limit is None:
             return await exchange.market_sell(symbol, coid, quantity)
         assert tif is not None
+        if reached and isinstance(exchange, SimulatedRestingSells):
+            return await exchange.fill_resting_sell(symbol, coid, quantity, limit)
         return await exchange.limit_sell(symbol, coid, quantity, limit, tif)
 
     execution = await send_order(uow, order, found, unreachable, send)

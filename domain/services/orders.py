@@ -158,7 +158,9 @@ async def schedule_sell(cmd: cmds.ScheduleSell, uow: UnitOfWork, exchange: Excha
     position's), rounded up to the tick. The user's `min_profit` becomes the position's: its
     minimum sell price follows it, so no system sell of it goes below that price (rule 3). Where
     orders rest (Binance) a LIMIT GTC sell is placed at that price; rescheduling a scheduled
-    position cancels its resting sell first and places a new one."""
+    position cancels its resting sell first and places a new one. A price at or below the market
+    is marketable: Binance fills that order at once at the market's price, and so does paper
+    (`schedule_position`; never below the limit); above the market it waits for the price."""
     if cmd.min_profit is not None:
         ch.validate_percentage("minProfit", cmd.min_profit)
     async with uow:

@@ -3,6 +3,9 @@ retirement (archiving)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from domain import channel as ch
 from domain import commands as cmds
 from domain.errors import (
     InvalidState,
@@ -13,6 +16,7 @@ from domain.events import EventType
 from domain.model import (
     Client,
     Strategy,
+    Symbol,
 )
 from domain.ports import Exchange, Page, UnitOfWork
 from domain.services.common import (
@@ -52,7 +56,8 @@ async def create_strategy(cmd: cmds.CreateStrategy, uow: UnitOfWork, exchange: E
         if symbol is None:
             raise NotFound(f"Symbol {cmd.symbol} is not known.", entity="Symbol", id=cmd.symbol)
         exchange = await exchange.for_client(cmd.client_id)
-        cmd.channel.validate(exchange.fee_rate(symbol), symbol.tick_size)
+        # Rule 11: the smallest workable top is named for the smallest entry (no principal yet).
+        cmd.channel.validate(exchange.fee_rate(symbol), symbol.tick_size, filters=symbol.filters)
         if await uow.strategies.find(cmd.client_id, name) is not None:
             raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
         assert symbol.id is not None
@@ -65,38 +70,59 @@ async def create_strategy(cmd: cmds.CreateStrategy, uow: UnitOfWork, exchange: E
 
 
 async def update_strategy(cmd: cmds.UpdateStrategy, uow: UnitOfWork, exchange: Exchange) -> Strategy:
-    """Change a strategy's parameters (validated by rule 11). Updating re-arms it and clears a
-    channel break (rule 5)."""
+    """Change a strategy's name and parameters (validated by rule 11, the smallest workable top
+    named for its principal). Only a change of base or buy threshold arms it and clears a channel
+    break (rules 1, 5); a rename or any other edit leaves the arming as it was. A channel whose
+    entries would not work after lot rounding is recorded as an event (rule 11)."""
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
         check_not_archived(strategy)
         symbol = await get_symbol(uow, strategy.symbol_id)
         exchange = await exchange.for_client(strategy.client_id)
+        assert strategy.id is not None
+        principal = await uow.allocations.principal(strategy.id)
+        fee_rate = exchange.fee_rate(symbol)
 
         channel = cmd.channel_from(strategy.channel)
-        channel.validate(exchange.fee_rate(symbol), symbol.tick_size)
+        channel.validate(fee_rate, symbol.tick_size, filters=symbol.filters, principal=principal)
         if cmd.name is not None:
             name = check_name(cmd.name)
             other = await uow.strategies.find(strategy.client_id, name)
             if other is not None and other.id != strategy.id:
                 raise ValidationError(f"A strategy named {name!r} already exists.", field="name")
             strategy.name = name
-        strategy.change_channel(channel)
-        record_event(uow, strategy, EventType.STRATEGY_UPDATED, "Strategy updated and re-armed.")
+        armed = strategy.change_channel(channel)
+        message = "Strategy updated: new entry level, armed." if armed else "Strategy updated (arming unchanged)."
+        record_event(uow, strategy, EventType.STRATEGY_UPDATED, message, armed=armed)
+        warn_if_entries_fail(uow, strategy, symbol, principal, fee_rate)
         await uow.commit()
     return strategy
 
 
+def warn_if_entries_fail(
+    uow: UnitOfWork, strategy: Strategy, symbol: Symbol, principal: Decimal, fee_rate: Decimal
+) -> str | None:
+    """Rule 11: when entries sized by rule 2 for `principal` would not work (too small for the
+    exchange's filters, or lot rounding pushing min_sell above X), record it as an event and return
+    the warning; None when they work."""
+    warning = ch.entries_warning(strategy.channel, principal, symbol.filters, fee_rate, symbol.tick_size)
+    if warning is not None:
+        record_event(uow, strategy, EventType.ENTRIES_TOO_SMALL, warning, principal=principal)
+    return warning
+
+
 async def set_strategy_active(cmd: cmds.SetStrategyActive, uow: UnitOfWork) -> Strategy:
-    """Activate or pause a strategy. Activation arms it and clears a channel break (rules 1, 5).
+    """Activate or pause a strategy. Re-activation from inactive arms it and clears a channel break
+    (rules 1, 5); activating an active strategy changes nothing.
 
     A paused strategy makes no entries; its scheduled sells and exits keep protecting profit."""
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
         check_not_archived(strategy)
         if cmd.is_active:
-            strategy.activate()
-            record_event(uow, strategy, EventType.STRATEGY_ACTIVATED, "Strategy activated and armed.")
+            # Rule 1: only a re-activation from inactive arms; an active strategy stays as it is.
+            if strategy.activate():
+                record_event(uow, strategy, EventType.STRATEGY_ACTIVATED, "Strategy activated and armed.")
         elif strategy.is_active:
             strategy.deactivate()
             record_event(uow, strategy, EventType.STRATEGY_DEACTIVATED, "Strategy paused: no new entries.")

@@ -20,7 +20,8 @@ class CapitalMutations:
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
         extensions=[Audited()],
-        description="Add principal (quote asset) to a strategy's bankroll.",
+        description="Add principal (quote asset) to a strategy's bankroll. When the entries it sizes would not "
+        "work after lot rounding, it still succeeds and says so in `warnings` (SPEC §4 rule 11).",
     )
     async def allocate_capital(
         self,
@@ -30,7 +31,9 @@ class CapitalMutations:
         note: Annotated[str | None, strawberry.argument(description="Free text kept with the allocation.")] = None,
     ) -> CapitalAllocation:
         cmd = cmds.AllocateCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id, note)
-        return CapitalAllocation.from_domain(await services.allocate_capital(cmd, info.context.app.uow()))
+        app = info.context.app
+        done = await services.allocate_capital(cmd, app.uow(), app.exchange)
+        return CapitalAllocation.from_domain(done.allocation, done.warnings)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],

@@ -62,7 +62,8 @@ class OrderMutations:
         permission_classes=[IsAuthenticated],
         extensions=[Audited()],
         description="Schedule an open position to sell at its minimum sell price for minProfit (default: the "
-        "position's), rounded up to the tick.",
+        "position's), rounded up to the tick. At or below the market price it sells at once, at the market's "
+        "price (never below that limit); above it, when the price reaches it (SPEC §4 rule 6).",
     )
     async def schedule_sell(
         self,

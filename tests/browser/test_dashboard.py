@@ -58,7 +58,8 @@ async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
         await expect(demo_row.locator(".badge")).to_have_text("armed")
         await expect(page.locator("#capital dd[data-k=principal]")).to_have_text("2,000.00")
 
-        # A channel too narrow for its minimum profit is refused; the smallest workable top is offered.
+        # A channel too narrow for its minimum profit is refused; the smallest workable top is offered —
+        # one that works once lots are rounded (SPEC §4 rule 11: the smallest ETHUSDT order, no principal).
         await page.click("#new-strategy")
         form = page.locator("#strategy-form")
         await form.locator("select[name=symbol]").select_option("ETHUSDT")
@@ -68,10 +69,10 @@ async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
         await form.locator("button[type=submit]").click()
         top_error = form.locator('[data-error-for="topPrice"]')
         await expect(top_error).to_contain_text("too narrow")
-        await expect(top_error).to_contain_text("The smallest workable topPrice is 2096.24")
+        await expect(top_error).to_contain_text("The smallest workable topPrice is 2177.91")
         await expect(form.locator("input[name=topPrice]")).to_have_class("invalid")
         await top_error.locator("button[data-action=use-smallest-top]").click()
-        await expect(form.locator("input[name=topPrice]")).to_have_value("2096.24")
+        await expect(form.locator("input[name=topPrice]")).to_have_value("2177.91")
         await form.locator("button[type=submit]").click()
         await expect(form).to_be_hidden()
         await expect(page.locator("#strategies tbody tr")).to_have_count(2)

@@ -32,9 +32,10 @@ async def test_tour(db: App, gql: GraphQLClient) -> None:
     assert strategy["levels"] == {"base": "2400", "entry": "2448", "exit": "2744", "top": "2800"}
     sid = strategy["id"]
     alloc = await gql.data(
-        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "1000") { amount kind isProfit } }', s=sid
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "1000") { amount kind isProfit warnings } }',
+        s=sid,
     )
-    assert alloc["allocateCapital"] == {"amount": "1000", "kind": "deposit", "isProfit": False}
+    assert alloc["allocateCapital"] == {"amount": "1000", "kind": "deposit", "isProfit": False, "warnings": []}
 
     db.price_book.set("ETHUSDT", Decimal("2450"))
     bought = await gql.data(
@@ -188,3 +189,26 @@ async def test_the_readme_tour_runs_as_written_on_a_demo_that_has_traded(db: App
     assert answers[9]["withdrawCapital"] == {"amount": "-300", "kind": "withdrawal"}
     assert answers[10]["archiveStrategy"]["state"] == "ARCHIVED"
     assert {n["state"] for n in answers[11]["strategies"]["nodes"]} == {"ARMED", "ARCHIVED"}
+
+
+async def test_an_allocation_that_makes_entries_unworkable_succeeds_with_a_warning(db: App, gql: GraphQLClient) -> None:
+    """SPEC §4 rule 11: between the formula's top (105,324.09 for the demo base) and the one that
+    works once lots are rounded (105,489.26 for 400 entries), 2,000 allocated makes every exit a
+    scheduled sell: the allocation stands, and says so in its result and as an event."""
+    await seed_demo(db.uow, db.exchange)
+    created = await gql.data(
+        CREATE, input={"symbol": "BTCUSDT", "name": "tight", "basePrice": "100489", "topPrice": "105400"}
+    )
+    sid = created["createStrategy"]["id"]
+    alloc = await gql.data(
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "2000") { amount warnings } }', s=sid
+    )
+    (warning,) = alloc["allocateCapital"]["warnings"]
+    assert alloc["allocateCapital"]["amount"] == "2000"
+    assert "every exit would become a scheduled sell" in warning and "105489.26" in warning
+    data = await gql.data(
+        "query($s: ID!) { strategy(id: $s) { balance { principal } events(first: 20) { nodes { type message } } } }",
+        s=sid,
+    )
+    assert data["strategy"]["balance"]["principal"] == "2000"
+    assert {"type": "entries_too_small", "message": warning} in data["strategy"]["events"]["nodes"]

@@ -78,8 +78,13 @@ async def test_backtest_errors(db: App, gql: GraphQLClient) -> None:
     await seed_demo(db.uow, db.exchange)
     narrow = await gql.error(QUERY, i={"symbol": "BTCUSDT", "basePrice": "100000", "topPrice": "101000"})
     assert narrow["extensions"]["code"] == "VALIDATION" and "smallest workable topPrice" in narrow["message"]
-    none = await gql.error(QUERY, i={"symbol": "BTCUSDT", "interval": "1d", "basePrice": "1", "topPrice": "2"})
-    assert "No 1d candles" in none["message"]
+    none = await gql.error(QUERY, i={"symbol": "BTCUSDT", "interval": "1h", "basePrice": "1", "topPrice": "2"})
+    assert "No 1h candles" in none["message"]
+    # SPEC §4 rule 5: 1d candles cannot show the 4h closes of the demo strategy's channel breaks.
+    coarse = await gql.error(QUERY, i={"strategyId": "1", "interval": "1d"})
+    assert coarse["extensions"]["code"] == "VALIDATION"
+    assert coarse["extensions"]["details"]["coarsest_interval"] == "4h"
+    assert "coarsest candle interval that works is 4h" in coarse["message"]
     too_many = await gql.error(QUERY, i={"strategyId": "1", "maxTrades": 5000})
     assert too_many["extensions"]["code"] == "VALIDATION"
 

@@ -55,7 +55,7 @@ async def _positions(db: App, n: int) -> None:
             db.uow(), db.exchange,
         )  # fmt: skip
         assert s.id is not None
-        await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("100000")), db.uow())
+        await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("100000")), db.uow(), db.exchange)
         strategies.append(s.id)
     db.price_book.set("ETHUSDT", Decimal("2450"))
     db.price_book.set("BTCUSDT", Decimal("100000"))

@@ -40,7 +40,7 @@ async def world(db: App) -> dict[str, str]:
         cmds.CreateStrategy(1, "ETHUSDT", "ETH", Channel(Decimal("2400"), Decimal("2800"))), db.uow(), db.exchange
     )
     assert s.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow(), db.exchange)
     db.price_book.set("ETHUSDT", Decimal("2450"))
     open_p = await services.buy(cmds.Buy(s.id, quote_amount=Decimal("100")), db.uow(), db.exchange, db.prices)
     closed_p = await services.buy(cmds.Buy(s.id, quote_amount=Decimal("100")), db.uow(), db.exchange, db.prices)
@@ -210,7 +210,7 @@ async def test_buy_without_a_known_price_is_refused(db: App, gql: GraphQLClient)
         db.uow(),
         db.exchange,
     )
-    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow())  # type: ignore[arg-type]
+    await services.allocate_capital(cmds.AllocateCapital(s.id, Decimal("1000")), db.uow(), db.exchange)  # type: ignore[arg-type]
     await gql.login()
     before = await snapshot(db)
     error = await gql.error('mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "100") { id } }', s=str(s.id))

@@ -49,7 +49,7 @@ async def trading_history(db: App) -> int:
     )
     assert bobs.id is not None
     for sid in (eth.id, bobs.id):
-        await services.allocate_capital(cmds.AllocateCapital(sid, Decimal(1000)), db.uow())
+        await services.allocate_capital(cmds.AllocateCapital(sid, Decimal(1000)), db.uow(), db.exchange)
     for symbol, sid, buy_at, sell_at in (
         ("BTCUSDT", 1, Decimal(102500), Decimal(110000)),
         ("ETHUSDT", eth.id, Decimal(2450), Decimal(2700)),

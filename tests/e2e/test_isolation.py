@@ -60,7 +60,7 @@ async def _owner(db: App, client_id: int, name: str) -> Owner:
         db.exchange,
     )
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal("1000")), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal("1000")), db.uow(), db.exchange)
     db.price_book.set("ETHUSDT", Decimal("2450"))
 
     async def buy() -> int:
@@ -148,7 +148,7 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
         {"s": "{strategy}"},
     ),
     "allocateCapital": (
-        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "10") { id } }',
+        'mutation($s: ID!) { allocateCapital(strategyId: $s, amount: "10") { id warnings } }',
         {"s": "{strategy}"},
     ),
     "withdrawCapital": (

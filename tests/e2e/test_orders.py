@@ -199,7 +199,7 @@ async def test_order_changes_reach_the_owners_position_events_only(db: App) -> N
         db.uow(), db.exchange,
     )  # fmt: skip
     assert other.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(other.id, Decimal(1000)), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(other.id, Decimal(1000)), db.uow(), db.exchange)
     db.price_book.set("BTCUSDT", Decimal(102500))
     token, _ = access_tokens(db.settings).issue(1)
     query = """subscription { positionEvents(includeOrders: true) {
@@ -212,7 +212,7 @@ async def test_order_changes_reach_the_owners_position_events_only(db: App) -> N
         events = await subs.subscribe(query)
         # Both registered: a harmless event (a capital allocation) reaches both.
         for _ in range(100):
-            await services.allocate_capital(cmds.AllocateCapital(1, Decimal(1)), db.uow())
+            await services.allocate_capital(cmds.AllocateCapital(1, Decimal(1)), db.uow(), db.exchange)
             if subs.received[plain] and subs.received[events]:
                 break
             await asyncio.sleep(0.1)

@@ -49,6 +49,26 @@ def test_an_unworkable_channel_is_an_error_naming_the_smallest_top(
     assert "smallest workable topPrice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["backtest", "sweep"])
+def test_candles_coarser_than_the_timeframe_exit_non_zero_naming_the_coarsest_that_works(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC §4 rule 5: 1h candles cannot judge a 30m timeframe's closes (its breaks): refused before
+    any run, with the message of the API's VALIDATION error."""
+    market = tmp_path / "BTCUSDT-1h.csv"
+    write_market(market)
+    out = tmp_path / "out"
+    timeframe = "30m" if command == "backtest" else "4h,30m"
+    with pytest.raises(SystemExit) as e:
+        main([command, "--csv", str(market), "--base", "100000", "--top", "110000", "--timeframe", timeframe,
+              "--out", str(out)])  # fmt: skip
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert f"criptoren {command}: Candles of 1h cannot judge every close" in err
+    assert "coarsest candle interval that works is 30m" in err
+    assert not out.exists()
+
+
 def test_sweep_ranks_a_grid_and_draws_its_heat_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     market = tmp_path / "BTCUSDT-1h.csv"
     write_market(market)

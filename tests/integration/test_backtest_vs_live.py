@@ -1,6 +1,6 @@
 """The backtest and the live loop are one engine: the same candles replayed by `SymbolConsumer` on
 PostgreSQL (ReplayMarket, as in test_live_engine.py) and by the backtest on the in-memory store give
-the same trades, positions and profit."""
+the same trades, positions and profit — jumps between candles included (SPEC §4 rule 10)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from domain import services
 from domain.adapters.backtest.runner import backtest_async, read_candle_csv
 from domain.adapters.bootstrap import App
 from domain.adapters.market.replay import ReplayMarket
+from domain.backtest import BacktestResult
 from domain.channel import Channel
-from domain.model import PositionStatus
+from domain.model import PositionStatus, Side
 from domain.ports import Page
 from workers.market import SymbolConsumer
 
@@ -45,20 +46,20 @@ def write_market(path: Path, seed: int = 0) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp_path: Path) -> None:
-    csv = tmp_path / "BTCUSDT-1h.csv"
-    write_market(csv)
+async def replay_both(db: App, csv: Path, name: str = "live") -> tuple[list[tuple[object, ...]], BacktestResult]:
+    """The candles of `csv` replayed by the live loop on PostgreSQL and by the backtest; checks that
+    both make the same trades and books, and returns the trades and the backtest's result."""
     # The live side: a client, the strategy and its bankroll on PostgreSQL; the consumer replays the file.
-    client = await services.create_client(cmds.CreateClient("Live"), db.uow())
+    client = await services.create_client(cmds.CreateClient(name), db.uow())
     assert client.id is not None
     strategy = await services.create_strategy(
         cmds.CreateStrategy(
-            client.id, "BTCUSDT", "live", CHANNEL,
+            client.id, "BTCUSDT", name, CHANNEL,
         ),
         db.uow(), db.exchange,
     )  # fmt: skip
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, BANKROLL), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, BANKROLL), db.uow(), db.exchange)
     async with db.uow() as uow:
         symbol = await uow.symbols.get_by_name("BTCUSDT")
     assert symbol is not None
@@ -87,9 +88,6 @@ async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp
     back = [(t.side, norm(t.price), norm(t.quantity), norm(t.quote), norm(t.fee), norm(t.profit), t.reason)
             for t in result.trades]  # fmt: skip
     assert back == live
-    # Seed 0 exercises the rules: entries (two at once), exits, a channel break, a scheduled sell.
-    assert [t.notes for t in live_trades] == ["entry", "entry", "exit", "exit", "entry", "exit", "entry",
-                                              "scheduled_exit"]  # fmt: skip
     s = result.summary
     assert s.segregated_profit == ledger.profit and s.net_profit == ledger.profit
     assert s.channel_broken_at == live_strategy.channel_broken_at
@@ -99,3 +97,35 @@ async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp
         norm(p.scheduled_exit_price) for p in live_positions if p.status is not PositionStatus.CLOSED
     ]
     assert s.candles == consumer.stats.candles
+    return live, result
+
+
+async def test_backtest_and_replayed_live_loop_make_the_same_trades(db: App, tmp_path: Path) -> None:
+    csv = tmp_path / "BTCUSDT-1h.csv"
+    write_market(csv)
+    live, _ = await replay_both(db, csv)
+    # Seed 0 exercises the rules: entries (two at once), exits, a channel break, a scheduled sell.
+    assert [t[-1] for t in live] == ["entry", "entry", "exit", "exit", "entry", "exit", "entry",
+                                     "scheduled_exit"]  # fmt: skip
+
+
+async def test_jumps_between_candles_fill_alike_live_and_in_the_backtest(db: App, tmp_path: Path) -> None:
+    """SPEC §4 rule 10 on both sides: the jump from a close to the next open is one tick filled at
+    the open (E = 102,000, X = 107,800): a gap up past X buys nothing, a gap up through E inside the
+    channel buys at the open, a gap down through X sells at the open."""
+    rows = [
+        (101000, 101500, 100500, 101200),  # under E
+        (108500, 109000, 108000, 108800),  # gap up past X: nothing
+        (108800, 108900, 99500, 100500),  # back under the base (still armed)
+        (103000, 103500, 102900, 103200),  # gap up through E: entry at 103,000
+        (103200, 109000, 103100, 108900),  # up past X
+        (106000, 106500, 105500, 106200),  # gap down through X: exit at 106,000
+    ]
+    csv = tmp_path / "BTCUSDT-1h.csv"
+    lines = ["open_time_ms,open,high,low,close,volume"]
+    lines += [f"{START_MS + i * 3_600_000},{o},{h},{low},{c},1" for i, (o, h, low, c) in enumerate(rows)]
+    csv.write_text("\n".join(lines) + "\n")
+    live, _ = await replay_both(db, csv, "jumps")
+    assert [(t[0], t[1], t[-1]) for t in live] == [
+        (Side.BUY, Decimal(103000), "entry"), (Side.SELL, Decimal(106000), "exit")
+    ]  # fmt: skip

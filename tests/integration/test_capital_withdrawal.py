@@ -31,7 +31,7 @@ async def test_withdrawals_racing_buys_and_an_entry_never_overdraw(db: App) -> N
     )
     assert strategy.id is not None
     sid = strategy.id
-    await services.allocate_capital(cmds.AllocateCapital(sid, PRINCIPAL), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(sid, PRINCIPAL), db.uow(), db.exchange)
     db.price_book.set("ETHUSDT", Decimal(2450))
 
     async def buy() -> bool:

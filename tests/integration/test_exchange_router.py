@@ -87,7 +87,7 @@ async def test_refused_keys_pause_that_client_only(
         db.exchange,
     )
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal(1000)), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal(1000)), db.uow(), db.exchange)
     with pytest.raises(PermanentExchangeError) as refused:
         await router.for_client(1)
     assert "did not start" in refused.value.message and local_binance.api_secret not in refused.value.message

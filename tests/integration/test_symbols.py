@@ -184,7 +184,7 @@ async def test_symbols_add_then_a_strategy_trades_it_on_the_synthetic_market(db:
         cmds.CreateStrategy(client.id, "SOLUSDT", "SOL channel", Channel(D(144), D(159))), db.uow(), db.exchange
     )
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, D(1000)), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, D(1000)), db.uow(), db.exchange)
     # The synthetic walk of SOLUSDT swings ±5% around the price given when it was added (150), in
     # its 0.01 ticks: through E = 146.88 on the way up and X = 155.82 on the way down.
     source = SyntheticMarket(
@@ -218,7 +218,7 @@ async def test_a_pair_quoted_in_btc_end_to_end_with_capital_per_asset(db: App) -
         cmds.CreateStrategy(1, "ETHBTC", "ETH in BTC", Channel(D("0.03"), D("0.034"))), db.uow(), db.exchange
     )
     assert strategy.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, D("0.5")), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, D("0.5")), db.uow(), db.exchange)
     e, x = strategy.levels.entry, strategy.levels.exit  # 0.0306, 0.03332
     for prev, cur in ((D("0.0300"), e), (D("0.0335"), x)):
         db.price_book.set("ETHBTC", cur)

@@ -171,7 +171,7 @@ async def test_an_archived_strategy_keeps_its_history_stops_trading_and_frees_it
     # No trading, no money in, no changes; its principal and profit can still be taken back.
     for action in (
         services.set_strategy_active(cmds.SetStrategyActive(strategy.id, True), world.uow()),
-        services.allocate_capital(cmds.AllocateCapital(strategy.id, D(10)), world.uow()),
+        services.allocate_capital(cmds.AllocateCapital(strategy.id, D(10)), world.uow(), world.exchange),
         services.update_strategy(cmds.UpdateStrategy(strategy.id, top_price=D(120000)), world.uow(), world.exchange),
         manual_buy(world, strategy, "102500", quote="100"),
         archive(world, strategy),

@@ -7,6 +7,11 @@ After every step the invariants of SPEC §4 are checked against the committed st
   the tick crosses E inside the channel on an armed, active, unbroken strategy;
 - the bankroll never includes profit; the ledger balances to the cent (exactly, in Decimal);
 - client order ids are unique; a duplicated tick never trades twice.
+
+The paths are run twice over: as live ticks (each move one tick, filled at its price) and, through
+the engine of the live loop and the backtest (`SymbolEngine`, fills at levels), as replayed paths
+*with gaps* (rule 10): a move inside a candle is continuous, each rule firing and filling at the
+level it crosses; a jump to a candle's open is one tick, judged as a live one and filled at the open.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -36,8 +42,10 @@ from domain.model import (
     Side,
     Strategy,
     StrategyEvent,
+    Symbol,
     Trade,
 )
+from domain.symbol_engine import SymbolEngine
 from tests.unit.fakes import World
 
 D = Decimal
@@ -106,7 +114,7 @@ def channel_params(draw: st.DrawFn) -> ChannelParams:
 
 
 LEVELS = ("B", "E", "X", "T", "S")
-TICKS = ("walk", "level", "price")  # steps that are a price update
+TICKS = ("walk", "level", "price", "gap")  # steps that are a price update
 
 walk = st.tuples(st.just("walk"), st.integers(min_value=-35, max_value=35))
 to_level = st.tuples(
@@ -126,6 +134,9 @@ manual = st.one_of(
 bounce = st.tuples(st.just("bounce"), st.integers(0, 1), st.integers(min_value=-2, max_value=2))
 price_steps = st.one_of(walk, walk, to_level, to_level, to_level, bounce, candle)
 all_steps = st.one_of(walk, walk, to_level, to_level, to_level, bounce, candle, manual, manual)
+# Rule 10: a jump (a candle's open after the last close) to a price — one tick, never cut at levels.
+gap = st.tuples(st.just("gap"), st.one_of(walk, to_level))
+steps_with_gaps = st.one_of(walk, to_level, to_level, gap, gap, bounce, candle, manual, manual)
 
 
 # ---------------------------------------------------------------- the simulation and its model
@@ -154,10 +165,15 @@ class Sim:
     seen: dict[str, int] = field(default_factory=lambda: {"trades": 0, "events": 0, "orders": 0})
     cash: dict[int, Decimal] = field(default_factory=dict)  # quote held by each strategy, from trades
     losses: dict[int, Decimal] = field(default_factory=dict)  # acceptLoss losses, per strategy
-    attempts: dict[int, bool] = field(default_factory=dict)  # the model's entry attempts of the last tick
+    # The model's entry attempts of the last tick: the price each fired at (None: no attempt).
+    attempts: dict[int, Decimal | None] = field(default_factory=dict)
+    # With an engine (fills at levels, rule 10) moves inside a candle are cut at the levels they
+    # cross; without one, every move is a live tick.
+    engine: SymbolEngine | None = None
+    moves: list[tuple[Decimal, Decimal]] = field(default_factory=list)  # the last tick's moves, as judged
 
     @classmethod
-    async def start(cls, channels: list[ChannelParams]) -> Sim:
+    async def start(cls, channels: list[ChannelParams], *, replay: bool = False) -> Sim:
         world = World.make()
         client = await services.create_client(cmds.CreateClient("prop"), world.uow())
         assert client.id is not None
@@ -182,7 +198,7 @@ class Sim:
                 world.exchange,
             )
             assert strategy.id is not None
-            await services.allocate_capital(cmds.AllocateCapital(strategy.id, p.capital), world.uow())
+            await services.allocate_capital(cmds.AllocateCapital(strategy.id, p.capital), world.uow(), world.exchange)
             lv = ch.levels(p.base, p.top, p.buy_threshold, p.sell_threshold)
             tracked.append(Tracked(strategy.id, p, lv, deposits=p.capital))
         first = channels[0]
@@ -191,6 +207,14 @@ class Sim:
         sim.cash = {t.id: t.deposits for t in tracked}
         sim.losses = {t.id: D(0) for t in tracked}
         world.book.set("BTCUSDT", sim.price)
+        if replay:
+            symbol = world.store.get(Symbol, BTC_ID)
+
+            def set_price(price: Decimal, at: datetime) -> None:
+                world.book.set("BTCUSDT", price)
+
+            sim.engine = SymbolEngine(world.uow, world.exchange, symbol, set_price, fills_at_levels=True)
+            await sim.engine.reload()
         return sim
 
     # -------------------------------------------------------------- store access (committed state)
@@ -219,13 +243,30 @@ class Sim:
 
     # -------------------------------------------------------------- engine steps
 
-    async def tick(self, cur: Decimal) -> services.TickOutcome:
+    async def tick(self, cur: Decimal, jump: bool = False) -> None:
         prev, self.price = self.price, cur
         self.now += timedelta(minutes=1)
+        self.moves = self.judged_moves(prev, cur, jump)
+        if self.engine is not None:
+            await self.engine.price_moved(prev, cur, self.now, jump=jump)
+            self.world.book.set("BTCUSDT", cur)
+            return
         self.world.book.set("BTCUSDT", cur)
-        return await services.process_price_move(
+        await services.process_price_move(
             cmds.ProcessPriceMove(BTC_ID, prev, cur, self.now), self.world.uow(), self.world.exchange
         )
+
+    def judged_moves(self, prev: Decimal, cur: Decimal, jump: bool) -> list[tuple[Decimal, Decimal]]:
+        """Rule 10, independently of the engine: a live tick or a jump is one move `prev -> cur`; a
+        move inside a candle passes every price in between, so it is judged at each level it crosses
+        (B, E, X of every strategy, every scheduled price), in the order it crosses them."""
+        if self.engine is None or jump or prev == cur:
+            return [(prev, cur)]
+        levels = {lv for t in self.tracked for lv in (t.levels.base, t.levels.entry, t.levels.exit)}
+        levels |= {p.scheduled_exit_price for p in self.live_positions() if p.scheduled_exit_price is not None}
+        lo, hi = min(prev, cur), max(prev, cur)
+        points = sorted((lv for lv in levels if lo < lv < hi), reverse=cur < prev)
+        return list(pairwise([prev, *points, cur]))
 
     async def apply_tick(self, prev: Decimal, cur: Decimal) -> None:
         """The same update again (a duplicated delivery), without moving the simulation's price."""
@@ -278,6 +319,8 @@ class Sim:
             await self._manual(step)
         except DomainError:
             assert self.world.store.snapshot() == before, f"{step} failed and left changes behind"
+        if self.engine is not None:
+            await self.engine.reload()  # as the live consumer does on the change's event
 
     async def _manual(self, step: tuple[Any, ...]) -> None:
         kind = step[0]
@@ -291,9 +334,9 @@ class Sim:
                 await services.buy(cmds.Buy(t.id, quote_amount=quote), uow, exchange, book)
             elif kind == "active":
                 await services.set_strategy_active(cmds.SetStrategyActive(t.id, step[2]), uow)
-                if step[2]:
+                if step[2] and not t.active:  # rule 1: only a re-activation from inactive arms
                     t.active, t.armed, t.broken = True, True, False
-                else:
+                elif not step[2]:
                     t.active = False
             elif kind == "withdraw":
                 profit = (await self.ledgers())[t.id].profit
@@ -304,7 +347,7 @@ class Sim:
                     self.cash[t.id] -= amount
             else:
                 amount = D(step[2])
-                await services.allocate_capital(cmds.AllocateCapital(t.id, amount), uow)
+                await services.allocate_capital(cmds.AllocateCapital(t.id, amount), uow, exchange)
                 t.deposits += amount
                 self.cash[t.id] += amount
             return
@@ -334,29 +377,35 @@ class Sim:
         live_before = {p.id: p.status for p in self.live_positions()}
         prev = self.price
         if kind in TICKS:
-            cur = step[1] if kind == "price" else self.target(step)
-            await self.tick(cur)
-            self.model_tick(prev, cur)
+            if kind == "price":  # ("price", value[, jump])
+                cur, jump = step[1], len(step) > 2 and step[2]
+            else:
+                cur, jump = self.target(step[1] if kind == "gap" else step), kind == "gap"
+            await self.tick(cur, jump)
+            self.model_tick()
         elif kind == "candle":
             broken = await self.candle_close(step[1])
             self.model_candle(step[1], broken)
+            if self.engine is not None:
+                await self.engine.reload()
         else:
             await self.manual(step)
         await self.check(step, prev, ledgers_before, live_before)
         if duplicate and kind in TICKS:
             await self.check_duplicate(prev)
 
-    def model_tick(self, prev: Decimal, cur: Decimal) -> None:
-        """Rule 1 as the spec writes it: re-arm at `cur <= B`, then an attempt (entry or recorded
-        skip) on `prev < E <= cur < X` when active, armed and unbroken; the attempt disarms."""
-        self.attempts = {}
-        for t in self.tracked:
-            if t.active and not t.armed and not t.broken and cur <= t.levels.base:
-                t.armed = True
-            attempt = t.active and t.armed and not t.broken and ch.entry_triggered(prev, cur, t.levels)
-            if attempt:
-                t.armed = False
-            self.attempts[t.id] = attempt
+    def model_tick(self) -> None:
+        """Rule 1 as the spec writes it, on each judged move `prev -> cur` of the tick: re-arm at
+        `cur <= B`, then an attempt (entry or recorded skip) on `prev < E <= cur < X` when active,
+        armed and unbroken; the attempt disarms."""
+        self.attempts = {t.id: None for t in self.tracked}
+        for prev, cur in self.moves:
+            for t in self.tracked:
+                if t.active and not t.armed and not t.broken and cur <= t.levels.base:
+                    t.armed = True
+                if t.active and t.armed and not t.broken and ch.entry_triggered(prev, cur, t.levels):
+                    t.armed = False
+                    self.attempts[t.id] = cur
 
     def model_candle(self, matching: bool, broken: list[Strategy]) -> None:
         expected = [
@@ -415,9 +464,11 @@ class Sim:
                     self.losses[t.id] += trade.profit
             if order.purpose is OrderPurpose.ENTRY:
                 # Rule 1: only on a tick crossing E inside the channel, armed, active, unbroken; once.
-                assert is_tick and self.attempts[t.id], f"entry without an armed crossing of E ({prev} -> {cur})"
+                # Rule 10: filled where that move ended — at E inside a candle, at the price of a jump.
+                fired = self.attempts[t.id] if is_tick else None
+                assert fired is not None, f"entry without an armed crossing of E ({prev} -> {cur})"
                 entries[t.id] = entries.get(t.id, 0) + 1
-                assert trade.price == cur
+                assert trade.price == fired
                 # Rule 2: p% of the bankroll, within 0.1 point, covered by the free principal.
                 bankroll = ledgers_before[t.id].principal
                 spent = trade.quote_amount
@@ -434,30 +485,43 @@ class Sim:
                 )
                 assert trade.profit is not None and trade.profit >= position.cost * position.min_profit / 100
                 if order.purpose is OrderPurpose.EXIT:
-                    assert is_tick and ch.exit_triggered(prev, cur, t.levels)
-                    assert trade.price == cur
-                elif order.purpose is OrderPurpose.SCHEDULED_EXIT:
-                    assert is_tick and position.scheduled_exit_price is not None
+                    # Filled at X inside a candle, at the tick's price on a live tick or a jump.
+                    assert is_tick and any(
+                        ch.exit_triggered(a, b, t.levels) and trade.price == b for a, b in self.moves
+                    ), f"exit at {trade.price} on {self.moves}"
+                elif order.purpose is OrderPurpose.SCHEDULED_EXIT and is_tick:
+                    # Rule 6: the resting sell the price reached fills at its limit, even past a jump.
+                    assert position.scheduled_exit_price is not None
                     assert trade.price == position.scheduled_exit_price <= cur
+                elif order.purpose is OrderPurpose.SCHEDULED_EXIT:
+                    # Rule 6: scheduled at or below the market (by the user, or by a channel break
+                    # of a position bought by hand under it), it is marketable: sold at once, at the
+                    # market's price, never below its limit.
+                    assert step[0] in ("schedule", "candle") and position.scheduled_exit_price is not None
+                    assert trade.price == cur >= position.scheduled_exit_price
         assert all(n == 1 for n in entries.values()), "more than one entry in one tick"
 
         if is_tick:
             for t in self.tracked:
-                attempted = self.attempts[t.id]
+                attempted = self.attempts[t.id] is not None
                 skipped = [e for e in new_events if e.strategy_id == t.id and e.type == EventType.ENTRY_SKIPPED]
                 # Every armed crossing is an entry or a recorded skip; nothing else is.
                 assert (entries.get(t.id, 0) + len(skipped)) == (1 if attempted else 0)
                 assert all(e.data.get("reason") for e in skipped)
-                if ch.exit_triggered(prev, cur, t.levels):
+                if any(ch.exit_triggered(a, b, t.levels) for a, b in self.moves):
                     for pid, status in live_before.items():
                         p = positions[pid]  # type: ignore[index]
                         if p.strategy_id == t.id and status is PositionStatus.OPEN:
                             assert p.status is not PositionStatus.OPEN, "rule 4: open position left on an exit"
-            for p in self.live_positions():
-                if p.status is PositionStatus.SCHEDULED:
-                    assert p.scheduled_exit_price is not None and p.scheduled_exit_price > cur, "rule 6: unsold"
-                    assert p.scheduled_exit_price >= p.min_sell_price
-                    assert p.scheduled_exit_price % CENT == 0
+        # Rule 6, after every step (ticks, closes, user actions): a scheduled sell rests above the
+        # market — one the price reached sold on that tick; one placed at or below it sold at once.
+        for p in self.live_positions():
+            if p.status is PositionStatus.SCHEDULED:
+                assert p.scheduled_exit_price is not None and p.scheduled_exit_price > cur, (
+                    f"rule 6: unsold after {step}"
+                )
+                assert p.scheduled_exit_price >= p.min_sell_price
+                assert p.scheduled_exit_price % CENT == 0
 
         # The model of rules 1 and 5 agrees with the stored strategy.
         for t in self.tracked:
@@ -560,11 +624,13 @@ def test_a_duplicated_tick_never_trades_twice(channel: ChannelParams, steps: lis
     ),
 )
 def test_replayed_candles_keep_every_rule(channel: ChannelParams, candles: list[tuple[int, int, int, int]]) -> None:
-    """Rule 10: candles replayed as O-L-H-C / O-H-L-C paths joined to the previous close, with the
-    strategy's timeframe close judged on each candle (sizes in thousandths of the channel width)."""
+    """Rule 10: candles replayed through the engine as O-L-H-C / O-H-L-C paths — continuous inside a
+    candle, filled at the levels crossed — joined to the previous close by a gap (the jump to the
+    open, one tick filled at the open), with the strategy's timeframe close judged on each candle
+    (sizes in thousandths of the channel width)."""
 
     async def scenario() -> None:
-        sim = await Sim.start([channel])
+        sim = await Sim.start([channel], replay=True)
         width = channel.top - channel.base
         lo, hi = sim.bounds()
 
@@ -572,14 +638,37 @@ def test_replayed_candles_keep_every_rule(channel: ChannelParams, candles: list[
             return min(max(x.quantize(CENT), lo), hi)
 
         prev_close = sim.price
-        for gap, up, down, move in candles:
-            o = clamp(prev_close + width * gap / 1000)
+        for gap_, up, down, move in candles:
+            o = clamp(prev_close + width * gap_ / 1000)
             c = clamp(o + width * move / 1000)
             h = clamp(max(o, c) + width * up / 1000)
             low = clamp(min(o, c) - width * down / 1000)
-            for point in ch.replay_path(prev_close, o, h, low, c):
-                await sim.run(("price", point))
+            for k, point in enumerate(ch.replay_path(prev_close, o, h, low, c)):
+                await sim.run(("price", point, k == 0 and point == o))
             prev_close = c
             await sim.run(("candle", True))
+
+    run(scenario())
+
+
+@budget(120)
+@given(
+    channels=st.lists(channel_params(), min_size=1, max_size=2),
+    steps=st.lists(steps_with_gaps, min_size=20, max_size=60),
+)
+@example(  # SPEC §4 rule 10: a gap up from under E to past X buys nothing; a gap down through X sells at the open
+    channels=[ChannelParams(D(100000), D(110000), D(20), D(2), D(2), D("0.5"), "4h", D(2000))],
+    steps=[("level", 0, "B", -1), ("gap", ("level", 0, "T", 0)), ("level", 0, "B", -1), ("level", 0, "E", 1),
+           ("level", 0, "T", 0), ("gap", ("level", 0, "X", -10000))],
+)  # fmt: skip
+def test_random_paths_with_gaps_keep_every_rule(channels: list[ChannelParams], steps: list[tuple[Any, ...]]) -> None:
+    """The properties over paths with gaps (rule 10), through the engine: moves inside a candle are
+    continuous and fill at the levels they cross; a gap is one tick, judged as a live one and filled
+    at its price; user actions in between."""
+
+    async def scenario() -> None:
+        sim = await Sim.start(channels, replay=True)
+        for step in steps:
+            await sim.run(step)
 
     run(scenario())

@@ -40,6 +40,7 @@ from domain.model import (
     Side,
     Strategy,
     StrategyEvent,
+    Symbol,
     TimeInForce,
     Trade,
 )
@@ -98,7 +99,7 @@ async def make_strategy(
 
 async def allocate(world: World, strategy: Strategy, amount: Decimal) -> CapitalAllocation:
     assert strategy.id is not None
-    return await services.allocate_capital(cmds.AllocateCapital(strategy.id, amount), world.uow())
+    return await services.allocate_capital(cmds.AllocateCapital(strategy.id, amount), world.uow(), world.exchange)
 
 
 async def tick(world: World, prev: Decimal | str, cur: Decimal | str, symbol_id: int = BTC_ID) -> services.TickOutcome:
@@ -527,9 +528,11 @@ async def test_a_broken_channel_is_rearmed_by_updating_it(world: World) -> None:
 
 
 async def test_a_broken_channel_is_rearmed_by_reactivating_it(world: World) -> None:
+    """Rules 1 and 5: re-activated from inactive (paused, then activated), it is armed again."""
     strategy = await make_strategy(world)
     assert strategy.id is not None
     await candle(world, "100000")
+    await services.set_strategy_active(cmds.SetStrategyActive(strategy.id, False), world.uow())
     await services.set_strategy_active(cmds.SetStrategyActive(strategy.id, True), world.uow())
     s = reload(world, Strategy, strategy.id)
     assert s.is_armed and not s.is_channel_broken
@@ -965,7 +968,11 @@ async def test_create_strategy_rejects_a_narrow_channel_naming_the_smallest_top(
         "VALIDATION",
     )
     smallest = D(err.details["smallest_workable_top"])
-    assert smallest == ch.smallest_workable_top(B, D(2), D(2), D("0.5"), F, D("0.01"))
+    # Rule 11: named for a position that really works once lots are rounded — without a principal
+    # yet, the smallest entry the symbol's filters allow (0.00006 BTC at E keeps 0.00005).
+    btc = world.store.get(Symbol, BTC_ID)
+    assert smallest == ch.smallest_workable_top(B, D(2), D(2), D("0.5"), F, D("0.01"), filters=btc.filters)
+    assert smallest == D("126262.53")
     created = await services.create_strategy(
         cmds.CreateStrategy(client.id, "BTCUSDT", "narrow", Channel(B, smallest)), world.uow(), world.exchange
     )
@@ -1048,7 +1055,7 @@ async def test_allocate_capital_must_be_positive(world: World) -> None:
         await rejected(world, allocate(world, strategy, amount), ValidationError, "VALIDATION")
     await rejected(
         world,
-        services.allocate_capital(cmds.AllocateCapital(999, D(10)), world.uow()),
+        services.allocate_capital(cmds.AllocateCapital(999, D(10)), world.uow(), world.exchange),
         NotFound,
         "NOT_FOUND",
     )

@@ -11,15 +11,13 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from domain import channel as ch
 from domain import filters as flt
 from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
 from domain.model import OrderStatus, PercentPriceBySide, Side, Symbol, SymbolFilters, TimeInForce
 from domain.ports import Execution, PriceSource
-
-COMMISSION_QUANTUM = Decimal("0.00000001")
 
 # Exchange filters of the seeded symbols, as Binance spot lists them (exchangeInfo, 2025).
 SEED_SYMBOLS: tuple[dict[str, object], ...] = (
@@ -65,21 +63,18 @@ SEED_MARKET_FILTERS: dict[str, SymbolFilters] = {
 }
 
 
-def commission(amount: Decimal) -> Decimal:
-    """Binance reports commissions to 8 decimals, rounded half up; so does the paper exchange, so
-    that a paper run and a Binance run of the same market book the same fees to the last digit."""
-    return amount.quantize(COMMISSION_QUANTUM, rounding=ROUND_HALF_UP)
-
-
 @dataclass
 class _PaperOrder:
     execution: Execution
 
 
 class PaperExchange:
-    """Fills MARKET orders at the current price; LIMIT IOC sells at the current price when it is at
-    or above the limit (else nothing); LIMIT GTC sells at their limit price when the market has
-    reached it — the engine only sends them on the tick that reaches it (SPEC §4 rule 6, 10)."""
+    """Fills MARKET orders at the current price. A LIMIT sell is filled as Binance fills a new one:
+    at or below the current price it is marketable and fills at once at that price (never below
+    its limit); above it, nothing fills (IOC or GTC alike: orders do not rest here). The resting
+    LIMIT sell of a scheduled position is simulated (`SimulatedRestingSells`): placed when it is
+    marketable, else sent by the engine on the tick that reaches its price and filled at its limit
+    by `fill_resting_sell` (SPEC §4 rules 6, 10)."""
 
     name = "paper"
     rests_limit_orders = False
@@ -124,9 +119,9 @@ class PaperExchange:
             return self._orders[coid].execution
         quote = qty * price
         if side is Side.BUY:
-            fee, fee_asset = commission(qty * self._fee_rate), symbol.base_asset
+            fee, fee_asset = ch.commission(qty * self._fee_rate), symbol.base_asset
         else:
-            fee, fee_asset = commission(quote * self._fee_rate), symbol.quote_asset
+            fee, fee_asset = ch.commission(quote * self._fee_rate), symbol.quote_asset
         execution = Execution(
             client_order_id=coid,
             exchange_order_id=f"paper-{next(self._ids)}",
@@ -203,8 +198,24 @@ class PaperExchange:
             flt.check_percent_price(Side.SELL, price, market, filters, f"Sell {client_order_id}")
         if market < price:
             return self._fill(symbol, client_order_id, Side.SELL, Decimal(0), price, at)
-        fill_price = market if time_in_force is TimeInForce.IOC else price
-        return self._fill(symbol, client_order_id, Side.SELL, quantity, fill_price, at)
+        # Marketable (rule 6): it takes the bids at the market's price, which is at or above its limit.
+        return self._fill(symbol, client_order_id, Side.SELL, quantity, market, at)
+
+    async def market_price(self, symbol: Symbol) -> Decimal | None:
+        """The current price, which a marketable order fills at (None before the first one)."""
+        quote = await self.prices.current_price(symbol)
+        return None if quote is None else quote[0]
+
+    async def fill_resting_sell(
+        self, symbol: Symbol, client_order_id: str, quantity: Decimal, price: Decimal
+    ) -> Execution:
+        """The resting LIMIT sell of a scheduled position, which the market has reached: it fills at
+        its limit, even when the price jumped past it (rules 6, 10). Nothing fills while the market
+        is under the limit."""
+        market, at = await self._price(symbol)
+        self._check(symbol, quantity, price)
+        filled = quantity if market >= price else Decimal(0)
+        return self._fill(symbol, client_order_id, Side.SELL, filled, price, at)
 
     async def cancel_order(self, symbol: Symbol, client_order_id: str) -> Execution | None:
         order = self._orders.get(client_order_id)

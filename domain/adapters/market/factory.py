@@ -9,6 +9,7 @@ from pathlib import Path
 from domain.adapters.config import Settings
 from domain.adapters.market.replay import ReplayMarket
 from domain.adapters.market.synthetic import Anchor, SyntheticMarket
+from domain.channel import interval_name
 from domain.market import MarketSource
 
 log = logging.getLogger("criptoren.market")
@@ -46,8 +47,12 @@ async def make_market_source(settings: Settings, anchor: Anchor | None = None) -
     if choice == "replay":
         if not settings.replay_file:
             raise SystemExit("MARKET_SOURCE=replay needs REPLAY_FILE (a candle CSV).")
-        log.info("Market data: replay of %s at %sx", settings.replay_file, settings.replay_speed)
-        return ReplayMarket(replay_files(settings.replay_file), speed=settings.replay_speed)
+        market = ReplayMarket(replay_files(settings.replay_file), speed=settings.replay_speed)
+        # Its candles judge only the timeframes that are a whole number of them (SPEC §4 rule 5): the
+        # worker refuses to start while an active strategy's timeframe is finer (README, Replay).
+        spacing = ", ".join(f"{s} {interval_name(step)}" for s, step in market.candle_steps().items())
+        log.info("Market data: replay of %s (candles: %s) at %sx", settings.replay_file, spacing, settings.replay_speed)
+        return market
     if choice == "synthetic":
         log.info("Market data: synthetic random walk (offline demo)")
         return SyntheticMarket(seed=settings.synthetic_seed, anchor=anchor)

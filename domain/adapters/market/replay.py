@@ -1,7 +1,9 @@
 """Replay of a candle CSV (`open_time_ms,open,high,low,close,volume`) as a market stream.
 
 Each candle becomes ticks along its path — O->L->H->C when rising or flat, O->H->L->C when falling,
-joined to the previous close (SPEC §4 rule 10) — followed by the closed candle. `speed` is how many
+joined to the previous close (SPEC §4 rule 10) — followed by the closed candle. The move inside a
+candle is continuous (the engine cuts it at the levels it crosses); the open, when it differs from
+the previous close, is a jump (`Tick.jump`): one tick, filled at the open. `speed` is how many
 times faster than real time the file plays (0: as fast as possible). Resuming after a `seq` skips
 what was already delivered, so a worker that takes over continues where the last one stopped.
 """
@@ -50,7 +52,9 @@ def candle_events(candles: Sequence[ClosedCandle], start: int = 0) -> Iterator[M
         path = ch.replay_path(prev_close, c.open, c.high, c.low, c.close)
         span = (c.close_time - c.open_time) / (len(path) + 1)
         for j, price in enumerate(path):
-            yield Tick(c.symbol, price, c.open_time + span * j, i * POINTS_PER_CANDLE + j)
+            # The open, when it differs from the previous close, is a jump (rule 10): one tick.
+            jump = j == 0 and price == c.open
+            yield Tick(c.symbol, price, c.open_time + span * j, i * POINTS_PER_CANDLE + j, jump)
         yield ClosedCandle(
             c.symbol, c.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume,
             seq=i * POINTS_PER_CANDLE + POINTS_PER_CANDLE - 1,
@@ -72,6 +76,14 @@ class ReplayMarket:
             path = self.files.get(symbol)
             self._candles[symbol] = read_candles(path, symbol) if path else []
         return self._candles[symbol]
+
+    def candle_steps(self) -> dict[str, timedelta]:
+        """Symbol -> spacing of its file's candles (`CandleSpacing`: rule 5 is judged on them)."""
+        return {
+            symbol: candles[0].close_time - candles[0].open_time
+            for symbol in self.files
+            if (candles := self.candles(symbol))
+        }
 
     async def stream(self, symbol: str, after_seq: int | None = None) -> AsyncIterator[MarketEvent]:
         candles = self.candles(symbol)

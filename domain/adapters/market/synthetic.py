@@ -4,6 +4,10 @@ The walk swings through a band around the price it starts from: for the demo sym
 channels, for any other symbol ±5% around its last known price in steps of its tick. A newcomer sees
 the demo strategy enter and exit within minutes. It emits a tick every `tick_seconds` and a closed
 1-minute candle at each minute boundary. Integer arithmetic in price ticks: no floats.
+
+As in a replay (SPEC §4 rule 10), the walk inside a minute is continuous — the engine cuts each
+move at the levels it crosses and fills there — and the first tick of a minute, its candle's open,
+is a jump (`Tick.jump`): one tick, filled at its price.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ class SyntheticMarket:
     fills_at_levels = True
 
     def __init__(
-        self, seed: int = 7, tick_seconds: float = 0.25, period_seconds: float = 120.0, anchor: Anchor | None = None
+        self,
+        seed: int = 7,
+        tick_seconds: float = 0.25,
+        period_seconds: float = 120.0,
+        anchor: Anchor | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.seed = seed
         self.tick_seconds = tick_seconds
@@ -44,6 +53,7 @@ class SyntheticMarket:
         self.anchor = anchor
         # symbol -> (low, high, unit): the band in units of `unit` (a price tick)
         self._bands: dict[str, tuple[int, int, Decimal]] = {}
+        self.clock = clock
 
     def _band(self, symbol: str) -> tuple[int, int, Decimal]:
         if symbol in self._bands:
@@ -82,10 +92,12 @@ class SyntheticMarket:
         candle: list[Decimal] = []
         minute = None
         while True:
-            now = datetime.now(UTC)
+            now = self.clock()
             this_minute = now.replace(second=0, microsecond=0)
             price = self.price_at(symbol, step)
-            if minute is not None and this_minute > minute and candle:
+            opens = minute is not None and this_minute > minute and bool(candle)
+            if opens:
+                assert minute is not None
                 yield ClosedCandle(
                     symbol, "1m", minute, minute + MINUTE, candle[0], max(candle), min(candle), candle[-1],
                     Decimal(len(candle)), seq=step,
@@ -93,7 +105,8 @@ class SyntheticMarket:
                 candle = []
             minute = this_minute
             candle.append(price)
-            yield Tick(symbol, price, now, step)
+            # A new minute's first tick is its candle's open: a jump from the last close (rule 10).
+            yield Tick(symbol, price, now, step, jump=opens)
             step += 1
             await asyncio.sleep(self.tick_seconds)
 
