@@ -2,7 +2,9 @@
 
 On start-up it bootstraps the application, picks the market source, and runs the `MarketWorker`
 (one lease-held consumer per watched symbol) and the consumer of order updates (fills of resting
-orders on Binance, `workers.orders`). Cron jobs reconcile orders and backfill candles.
+orders on Binance, `workers.orders`), each supervised: restarted with backoff if it dies on a
+dependency's error (`workers.supervision`). Cron jobs reconcile orders and backfill candles. arq
+itself runs as `ResilientWorker`, which rides out Redis outages (`workers.arq_worker`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from domain.adapters.config import Settings
 from workers import cron as cron_jobs
 from workers.market import MarketWorker
 from workers.orders import OrderUpdatesWorker
+from workers.supervision import supervise
 
 log = logging.getLogger("criptoren.worker")
 
@@ -27,7 +30,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
     app = bootstrap(settings, user_streams=True)
     source = await make_market_source(settings)
-    market = MarketWorker(app, source, lease_ttl=settings.lease_seconds, shutdown_grace=settings.shutdown_grace_seconds)
+    market = MarketWorker(
+        app,
+        source,
+        lease_ttl=settings.lease_seconds,
+        shutdown_grace=settings.shutdown_grace_seconds,
+        reload_seconds=settings.engine_reload_seconds,
+    )
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.
         from prometheus_client import start_http_server
@@ -36,12 +45,15 @@ async def startup(ctx: dict[str, Any]) -> None:
         log.info("Worker metrics on http://0.0.0.0:%s/metrics", settings.metrics_port)
     orders = OrderUpdatesWorker(app)  # fills of resting orders (Binance), applied once
     ctx.update(app=app, source=source, market=market, orders=orders)
-    ctx["market_task"] = asyncio.create_task(market.run(), name="market-worker")
-    ctx["orders_task"] = asyncio.create_task(orders.run(), name="order-updates")
+    ctx["stop"] = stop = asyncio.Event()
+    ctx["market_task"] = asyncio.create_task(supervise("Market worker", market.run, stop=stop), name="market-worker")
+    ctx["orders_task"] = asyncio.create_task(supervise("Order updates", orders.run, stop=stop), name="order-updates")
     log.info("Worker %s started (market: %s, exchange: %s)", market.owner, source.name, app.exchange.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("stop") is not None:
+        ctx["stop"].set()  # no restart of what stops now
     if ctx.get("orders_task") is not None:
         ctx["orders_task"].cancel()
     market: MarketWorker | None = ctx.get("market")
