@@ -375,7 +375,19 @@ class MarketWorker:
             if outcome == "finished":
                 self.finished[name] = held.consumer  # its stream ended (a replay played out)
             elif outcome == "failed":
-                self._retry_at[name] = now + backoff.next_delay()
+                # A failed decision (the database or the exchange unreachable, …) rolled back: the
+                # consumer restarts from its checkpoint after the delay, the failed tick included;
+                # deterministic order ids make the retry safe.
+                delay = backoff.next_delay()
+                self._retry_at[name] = now + delay
+                task = held.consumer_task
+                error = task.exception() if task is not None and task.done() and not task.cancelled() else None
+                if backoff.failures == 1:
+                    message = "Consumer of %s failed; restarting it from its checkpoint in %.1f s"
+                    log.error(message, name, delay, exc_info=error)
+                else:
+                    message = "Consumer of %s failed again (%s); restarting it in %.1f s"
+                    log.error(message, name, describe(error) if error else "?", delay)
 
     async def _take_free_symbols(self) -> None:
         now = time.monotonic()
@@ -463,11 +475,7 @@ class MarketWorker:
         if isinstance(error, LeaseExpiring):
             log.warning("The consumer of %s stopped: its lease could not be renewed", name)
             return "expiring"
-        # A failed decision (the database or the exchange unreachable, …) rolled back: the consumer
-        # restarts from its checkpoint on a later round, the failed tick included; deterministic
-        # order ids make the retry safe.
-        log.error("Consumer of %s failed; restarting it from its checkpoint", name, exc_info=error)
-        return "failed"
+        return "failed"  # logged by _collect_ended, which knows the backoff
 
     async def report_streams(self) -> None:
         """The state of the streams this worker consumes, for the API's /readyz (a failure to report
