@@ -288,6 +288,11 @@ class MarketWorker:
     — retried after a backoff —, a lease lost or expiring), take the lease of every watched symbol
     not held yet, report the streams' state for /readyz. A round that fails (PostgreSQL or Redis
     unreachable) is retried with backoff; the keepers go on meanwhile.
+
+    Each held symbol is a `HeldSymbol` in `held`, run by its keeper (`_keep`), which alone renews
+    and releases the lease. To hand a symbol over to another worker (issue 12), mark its consumer
+    `stopping` and cancel its consumer task unless `busy`: the keeper then saves the checkpoint,
+    removes the heartbeat and releases the lease, as on a graceful stop (`stop_consumers`).
     """
 
     def __init__(
@@ -319,7 +324,6 @@ class MarketWorker:
         self._backoffs: dict[str, Backoff] = {}
         self._stop = asyncio.Event()
         self._reporting_failed = False
-        self.listening = asyncio.Event()  # set while subscribed to strategy changes
 
     def lease(self, symbol: str) -> RedisLease:
         return RedisLease(
@@ -515,7 +519,6 @@ class MarketWorker:
             await pubsub.subscribe(self.app.bus.channel("events"))
             for held in self.held.values():
                 held.consumer.request_full_reload()
-            self.listening.set()
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
@@ -525,8 +528,7 @@ class MarketWorker:
                 for held in self.held.values():
                     held.consumer.mark_dirty(strategy_id)
         finally:
-            self.listening.clear()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the connection is gone already
                 await pubsub.aclose()
 
     def stop(self) -> None:
