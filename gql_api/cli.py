@@ -66,14 +66,13 @@ async def _seed(settings: Settings, only_if_empty: bool) -> tuple[Credentials | 
 
     app = bootstrap(settings)
     try:
-        loaded = False
+        has_clients = False
         if only_if_empty:
             async with app.uow() as uow:
                 has_clients = await uow.clients.exists()
-            if has_clients:
-                await seed.seed_symbols(app.uow)
-        if not only_if_empty or not has_clients:
-            loaded = await seed.seed_demo(app.uow, app.exchange)
+        if has_clients:
+            await seed.seed_symbols(app.uow)
+        loaded = False if has_clients else await seed.seed_demo(app.uow, app.exchange)
         log.info("Demo data %s.", "loaded" if loaded else "already present (nothing changed)")
         async with app.uow() as uow:
             demo = await uow.clients.get_by_name(seed.DEMO_CLIENT)

@@ -41,7 +41,6 @@ class WorkerProcess:
         self.initial_delay = initial_delay
         self.max_delay = max_delay
         self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
@@ -74,7 +73,6 @@ class WorkerProcess:
                 return
             delay = min(self.max_delay, delay * 2)
             self._spawn()
-            self.restarts += 1
             if self.process is not None:
                 log.info("Worker started again (pid %s)", self.process.pid)
 
