@@ -1,6 +1,8 @@
 """The `criptoren` command.
 
-criptoren up          migrate, seed the demo into an empty database, serve the API
+criptoren up          migrate, seed the demo into an empty database, run a worker (restarted if it
+                      dies), serve the API; ends with a summary (URLs, credentials, data); --verbose
+                      shows the libraries' start-up chatter
 criptoren serve       serve the API (uvicorn)
 criptoren migrate     upgrade the database to the latest schema
 criptoren seed-demo   load the plan's demo data (idempotent)
@@ -28,8 +30,11 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from domain import commands as cmds
@@ -45,10 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("criptoren")
 
 
-def _setup_logging(settings: Settings) -> None:
+def _setup_logging(settings: Settings, quiet: bool = False) -> None:
     from domain.adapters.bootstrap import configure_logging
 
-    configure_logging(settings)  # text or JSON (LOG_FORMAT), secrets masked
+    configure_logging(settings, quiet=quiet)  # text or JSON (LOG_FORMAT), secrets masked
 
 
 def cmd_migrate(settings: Settings) -> None:
@@ -70,29 +75,36 @@ def cmd_migrate(settings: Settings) -> None:
     log.info("Database schema is up to date%s.", f"; symbols added: {', '.join(added)}" if added else "")
 
 
-async def _seed(settings: Settings, only_if_empty: bool) -> bool:
+async def _seed(settings: Settings, only_if_empty: bool) -> tuple[Credentials | None, str | None]:
+    """Load the demo (into an empty database only, with `only_if_empty`). Returns the demo client's
+    new credentials when it was loaded now, and the demo client's name when it exists."""
     from domain.adapters.bootstrap import bootstrap, seed
 
     app = bootstrap(settings)
     try:
+        has_clients = False
         if only_if_empty:
             async with app.uow() as uow:
                 has_clients = await uow.clients.exists()
-            if has_clients:
-                await seed.seed_symbols(app.uow)
-                return False
-        loaded = await seed.seed_demo(app.uow, app.exchange)
-        if loaded:
-            # The demo client needs credentials to log in: new ones, shown once.
-            await _issue_credentials(app, seed.DEMO_CLIENT)
-        return loaded
+        if has_clients:
+            await seed.seed_symbols(app.uow)
+        loaded = False if has_clients else await seed.seed_demo(app.uow, app.exchange)
+        log.info("Demo data %s.", "loaded" if loaded else "already present (nothing changed)")
+        async with app.uow() as uow:
+            demo = await uow.clients.get_by_name(seed.DEMO_CLIENT)
+        if not loaded or demo is None or demo.id is None:
+            return None, None if demo is None else demo.name
+        # The demo client needs credentials to log in: new ones, shown once.
+        credentials = await auth.issue_credentials(cmds.IssueCredentials(demo.id), app.uow(), datetime.now(UTC))
+        return credentials, demo.name
     finally:
         await app.close()
 
 
 def cmd_seed_demo(settings: Settings, only_if_empty: bool = False) -> None:
-    loaded = asyncio.run(_seed(settings, only_if_empty))
-    log.info("Demo data %s.", "loaded" if loaded else "already present (nothing changed)")
+    credentials, name = asyncio.run(_seed(settings, only_if_empty))
+    if credentials is not None and name is not None:
+        _print_credentials(name, credentials)
 
 
 def _print_credentials(name: str, credentials: Credentials) -> None:
@@ -165,13 +177,27 @@ def cmd_client(settings: Settings, action: str, name: str, api_key: str | None =
         raise SystemExit(1) from None
 
 
-def cmd_serve(settings: Settings) -> None:
+def cmd_serve(
+    settings: Settings,
+    *,
+    quiet: bool = False,
+    on_started: Callable[[App], Awaitable[None]] | None = None,
+    on_exit_signal: Callable[[], None] | None = None,
+) -> None:
+    """Serve the API. `quiet`: uvicorn's start and stop lines and access log left out (`up`)."""
     from gql_api.app import create_app
     from gql_api.server import serve
 
     app = create_app(settings)
-    log.info("GraphQL API and GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
-    serve(app, settings.host, settings.port, settings.log_level.lower())
+    if not quiet:
+        log.info("GraphQL API and GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
+
+    async def started() -> None:
+        if on_started is not None:
+            await on_started(app.state.criptoren)
+
+    level = "warning" if quiet else settings.log_level.lower()
+    serve(app, settings.host, settings.port, level, on_started=started, on_exit_signal=on_exit_signal)
 
 
 WORKER_COMMAND = [sys.executable, "-m", "workers"]
@@ -183,32 +209,61 @@ def cmd_worker(settings: Settings) -> None:
     os.execv(WORKER_COMMAND[0], WORKER_COMMAND)  # noqa: S606 - our own interpreter, fixed arguments
 
 
-def cmd_up(settings: Settings) -> None:
-    """Everything on one machine: migrate, seed an empty database, start a worker process, serve the
-    API in this one. The embedded PostgreSQL/Redis (when used) live in this process; the worker
-    reaches them through the URLs exported to its environment."""
-    import subprocess
+class _Terminated(Exception):
+    """SIGTERM on `criptoren up`: unwind as Ctrl+C does (the worker stopped first)."""
 
-    from domain.adapters.bootstrap import resolve_redis_url
 
-    cmd_migrate(settings)
-    cmd_seed_demo(settings, only_if_empty=True)
-    if not settings.is_prod:
-        from gql_api.web import INSTALL_HINT, install_graphiql_assets
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
 
-        missing = install_graphiql_assets()
-        if missing:
-            log.warning("GraphiQL's browser files are not installed (%s): %s.", missing, INSTALL_HINT)
-    resolve_redis_url(settings)
-    worker = subprocess.Popen(WORKER_COMMAND)  # noqa: S603 - fixed arguments
+
+def cmd_up(settings: Settings, verbose: bool = False) -> None:
+    """Everything on one machine: migrate, seed an empty database, start a worker process (started
+    again whenever it exits, gql_api/up.py), serve the API in this one, and end the start-up output
+    with a summary. The embedded PostgreSQL/Redis (when used) live in this process; the worker
+    reaches them through the URLs exported to its environment. Ctrl+C (or SIGTERM) stops the API,
+    then the worker, and prints one line."""
+    from domain.adapters.bootstrap import debugging, resolve_redis_url
+    from gql_api import up
+
+    quiet = not verbose and not debugging(settings)
+    where = up.Where.of(settings)
+    worker: up.WorkerProcess | None = None
+    # uvicorn stops on SIGTERM, then raises it again: it must unwind this process (stopping the
+    # worker) rather than kill it on the spot.
+    signal.signal(signal.SIGTERM, _terminated)
+    stopped_by: int | None = None
     try:
-        cmd_serve(settings)
+        cmd_migrate(settings)
+        credentials, client_name = asyncio.run(_seed(settings, only_if_empty=True))
+        if not settings.is_prod:
+            # GraphiQL works offline on its pinned files: installed on the first start (npm).
+            from gql_api.web import INSTALL_HINT, install_graphiql_assets
+
+            missing = install_graphiql_assets()
+            if missing:
+                log.warning("GraphiQL's browser files are not installed (%s): %s.", missing, INSTALL_HINT)
+        resolve_redis_url(settings)
+        worker = up.WorkerProcess(WORKER_COMMAND + (["--quiet"] if quiet else []))
+        worker.start()
+
+        async def announce(app: App) -> None:
+            ready = await up.wait_for_worker(app, within=20.0)
+            sys.stdout.write(up.summary(settings, where, credentials, client_name, worker_ready=ready))
+            sys.stdout.flush()
+
+        cmd_serve(settings, quiet=quiet, on_started=announce, on_exit_signal=worker.stopping)
+    except KeyboardInterrupt:
+        stopped_by = signal.SIGINT
+    except _Terminated:
+        stopped_by = signal.SIGTERM
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        if worker is not None:
+            worker.stop()
+    sys.stdout.write("Criptoren stopped (the API and the worker).\n")
+    sys.stdout.flush()
+    if stopped_by is not None:
+        raise SystemExit(128 + stopped_by)
 
 
 async def _pause(settings: Settings, resume: bool, name: str | None, cancel_scheduled: bool) -> None:
@@ -329,7 +384,10 @@ def cmd_schema(settings: Settings) -> None:
 
 
 COMMANDS = {
-    "up": (cmd_up, "migrate, seed the demo into an empty database, run a worker and serve the API"),
+    "up": (
+        cmd_up,
+        "migrate, seed the demo into an empty database, run a worker (restarted if it dies) and serve the API",
+    ),
     "serve": (cmd_serve, "serve the GraphQL API (uvicorn)"),
     "worker": (
         cmd_worker,
@@ -356,6 +414,12 @@ def main(argv: list[str] | None = None) -> None:
         if name in ("up", "serve"):
             p.add_argument("--host", help="listen address (default 127.0.0.1, or HOST)")
             p.add_argument("--port", type=int, help="listen port (default 8000, or PORT)")
+        if name == "up":
+            p.add_argument(
+                "--verbose",
+                action="store_true",
+                help="also show the embedded servers', Alembic's, uvicorn's and arq's own lines (as LOG_LEVEL=DEBUG)",
+            )
     client = sub.add_parser("client", help="manage clients and their API credentials")
     actions = client.add_subparsers(dest="action", required=True)
     for action, help_text in CLIENT_ACTIONS.items():
@@ -397,7 +461,19 @@ def main(argv: list[str] | None = None) -> None:
         settings.host = args.host
     if getattr(args, "port", None):
         settings.port = args.port
-    _setup_logging(settings)
+    verbose = getattr(args, "verbose", False)
+    _setup_logging(settings, quiet=args.command == "up" and not verbose)
+    try:
+        _run(args, settings)
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "up":
+        cmd_up(settings, verbose=args.verbose)
+        return
     if args.command == "client":
         cmd_client(settings, args.action, args.name, getattr(args, "api_key", None))
         return

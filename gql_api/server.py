@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
+from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,9 +24,31 @@ CLOSE_TIMEOUT = 5.0
 
 
 class CriptorenServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    """`on_started`: run once the server listens (`criptoren up` prints its summary then).
+    `on_exit_signal`: called as soon as SIGINT or SIGTERM arrives (`up` stops restarting its worker)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        on_started: Callable[[], Awaitable[None]] | None = None,
+        on_exit_signal: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.starlette = app
+        self.on_started = on_started
+        self.on_exit_signal = on_exit_signal
+        self._announce: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self._announce = asyncio.create_task(self.on_started())
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.on_exit_signal is not None:
+            self.on_exit_signal()
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.starlette.state.shutting_down = True
@@ -35,10 +59,20 @@ class CriptorenServer(uvicorn.Server):
                 await asyncio.wait_for(hub.close_all(1001, "Server shutting down"), CLOSE_TIMEOUT)
             except TimeoutError:
                 log.warning("Some WebSocket connections did not close within %.0f s", CLOSE_TIMEOUT)
+        if self._announce is not None:
+            self._announce.cancel()
         await super().shutdown(sockets)
 
 
-def serve(app: Starlette, host: str, port: int, log_level: str) -> None:
+def serve(
+    app: Starlette,
+    host: str,
+    port: int,
+    log_level: str,
+    *,
+    on_started: Callable[[], Awaitable[None]] | None = None,
+    on_exit_signal: Callable[[], None] | None = None,
+) -> None:
     # log_config=None: uvicorn's loggers go through the process's handler (LOG_FORMAT, redaction).
     # ws_max_size: uvicorn itself refuses (1009) a WebSocket message over MAX_BODY_BYTES before
     # assembling it in memory (gql_api/ws.py checks again, whatever the server).
@@ -47,4 +81,4 @@ def serve(app: Starlette, host: str, port: int, log_level: str) -> None:
         app, host=host, port=port, log_level=log_level, log_config=None, timeout_graceful_shutdown=15,
         ws_max_size=settings.max_body_bytes,
     )  # fmt: skip
-    CriptorenServer(config, app).run()
+    CriptorenServer(config, app, on_started, on_exit_signal).run()

@@ -1,10 +1,40 @@
-"""A renewed lease in Redis: exactly one worker consumes a symbol's stream at a time. If the holder
-dies, its lease expires after `ttl` seconds and another worker takes over."""
+"""A renewed lease in Redis: exactly one worker consumes a symbol's stream at a time (SPEC §2).
+
+The lease is a key `<prefix>:lease:<SYMBOL>` holding the owner's id, with a TTL of `ttl` seconds.
+Its holder renews it (every `ttl / 5` in `workers.market`); if the holder dies, the key expires
+and another worker takes the symbol over.
+
+Safety when Redis cannot be reached. Redis starts the TTL when it *executes* a command, which is
+after this process *sent* it; so, as seen from here, the key cannot expire for others before
+`sent + ttl`, the deadline `valid_until` this class keeps (on the monotonic clock). A holder that
+cannot renew must stop acting on the symbol before that deadline — `remaining()` tells how long it
+still may — so that two workers never consume a symbol at the same time, whatever the outage.
+Every command is bounded by `timeout`: a Redis that does not answer (a network partition rather
+than a refused connection) counts as a failure in time to stop.
+
+`acquire` is re-entrant: a worker that still holds the key (its consumer restarted, or a release
+that failed during an outage) gets it back at once instead of waiting for it to expire.
+
+Issue 12 (symbols spread across workers) builds on this: `acquire` takes a free symbol, `release`
+hands one over at once (owner-checked), `holder` tells who has it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from redis.asyncio import Redis
 
+_ACQUIRE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
@@ -20,20 +50,44 @@ return 0
 
 
 class RedisLease:
-    def __init__(self, redis: Redis, key: str, owner: str, ttl: float = 5.0) -> None:
+    def __init__(self, redis: Redis, key: str, owner: str, ttl: float = 5.0, *, timeout: float | None = None) -> None:
         self.redis = redis
         self.key = key
         self.owner = owner
+        self.ttl = ttl
         self.ttl_ms = int(ttl * 1000)
+        # A command that takes longer than this is a failure (its outcome unknown: the deadline
+        # stays where the last confirmed one put it).
+        self.timeout = timeout if timeout is not None else max(0.2, ttl / 5)
+        self.valid_until = 0.0  # monotonic; 0: not held
+
+    async def _eval(self, script: str) -> tuple[float, bool]:
+        """Run a script on the key; (when it was sent, its answer)."""
+        sent = time.monotonic()
+        result = await asyncio.wait_for(self.redis.eval(script, 1, self.key, self.owner, self.ttl_ms), self.timeout)
+        return sent, bool(result)
 
     async def acquire(self) -> bool:
-        return bool(await self.redis.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+        """Take the lease if it is free (or already ours). Raises on a Redis error or timeout."""
+        sent, ok = await self._eval(_ACQUIRE)
+        self.valid_until = sent + self.ttl if ok else 0.0
+        return ok
 
     async def renew(self) -> bool:
-        return bool(await self.redis.eval(_RENEW, 1, self.key, self.owner, self.ttl_ms))
+        """Extend the lease; False if it is no longer ours (expired, taken). Raises on a Redis error
+        or timeout — the lease is then ours for `remaining()` seconds at most."""
+        sent, ok = await self._eval(_RENEW)
+        self.valid_until = sent + self.ttl if ok else 0.0
+        return ok
 
     async def release(self) -> None:
-        await self.redis.eval(_RELEASE, 1, self.key, self.owner)
+        """Give the lease up now (only if it is still ours)."""
+        self.valid_until = 0.0
+        await self._eval(_RELEASE)
+
+    def remaining(self) -> float:
+        """Seconds before the lease may expire for others (≤ 0: it may have)."""
+        return self.valid_until - time.monotonic()
 
     async def holder(self) -> str | None:
         value = await self.redis.get(self.key)

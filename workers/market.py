@@ -1,10 +1,12 @@
 """The live loop: market stream -> strategy engine -> orders, one consumer per symbol.
 
 `MarketWorker` watches every symbol with an active strategy (or live positions), takes a Redis lease
-per symbol, and runs a `SymbolConsumer` for each symbol it holds. A consumer:
+per symbol (`workers.lease`), and runs a `SymbolConsumer` for each symbol it holds. A consumer:
 
 - keeps the symbol's strategies in a `SymbolIndex` (domain/engine.py), refreshed from the
-  database when a strategy or position changes (events on Redis) and after every decision;
+  database when a strategy or position changes (events on Redis) and after every decision, and
+  reloaded in full after every reconnection of the listener of those events and at least every
+  `ENGINE_RELOAD_SECONDS`, so a change whose event was lost is missed for that long at most;
 - on each tick, asks the index which strategies the move concerns (O(log n + k)) and applies the
   rules to those only, through `services.process_price_move` — one transaction per decision. With a
   replayed or synthetic market a move inside a candle is cut at each level it crosses, so fills
@@ -16,6 +18,16 @@ per symbol, and runs a `SymbolConsumer` for each symbol it holds. A consumer:
   worker that takes over resumes where this one stopped. Re-applying the last tick is harmless:
   every rule is re-checked against the database (a disarmed strategy does not buy, a closed
   position does not sell), and every order has a deterministic client order id.
+
+Outages (issue 17). Each held symbol has a keeper task that renews its lease every `lease_ttl / 5`
+and runs its consumer. When Redis cannot be reached the consumer goes on trading (PostgreSQL is the
+source of truth; the tick is not published and the checkpoint not saved meanwhile) for as long as
+the lease is certainly still its own, and stops `lease_ttl / 5` before the lease could expire for
+another worker — so a symbol is never consumed by two workers at once. When Redis answers again the
+worker takes the lease again and the consumer resumes from the checkpoint, with a full reload. A
+consumer that fails (a decision that could not commit: PostgreSQL or the exchange unreachable) is
+restarted from its checkpoint with backoff; the supervisor's own rounds, the listener and the
+stream heartbeats retry with backoff too (`workers.supervision`). Nothing here ends the worker.
 """
 
 from __future__ import annotations
@@ -33,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from redis.exceptions import RedisError
+
 from domain import channel as ch
 from domain import services
 from domain.adapters.bootstrap import App, metrics, stream_health
@@ -43,11 +57,18 @@ from domain.model import Candle, Symbol
 from domain.services import candles
 from domain.symbol_engine import SymbolEngine
 from workers.lease import RedisLease
+from workers.supervision import Backoff, describe, supervise, wait_or_stop
 
 log = logging.getLogger("criptoren.market")
 
 # Timeframes always built from finer candles (for priceHistory), besides the strategies' own.
 HISTORY_TIMEFRAMES = ("1h", "4h", "1d")
+# A consumer that ran this long without failing has recovered: its next failure backs off from the start.
+HEALTHY_AFTER = 30.0
+
+
+class LeaseExpiring(Exception):
+    """The consumer's lease could not be renewed and may soon expire for other workers."""
 
 
 def worker_id() -> str:
@@ -82,7 +103,17 @@ async def check_candle_spacing(app: App, source: MarketSource) -> None:
 
 
 class SymbolConsumer:
-    def __init__(self, app: App, source: MarketSource, symbol: Symbol, *, checkpoint_every: int = 1) -> None:
+    def __init__(
+        self,
+        app: App,
+        source: MarketSource,
+        symbol: Symbol,
+        *,
+        checkpoint_every: int = 1,
+        lease: RedisLease | None = None,
+        fence: float = 1.0,
+        reload_seconds: float = 30.0,
+    ) -> None:
         assert symbol.id is not None
         self.app = app
         self.source = source
@@ -108,6 +139,16 @@ class SymbolConsumer:
         self.busy = False
         self.stopping = False
         self.last_tick_wall: float | None = None
+        # The lease it consumes under (None: no lease, as in the benchmarks): it takes no new event
+        # once fewer than `fence` seconds of the lease are certain (see workers.lease).
+        self.lease = lease
+        self.fence = fence
+        # Full reloads of the index: requested after the listener of changes reconnected, due every
+        # `reload_seconds` anyway.
+        self.reload_seconds = reload_seconds
+        self._full_reload_due = 0.0
+        self._full_reload_requested = False
+        self._redis_failing = False
         # Metrics, bound once: per tick only in-memory increments and observations.
         name = symbol.symbol
         self._m_ticks = metrics.TICKS.labels(name)
@@ -135,6 +176,11 @@ class SymbolConsumer:
     # ------------------------------------------------------------ index
 
     async def reload(self, strategy_ids: set[int] | None = None) -> None:
+        """Re-read some strategies into the index, or all of them (None)."""
+        if strategy_ids is None:
+            # Taken before the read: a change signalled while it runs is applied at the next tick.
+            self.dirty, self._full_reload_requested = set(), False
+            self._full_reload_due = time.monotonic() + self.reload_seconds
         await self.engine.reload(strategy_ids)
         self._check_spacing()
 
@@ -156,10 +202,20 @@ class SymbolConsumer:
     def mark_dirty(self, strategy_id: int) -> None:
         self.dirty.add(strategy_id)
 
-    async def _refresh_dirty(self) -> None:
-        if self.dirty:
+    def request_full_reload(self) -> None:
+        """Events may have been missed (the listener reconnected): reload everything before the next tick."""
+        self._full_reload_requested = True
+
+    async def _refresh(self) -> None:
+        if self._full_reload_requested or time.monotonic() >= self._full_reload_due:
+            await self.reload()
+        elif self.dirty:
             ids, self.dirty = self.dirty, set()
             await self.reload(ids)
+
+    def may_continue(self) -> bool:
+        """Whether the lease is certainly still this worker's for long enough to handle an event."""
+        return self.lease is None or self.lease.remaining() > self.fence
 
     # ------------------------------------------------------------ events
 
@@ -171,6 +227,8 @@ class SymbolConsumer:
             self.symbol.symbol, self.source.name, len(self.index), self.seq,
         )  # fmt: skip
         async for event in self.source.stream(self.symbol.symbol, after_seq=self.seq):
+            if not self.may_continue():
+                raise LeaseExpiring(self.symbol.symbol)
             self.busy = True
             try:
                 if isinstance(event, Tick):
@@ -184,7 +242,7 @@ class SymbolConsumer:
 
     async def on_tick(self, tick: Tick) -> None:
         received = time.perf_counter()
-        await self._refresh_dirty()
+        await self._refresh()
         prev, cur = self.prev, tick.price
         self.stats.ticks += 1
         if prev is not None and prev != cur:
@@ -198,9 +256,27 @@ class SymbolConsumer:
         self._m_last_tick.set(self.last_tick_wall)
         self.app.price_book.set(self.symbol.symbol, cur, tick.at)
         self.prev, self.seq = cur, tick.seq
-        await self.app.bus.publish_tick(self.symbol.symbol, cur, tick.at)
-        if self.stats.ticks % self.checkpoint_every == 0:
-            await self.save_checkpoint()
+        await self._publish(cur, tick.at)
+
+    async def _publish(self, price: Decimal, at: datetime) -> None:
+        """Publish the tick and save the checkpoint. Without Redis, neither is essential: subscribers
+        miss a price, a worker that takes over replays a few more ticks (harmless, see above); the
+        consumer goes on while its lease holds (`may_continue`)."""
+        try:
+            await self.app.bus.publish_tick(self.symbol.symbol, price, at)
+            if self.stats.ticks % self.checkpoint_every == 0:
+                await self.save_checkpoint()
+        except (RedisError, OSError, TimeoutError) as e:
+            if not self._redis_failing:
+                self._redis_failing = True
+                log.warning(
+                    "Redis unreachable (%s): %s ticks are not published nor checkpointed until it answers",
+                    describe(e), self.symbol.symbol,
+                )  # fmt: skip
+            return
+        if self._redis_failing:
+            self._redis_failing = False
+            log.info("Redis answers again: %s ticks are published and checkpointed", self.symbol.symbol)
 
     def _set_price(self, price: Decimal, at: datetime) -> None:
         self.app.price_book.set(self.symbol.symbol, price, at)
@@ -231,8 +307,31 @@ class SymbolConsumer:
         await self.engine.candle_closed(candle.interval, candle.close, candle.close_time)
 
 
+@dataclass
+class HeldSymbol:
+    """A symbol this worker holds the lease of: its consumer, and the keeper task that renews the
+    lease and runs the consumer while the lease holds (`MarketWorker._keep`)."""
+
+    consumer: SymbolConsumer
+    lease: RedisLease
+    keeper: asyncio.Task[str] | None = None
+    consumer_task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
 class MarketWorker:
-    """Takes a lease per watched symbol and runs its consumer while the lease holds."""
+    """Takes a lease per watched symbol and runs its consumer while the lease holds.
+
+    Rounds every `poll_seconds`: collect the keepers that ended (a finished replay, a failed consumer
+    — retried after a backoff —, a lease lost or expiring), take the lease of every watched symbol
+    not held yet, report the streams' state for /readyz. A round that fails (PostgreSQL or Redis
+    unreachable) is retried with backoff; the keepers go on meanwhile.
+
+    Each held symbol is a `HeldSymbol` in `held`, run by its keeper (`_keep`), which alone renews
+    and releases the lease. To hand a symbol over to another worker (issue 12), mark its consumer
+    `stopping` and cancel its consumer task unless `busy`: the keeper then saves the checkpoint,
+    removes the heartbeat and releases the lease, as on a graceful stop (`stop_consumers`).
+    """
 
     def __init__(
         self,
@@ -243,72 +342,189 @@ class MarketWorker:
         lease_ttl: float = 5.0,
         poll_seconds: float = 1.0,
         shutdown_grace: float = 10.0,
+        reload_seconds: float = 30.0,
     ) -> None:
         self.app = app
         self.source = source
         self.owner = owner or worker_id()
         self.lease_ttl = lease_ttl
         self.poll_seconds = poll_seconds
+        # The lease is renewed every `renew_every`; a consumer stops `fence` seconds before its
+        # lease could expire when it cannot be renewed (a renewal waits at most `fence / 2`).
+        self.renew_every = lease_ttl / 5
+        self.fence = lease_ttl / 5
+        self.reload_seconds = reload_seconds
         # On stop, a decision in flight gets this long to finish before it is abandoned (rolled back).
         self.shutdown_grace = shutdown_grace
-        self.consumers: dict[str, tuple[SymbolConsumer, RedisLease, asyncio.Task[None]]] = {}
+        self.held: dict[str, HeldSymbol] = {}
         self.finished: dict[str, SymbolConsumer] = {}
+        self._retry_at: dict[str, float] = {}
+        self._backoffs: dict[str, Backoff] = {}
         self._stop = asyncio.Event()
+        self._reporting_failed = False
 
     def lease(self, symbol: str) -> RedisLease:
-        return RedisLease(self.app.redis, self.app.bus.channel(f"lease:{symbol}"), self.owner, self.lease_ttl)
+        return RedisLease(
+            self.app.redis, self.app.bus.channel(f"lease:{symbol}"), self.owner, self.lease_ttl, timeout=self.fence / 2
+        )
 
     async def watched_symbols(self) -> list[Symbol]:
         async with self.app.uow() as uow:
             return list(await uow.symbols.watched())
 
     async def run(self) -> None:
-        events = asyncio.create_task(self._listen_for_changes())
+        listen = supervise(
+            "Listener of strategy changes", self._listen_for_changes, stop=self._stop, restart_on_return=True
+        )
+        listener = asyncio.create_task(listen, name="strategy-changes")
+        backoff = Backoff(initial=self.poll_seconds, maximum=max(self.poll_seconds, 10.0))
         try:
             while not self._stop.is_set():
-                await self._tick_supervisor()
+                delay = self.poll_seconds
                 try:
-                    await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
+                    await self._round()
+                    backoff.reset()
+                except Exception as e:
+                    delay = backoff.next_delay()
+                    if backoff.failures == 1:
+                        log.warning("Market supervisor round failed; retrying in %.1f s", delay, exc_info=True)
+                    else:
+                        log.warning("Market supervisor round failed again (%s); retrying in %.1f s", describe(e), delay)
+                await wait_or_stop(self._stop, delay)
         finally:
-            events.cancel()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             await self.stop_consumers()
 
-    async def _tick_supervisor(self) -> None:
-        for name, (consumer, lease, task) in list(self.consumers.items()):
-            if task.done():
-                del self.consumers[name]
-                error = None if task.cancelled() else task.exception()
-                if error is None:
-                    self.finished[name] = consumer  # its stream ended (a replay played out)
-                else:
-                    # A failed decision (the database or the exchange unreachable, …) rolled back:
-                    # the consumer restarts from its checkpoint on a later round, the failed tick
-                    # included; deterministic order ids make the retry safe.
-                    log.error("Consumer of %s failed; restarting it", name, exc_info=error)
-                    await consumer.save_checkpoint()
-                await lease.release()
-            elif not await lease.renew():
-                log.warning("Lost the lease of %s: stopping its consumer", name)
-                task.cancel()
-                del self.consumers[name]
-        for symbol in await self.watched_symbols():
-            if symbol.symbol in self.consumers or symbol.symbol in self.finished:
+    async def _round(self) -> None:
+        self._collect_ended()
+        try:
+            await self._take_free_symbols()
+        finally:
+            await self.report_streams()
+
+    def _collect_ended(self) -> None:
+        now = time.monotonic()
+        for name, held in list(self.held.items()):
+            if held.keeper is None or not held.keeper.done():
                 continue
-            lease = self.lease(symbol.symbol)
+            del self.held[name]
+            outcome = "stopped" if held.keeper.cancelled() else held.keeper.result()
+            backoff = self._backoffs.setdefault(name, Backoff())
+            if now - held.started >= HEALTHY_AFTER:
+                backoff.reset()
+            if outcome == "finished":
+                self.finished[name] = held.consumer  # its stream ended (a replay played out)
+            elif outcome == "failed":
+                # A failed decision (the database or the exchange unreachable, …) rolled back: the
+                # consumer restarts from its checkpoint after the delay, the failed tick included;
+                # deterministic order ids make the retry safe.
+                delay = backoff.next_delay()
+                self._retry_at[name] = now + delay
+                task = held.consumer_task
+                error = task.exception() if task is not None and task.done() and not task.cancelled() else None
+                if backoff.failures == 1:
+                    message = "Consumer of %s failed; restarting it from its checkpoint in %.1f s"
+                    log.error(message, name, delay, exc_info=error)
+                else:
+                    message = "Consumer of %s failed again (%s); restarting it in %.1f s"
+                    log.error(message, name, describe(error) if error else "?", delay)
+
+    async def _take_free_symbols(self) -> None:
+        now = time.monotonic()
+        for symbol in await self.watched_symbols():
+            name = symbol.symbol
+            if name in self.held or name in self.finished or self._retry_at.get(name, 0.0) > now:
+                continue
+            lease = self.lease(name)
             if await lease.acquire():
-                consumer = SymbolConsumer(self.app, self.source, symbol)
-                with log_fields(symbol=symbol.symbol):  # on every log line of the consumer's task
-                    task = asyncio.create_task(consumer.run(), name=f"consume-{symbol.symbol}")
-                self.consumers[symbol.symbol] = (consumer, lease, task)
-        await self.report_streams()
+                self._hold(symbol, lease)
+
+    def _hold(self, symbol: Symbol, lease: RedisLease) -> None:
+        consumer = SymbolConsumer(
+            self.app, self.source, symbol, lease=lease, fence=self.fence, reload_seconds=self.reload_seconds
+        )
+        held = HeldSymbol(consumer, lease)
+        with log_fields(symbol=symbol.symbol):  # on every log line of the keeper and consumer
+            held.keeper = asyncio.create_task(self._keep(held), name=f"keep-{symbol.symbol}")
+        self.held[symbol.symbol] = held
+
+    async def _keep(self, held: HeldSymbol) -> str:
+        """Run the consumer while the lease holds; renew the lease every `renew_every`. Returns why it
+        ended: "finished" (the stream ended), "failed" (the consumer raised: retried from its
+        checkpoint after a backoff), "stopped" (the worker stops), "lost" (the lease is another's) or
+        "expiring" (it could not be renewed: the consumer was stopped before it could expire)."""
+        consumer, lease, name = held.consumer, held.lease, held.consumer.symbol.symbol
+        task = held.consumer_task = asyncio.create_task(consumer.run(), name=f"consume-{name}")
+        outcome: str | None = None
+        renew_failing = False
+        try:
+            while outcome is None:
+                await asyncio.wait({task}, timeout=max(0.0, min(self.renew_every, lease.remaining() - self.fence)))
+                if task.done():
+                    break
+                try:
+                    if not await lease.renew():
+                        log.warning("Lost the lease of %s: stopping its consumer", name)
+                        outcome = "lost"
+                    elif renew_failing:
+                        renew_failing = False
+                        log.info("Renewed the lease of %s again", name)
+                except Exception as e:
+                    if not renew_failing:
+                        renew_failing = True
+                        log.warning(
+                            "Cannot renew the lease of %s (%s); its consumer stops in %.1f s unless a renewal succeeds",
+                            name, describe(e), max(0.0, lease.remaining() - self.fence),
+                        )  # fmt: skip
+                if outcome is None and lease.remaining() <= self.fence:
+                    log.warning("Stopping the consumer of %s before its lease can expire for another worker", name)
+                    outcome = "expiring"
+        finally:
+            if not task.done():
+                # A decision in flight rolls back; it is replayed from the checkpoint by the next holder.
+                task.cancel()
+            await asyncio.wait({task}, timeout=self.fence / 2)
+        if outcome is None:
+            outcome = self._consumer_outcome(consumer, task, name)
+        if outcome in ("lost", "expiring"):
+            # Not ours (or not certainly ours) any more: write nothing, the next holder owns the
+            # checkpoint and the heartbeat.
+            return outcome
+        try:
+            await asyncio.wait_for(consumer.save_checkpoint(), self.fence)
+            if outcome == "stopped":
+                # Its heartbeat goes before its lease: /readyz stops counting on this worker at once.
+                await asyncio.wait_for(self.app.redis.delete(stream_health.stream_key(self.app.bus, name)), self.fence)
+            await lease.release()
+        except Exception as e:
+            # Redis is down: the lease expires by itself, the heartbeat too, and the next holder
+            # resumes from an older checkpoint (replaying a tick is harmless).
+            log.warning("Could not hand %s over cleanly (%s)", name, describe(e))
+        return outcome
+
+    @staticmethod
+    def _consumer_outcome(consumer: SymbolConsumer, task: asyncio.Task[None], name: str) -> str:
+        if task.cancelled() or consumer.stopping:
+            return "stopped"
+        if not task.done():
+            log.warning("The consumer of %s did not stop in time", name)
+            return "stopped"
+        error = task.exception()
+        if error is None:
+            return "finished"
+        if isinstance(error, LeaseExpiring):
+            log.warning("The consumer of %s stopped: its lease could not be renewed", name)
+            return "expiring"
+        return "failed"  # logged by _collect_ended, which knows the backoff
 
     async def report_streams(self) -> None:
         """The state of the streams this worker consumes, for the API's /readyz (a failure to report
-        is logged: the heartbeat expires and readiness says so)."""
+        is logged once until it works again: the heartbeats expire and readiness says so)."""
         now = stream_health.now()
-        states = [(c, "starting" if c.last_tick_wall is None else "streaming") for c, _, _ in self.consumers.values()]
+        consumers = [h.consumer for h in self.held.values()]
+        states = [(c, "starting" if c.last_tick_wall is None else "streaming") for c in consumers]
         states += [(c, "finished") for c in self.finished.values()]
         reports = [
             stream_health.StreamReport(
@@ -319,50 +535,63 @@ class MarketWorker:
         if not reports:
             return
         try:
-            await stream_health.report(self.app.redis, self.app.bus, reports, ttl=max(3 * self.lease_ttl, 10.0))
-        except Exception:
-            log.exception("Could not report the market streams' state to Redis")
+            await asyncio.wait_for(
+                stream_health.report(self.app.redis, self.app.bus, reports, ttl=max(3 * self.lease_ttl, 10.0)),
+                max(self.poll_seconds, 1.0),
+            )
+        except Exception as e:
+            if not self._reporting_failed:
+                self._reporting_failed = True
+                log.warning("Cannot report the market streams' state to Redis (%s)", describe(e))
+            return
+        if self._reporting_failed:
+            self._reporting_failed = False
+            log.info("Reporting the market streams' state to Redis again")
 
     async def _listen_for_changes(self) -> None:
-        """Strategy and position changes made elsewhere (API, other workers) mark the index dirty."""
+        """Strategy and position changes made elsewhere (API, other workers) mark the index dirty.
+        Supervised: restarted with backoff when the connection drops; every (re)subscription asks the
+        consumers for a full reload, since the changes made while it was down were not heard."""
         pubsub = self.app.redis.pubsub()
-        await pubsub.subscribe(self.app.bus.channel("events"))
         try:
+            await pubsub.subscribe(self.app.bus.channel("events"))
+            for held in self.held.values():
+                held.consumer.request_full_reload()
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
                 strategy_id = json.loads(message["data"]).get("strategy_id")
-                for consumer, _, _ in self.consumers.values():
-                    consumer.mark_dirty(strategy_id)
+                if not isinstance(strategy_id, int):
+                    continue
+                for held in self.held.values():
+                    held.consumer.mark_dirty(strategy_id)
         finally:
-            await pubsub.aclose()
+            with contextlib.suppress(Exception):  # the connection is gone already
+                await pubsub.aclose()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def stop_consumers(self) -> None:
         """Graceful stop: a consumer between events stops at once; one handling an event finishes it
-        (its decision commits) within `shutdown_grace`, else it is abandoned — cancelled, its
-        transaction rolled back, and the event replayed from the checkpoint at the next start (every
-        order id is deterministic and looked up on the exchange first, so nothing is doubled)."""
-        for consumer, _, task in self.consumers.values():
-            consumer.stopping = True
-            if not consumer.busy:
-                task.cancel()
-        tasks = [task for _, _, task in self.consumers.values()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
-            for task in pending:
-                log.warning("Abandoning %s after %.0f s: its decision rolls back", task.get_name(), self.shutdown_grace)
-                task.cancel()
-        for consumer, lease, task in self.consumers.values():
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - stopping: its error is logged by the task
-                pass
-            await consumer.save_checkpoint()
-            # Its heartbeat goes before its lease: /readyz stops counting on this worker at once.
-            with contextlib.suppress(Exception):
-                await self.app.redis.delete(stream_health.stream_key(self.app.bus, consumer.symbol.symbol))
-            await lease.release()
-        self.consumers.clear()
+        (its decision commits) within `shutdown_grace` — its keeper renews the lease meanwhile —, else
+        it is abandoned: cancelled, its transaction rolled back, and the event replayed from the
+        checkpoint at the next start (every order id is deterministic and looked up on the exchange
+        first, so nothing is doubled). The keepers then save the checkpoints, remove the heartbeats
+        and release the leases."""
+        for held in self.held.values():
+            held.consumer.stopping = True
+            if not held.consumer.busy and held.consumer_task is not None:
+                held.consumer_task.cancel()
+        keepers = {h.keeper for h in self.held.values() if h.keeper is not None}
+        if keepers:
+            _, pending = await asyncio.wait(keepers, timeout=self.shutdown_grace)
+            for held in self.held.values():
+                if held.keeper in pending and held.consumer_task is not None:
+                    log.warning(
+                        "Abandoning %s after %.0f s: its decision rolls back",
+                        held.consumer_task.get_name(), self.shutdown_grace,
+                    )  # fmt: skip
+                    held.consumer_task.cancel()
+            await asyncio.wait(keepers, timeout=self.fence + 5)
+        self.held.clear()

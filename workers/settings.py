@@ -2,7 +2,9 @@
 
 On start-up it bootstraps the application, picks the market source, and runs the `MarketWorker`
 (one lease-held consumer per watched symbol) and the consumer of order updates (fills of resting
-orders on Binance, `workers.orders`). Cron jobs reconcile orders and backfill candles.
+orders on Binance, `workers.orders`), each supervised: restarted with backoff if it dies on a
+dependency's error (`workers.supervision`). Cron jobs reconcile orders and backfill candles. arq
+itself runs as `ResilientWorker`, which rides out Redis outages (`workers.arq_worker`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from domain.errors import ValidationError
 from workers import cron as cron_jobs
 from workers.market import MarketWorker, check_candle_spacing
 from workers.orders import OrderUpdatesWorker
+from workers.supervision import supervise
 
 log = logging.getLogger("criptoren.worker")
 
@@ -36,7 +39,13 @@ async def startup(ctx: dict[str, Any]) -> None:
         await source.close()
         await app.close()
         raise SystemExit(f"criptoren worker: {e.message}") from None
-    market = MarketWorker(app, source, lease_ttl=settings.lease_seconds, shutdown_grace=settings.shutdown_grace_seconds)
+    market = MarketWorker(
+        app,
+        source,
+        lease_ttl=settings.lease_seconds,
+        shutdown_grace=settings.shutdown_grace_seconds,
+        reload_seconds=settings.engine_reload_seconds,
+    )
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.
         from prometheus_client import start_http_server
@@ -45,8 +54,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         log.info("Worker metrics on http://0.0.0.0:%s/metrics", settings.metrics_port)
     orders = OrderUpdatesWorker(app)  # fills of resting orders (Binance), applied once
     ctx.update(app=app, source=source, market=market, orders=orders)
-    ctx["market_task"] = asyncio.create_task(market.run(), name="market-worker")
-    ctx["orders_task"] = asyncio.create_task(orders.run(), name="order-updates")
+    ctx["stop"] = stop = asyncio.Event()
+    ctx["market_task"] = asyncio.create_task(supervise("Market worker", market.run, stop=stop), name="market-worker")
+    ctx["orders_task"] = asyncio.create_task(supervise("Order updates", orders.run, stop=stop), name="order-updates")
     if settings.syncs_symbols:
         # In the background: an unreachable Binance must not delay the market consumers.
         ctx["symbols_task"] = asyncio.create_task(cron_jobs.sync_symbols(ctx), name="sync-symbols")
@@ -54,6 +64,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("stop") is not None:
+        ctx["stop"].set()  # no restart of what stops now
     for name in ("orders_task", "symbols_task"):
         if ctx.get(name) is not None:
             ctx[name].cancel()

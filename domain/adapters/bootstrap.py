@@ -33,7 +33,7 @@ from domain.adapters.market.prices import FirstKnownPrice, LatestCandlePrices, M
 from domain.adapters.messaging.redis_bus import RedisEventBus
 from domain.adapters.ops import backup as backups
 from domain.adapters.ops import metrics, stream_health
-from domain.adapters.ops.logs import configure_logging
+from domain.adapters.ops.logs import configure_logging, debugging
 from domain.adapters.persistence.migrate import upgrade_to_head
 from domain.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWorkFactory, make_engine, make_session_factory
 from domain.model import Symbol
@@ -197,6 +197,7 @@ __all__ = [
     "backups",
     "bootstrap",
     "configure_logging",
+    "debugging",
     "derive_key",
     "make_market_source",
     "metrics",

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="criptoren", description="prefix of every Redis key, channel and arq queue")
     synthetic_seed: int = 7
     lease_seconds: float = Field(default=5.0, description="a dead worker's symbols are taken over after this")
+    engine_reload_seconds: float = Field(
+        default=30.0, gt=0, description="worker: a consumer reloads its symbol's strategies in full at least this often"
+    )
     fee_rate: Decimal = Decimal("0.001")
     criptoren_secret_key: str | None = None
     criptoren_env: Literal["dev", "prod"] = "dev"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from domain import commands as cmds
-from domain.adapters.bootstrap import App
+from domain.adapters.bootstrap import App, upgrade_to_head
 from domain.services import auth
 from gql_api.app import create_app
+from tests import services
 
 LOGIN = """
 mutation($k: String!, $s: String!) {
@@ -87,3 +88,22 @@ async def http(db: App) -> AsyncIterator[httpx.AsyncClient]:
 async def gql(db: App, http: httpx.AsyncClient) -> GraphQLClient:
     """Client 1 (the demo client, once a test seeded it), logged in at its first request."""
     return GraphQLClient(http, db, client_id=1)
+
+
+@pytest.fixture
+def empty_database() -> Iterator[tuple[str, str]]:
+    """A database of the test's own, without tables, and the admin URL of its server: for tests
+    whose processes own a whole database (`criptoren up` on a first start, a PostgreSQL outage)."""
+    admin = services.server_url()
+    url = services.create_database(admin)
+    try:
+        yield admin, url
+    finally:
+        services.drop_database(admin, url)
+
+
+@pytest.fixture
+def fresh_database(empty_database: tuple[str, str]) -> tuple[str, str]:
+    """`empty_database`, migrated."""
+    upgrade_to_head(empty_database[1])
+    return empty_database

