@@ -11,6 +11,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from domain.errors import FilterFailure, ValidationError
+from domain.numbers import AMOUNT, FEE_RATE, PERCENT, Bounds, plain
 
 if TYPE_CHECKING:
     from domain.model import SymbolFilters
@@ -76,6 +77,14 @@ def levels(base: Decimal, top: Decimal, buy_threshold: Decimal, sell_threshold: 
         top=top,
     )
 
+
+# The ranges of SPEC §4's parameters, each to the 4 decimals its column keeps (domain.numbers).
+CAPITAL_PERCENTAGE = Bounds(Decimal(0), HUNDRED, scale=PERCENT)  # 0 < p <= 100
+# b > 0: with E = B the tick that enters would also re-arm (price <= B), and noise around B
+# would stack entries (rule 1). A b under 0.0001 would be stored as 0: refused, not rounded.
+BUY_THRESHOLD = Bounds(Decimal(0), HUNDRED, high_included=False, scale=PERCENT)  # 0 < b < 100
+SELL_THRESHOLD = Bounds(Decimal(0), HUNDRED, low_included=True, high_included=False, scale=PERCENT)  # 0 <= s < 100
+MIN_PROFIT = Bounds(Decimal(0), Decimal(1000), low_included=True, high_included=False, scale=PERCENT)  # 0 <= m < 1000
 
 # The defaults of SPEC §4's parameters, defined once.
 DEFAULT_CAPITAL_PERCENTAGE = Decimal(20)
@@ -163,21 +172,16 @@ def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = P
     base, top, timeframe = channel.base, channel.top, channel.timeframe
     capital_percentage, buy_threshold = channel.capital_percentage, channel.buy_threshold
     sell_threshold, min_profit = channel.sell_threshold, channel.min_profit
-    for name, value in (("basePrice", base), ("topPrice", top)):
-        if not value.is_finite() or value <= 0:
-            raise ValidationError(f"{name} must be a positive number.", field=name)
+    # Every parameter is stored exactly as given (NUMERIC scales of domain.numbers) or refused.
+    FEE_RATE.check("feeRate", fee_rate)
+    AMOUNT.check("basePrice", base)
+    AMOUNT.check("topPrice", top)
     if top <= base:
-        raise ValidationError(f"topPrice ({top}) must be above basePrice ({base}).", field="topPrice")
-    if not capital_percentage.is_finite() or not (0 < capital_percentage <= 100):
-        raise ValidationError("capitalPercentage must be greater than 0 and at most 100.", field="capitalPercentage")
-    # b > 0: with E = B the tick that enters would also re-arm (price <= B), and noise around B
-    # would stack entries (rule 1).
-    if not buy_threshold.is_finite() or not (0 < buy_threshold < 100):
-        raise ValidationError("buyThreshold must be greater than 0 and below 100.", field="buyThreshold")
-    if not sell_threshold.is_finite() or not (0 <= sell_threshold < 100):
-        raise ValidationError("sellThreshold must be at least 0 and below 100.", field="sellThreshold")
-    if not min_profit.is_finite() or not (0 <= min_profit < 1000):
-        raise ValidationError("minProfit must be at least 0 and below 1000.", field="minProfit")
+        raise ValidationError(f"topPrice ({plain(top)}) must be above basePrice ({plain(base)}).", field="topPrice")
+    CAPITAL_PERCENTAGE.check("capitalPercentage", capital_percentage)
+    BUY_THRESHOLD.check("buyThreshold", buy_threshold)
+    SELL_THRESHOLD.check("sellThreshold", sell_threshold)
+    MIN_PROFIT.check("minProfit", min_profit)
     if timeframe not in TIMEFRAMES:
         raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
     lv = channel.levels
@@ -194,9 +198,10 @@ def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = P
     return lv
 
 
-def validate_percentage(name: str, value: Decimal, upper: Decimal = Decimal(1000)) -> None:
-    if not value.is_finite() or not (0 <= value < upper):
-        raise ValidationError(f"{name} must be at least 0 and below {upper}.", field=name)
+def validate_percentage(name: str, value: Decimal, upper: Decimal = MIN_PROFIT.high) -> None:
+    """A percentage such as a minimum profit m: at least 0, below `upper`, to the 4 decimals of
+    the percent columns (stored exactly or refused)."""
+    Bounds(Decimal(0), upper, low_included=True, high_included=False, scale=PERCENT).check(name, value)
 
 
 # ---------------------------------------------------------------- rules 1, 4, 5, 6: triggers
