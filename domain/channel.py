@@ -188,12 +188,12 @@ def validate_channel(channel: Channel, fee_rate: Decimal, tick_size: Decimal = P
     if lv.exit <= lv.entry or lv.exit < lv.entry * (ONE + min_profit / HUNDRED) / ((ONE - fee_rate) ** 2):
         smallest = smallest_workable_top(base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size)
         raise ValidationError(
-            f"The channel is too narrow to yield the minimum profit of {min_profit}% after fees: "
-            f"the exit level {lv.exit.normalize():f} is below what an entry at "
-            f"{lv.entry.normalize():f} needs. The smallest workable topPrice is "
-            f"{smallest.normalize():f}.",
+            f"The channel is too narrow to yield the minimum profit of {plain(min_profit)}% after fees: "
+            f"the exit level {plain(lv.exit)} is below what an entry at "
+            f"{plain(lv.entry)} needs. The smallest workable topPrice is "
+            f"{plain(smallest)}.",
             field="topPrice",
-            smallest_workable_top=f"{smallest.normalize():f}",
+            smallest_workable_top=plain(smallest),
         )
     return lv
 
@@ -259,21 +259,20 @@ def check_order_filters(quantity: Decimal, price: Decimal, filters: SymbolFilter
     """Rule 11: LOT_SIZE (minimum and step) and MIN_NOTIONAL apply to every order."""
     if quantity < filters.min_qty or quantity <= 0:
         raise FilterFailure(
-            f"{what}: quantity {quantity.normalize():f} is below the exchange's minimum "
-            f"{filters.min_qty.normalize():f} (LOT_SIZE).",
+            f"{what}: quantity {plain(quantity)} is below the exchange's minimum {plain(filters.min_qty)} (LOT_SIZE).",
             filter="LOT_SIZE",
         )
     if round_down_to_step(quantity, filters.step_size) != quantity:
         raise FilterFailure(
-            f"{what}: quantity {quantity.normalize():f} is not a multiple of the lot step "
-            f"{filters.step_size.normalize():f} (LOT_SIZE).",
+            f"{what}: quantity {plain(quantity)} is not a multiple of the lot step "
+            f"{plain(filters.step_size)} (LOT_SIZE).",
             filter="LOT_SIZE",
         )
     notional = quantity * price
     if notional < filters.min_notional:
         raise FilterFailure(
-            f"{what}: order value {notional.normalize():f} is below the exchange's minimum "
-            f"{filters.min_notional.normalize():f} (MIN_NOTIONAL).",
+            f"{what}: order value {plain(notional)} is below the exchange's minimum "
+            f"{plain(filters.min_notional)} (MIN_NOTIONAL).",
             filter="MIN_NOTIONAL",
         )
 

@@ -47,9 +47,12 @@ def _trailing_zeros(digits: tuple[int, ...]) -> int:
 
 
 def decimal_places(value: Decimal) -> int:
-    """Digits `value` needs after the point: "1.50" needs 1, "2E+3" none. `value` is finite."""
+    """Digits `value` needs after the point: "1.50" needs 1, "2E+3" and "0E-30" none. `value` is
+    finite."""
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
+    if not any(digits):
+        return 0
     return max(0, -(exponent + _trailing_zeros(digits)))
 
 

@@ -4,6 +4,7 @@ buy threshold stored as 0 put E on B, and one bounce bought again and again (SPE
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -87,7 +88,7 @@ async def test_a_buy_threshold_under_its_precision_cannot_stack_entries(db: App,
     # E = 2000.0020 with noise around it that never touches B.
     path = ["2100", "1999.99", "2000", "1999.99", "2000", "1999.99", "2000", "2000.01", "2000.001", "2000.01",
             "2000.001", "2000.01"]  # fmt: skip
-    for prev, cur in zip(path, path[1:], strict=False):
+    for prev, cur in itertools.pairwise(path):
         db.price_book.set("ETHUSDT", Decimal(cur))
         move = cmds.ProcessPriceMove(symbol.id, Decimal(prev), Decimal(cur), at)
         opened += (await services.process_price_move(move, db.uow(), db.exchange)).opened

@@ -132,7 +132,7 @@ def test_amounts_not_kept_exactly_are_refused(value: str) -> None:
 
 
 def test_decimal_places_and_significant_digits() -> None:
-    assert [decimal_places(D(v)) for v in ("1.50", "2E+3", "1E-18", "0.0012300", "7")] == [1, 0, 18, 5, 0]
+    assert [decimal_places(D(v)) for v in ("1.50", "2E+3", "1E-18", "0.0012300", "7", "0E-30")] == [1, 0, 18, 5, 0, 0]
     assert [significant_digits(D(v)) for v in ("1.50", "2E+3", "0.0012300", "0", "100.001")] == [2, 1, 3, 0, 6]
     assert AMOUNT.holds(D("0.100000000000000000000000"))  # trailing zeros are not digits kept
 
@@ -198,6 +198,7 @@ def test_fee_rates_below_one_are_accepted(fee_rate: str) -> None:
 
 def test_schedule_min_profit_is_checked_to_its_column() -> None:
     ch.validate_percentage("minProfit", D("999.9999"))
+    ch.validate_percentage("minProfit", D("0E-30"))  # zero, however written, is kept
     for bad in ("0.00001", "999.99999", "1000"):
         assert refused(ch.validate_percentage, "minProfit", D(bad)).details["field"] == "minProfit"
 
