@@ -6,6 +6,7 @@ import decimal
 import re
 
 import strawberry
+from graphql import FloatValueNode, IntValueNode, StringValueNode, ValueNode
 
 from domain.numbers import plain
 
@@ -21,9 +22,28 @@ class DecimalInputError(ValueError):
 
 
 def parse_decimal(value: object) -> decimal.Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    """A Decimal given in the variables (JSON): a string, or an integer. A JSON number with a
+    fraction or an exponent arrives as a binary float that may have lost digits already
+    (1234.56789012345678 reads 1234.5678901234568): refused, never stored as another number."""
+    if isinstance(value, float):
+        raise DecimalInputError(f'{value!r} is a floating-point number: pass decimals as strings, e.g. "2000.50".')
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise DecimalInputError(f'{value!r} is not a decimal number: pass it as a string, e.g. "2000.50".')
-    text = str(value).strip(" \t\r\n")
+    if isinstance(value, int) and abs(value) >= 10**MAX_DECIMAL_LENGTH:
+        raise DecimalInputError(f"Decimal values are at most {MAX_DECIMAL_LENGTH} characters long.")
+    return parse_decimal_text(str(value))
+
+
+def parse_decimal_literal(node: ValueNode, variables: object = None) -> decimal.Decimal:
+    """A Decimal written in the document: a string, or a number literal read exactly as written
+    (`amount: 2000.50`), not through a float."""
+    if isinstance(node, StringValueNode | IntValueNode | FloatValueNode):
+        return parse_decimal_text(node.value)
+    raise DecimalInputError('Not a decimal number: pass it as a string, e.g. "2000.50".')
+
+
+def parse_decimal_text(text: str) -> decimal.Decimal:
+    text = text.strip(" \t\r\n")
     if len(text) > MAX_DECIMAL_LENGTH:
         raise DecimalInputError(f"Decimal values are at most {MAX_DECIMAL_LENGTH} characters long.")
     if NON_FINITE.fullmatch(text):
@@ -44,9 +64,11 @@ DecimalScalar = strawberry.scalar(
     name="Decimal",
     description=(
         'An exact decimal number, serialized as a string ("102498.78"). Send strings too: '
-        "money and quantities are never floating point. Written in the digits 0-9, with an optional "
-        "sign, one dot and an optional exponent."
+        "money and quantities are never floating point (a JSON number with a fraction or an exponent is "
+        "refused: it has lost digits already). Written in the digits 0-9, with an optional sign, one dot "
+        "and an optional exponent; a number literal in a document is read exactly as written."
     ),
     serialize=serialize_decimal,
     parse_value=parse_decimal,
+    parse_literal=parse_decimal_literal,
 )

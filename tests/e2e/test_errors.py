@@ -226,6 +226,8 @@ PRECISION_CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("allocation in arabic digits", ALLOCATE, {"s": "{strategy}", "a": "١٢٣"}, "VALIDATION"),
     ("allocation in full-width digits", ALLOCATE, {"s": "{strategy}", "a": "１２３"}, "VALIDATION"),
     ("allocation with an underscore", ALLOCATE, {"s": "{strategy}", "a": "1_000"}, "VALIDATION"),
+    # a JSON float has lost digits before the API sees it: 1234.5678901234568 would be stored
+    ("allocation as a JSON float", ALLOCATE, {"s": "{strategy}", "a": 1234.56789012345678}, "VALIDATION"),
     ("allocation to an arabic-digit id", ALLOCATE, {"s": "{strategy_arabic}", "a": "10"}, "NOT_FOUND"),
     ("allocation to a full-width id", ALLOCATE, {"s": "{strategy_fullwidth}", "a": "10"}, "NOT_FOUND"),
     ("allocation to a zero-padded id", ALLOCATE, {"s": "0{strategy}", "a": "10"}, "NOT_FOUND"),

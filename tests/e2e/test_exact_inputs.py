@@ -61,6 +61,12 @@ async def test_edge_values_are_stored_and_read_back_exactly(db: App, gql: GraphQ
         allocation = (await gql.data(ALLOCATE, s=sid, a=amount))["allocateCapital"]
         assert Decimal(allocation["amount"]) == Decimal(amount)
         assert (await stored(db, "capital_allocations", allocation["id"], ["amount"]))["amount"] == Decimal(amount)
+    # A number literal in the document is read as written, not through a float (1234.5678901234568).
+    literal = f'mutation {{ allocateCapital(strategyId: "{sid}", amount: 1234.56789012345678) {{ id amount }} }}'
+    allocation = (await gql.data(literal))["allocateCapital"]
+    assert allocation["amount"] == "1234.56789012345678"
+    stored_amount = (await stored(db, "capital_allocations", allocation["id"], ["amount"]))["amount"]
+    assert stored_amount == Decimal("1234.56789012345678")
 
 
 async def test_a_buy_threshold_under_its_precision_cannot_stack_entries(db: App, gql: GraphQLClient) -> None:

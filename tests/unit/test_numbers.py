@@ -8,7 +8,7 @@ import base64
 from decimal import Decimal
 
 import pytest
-from graphql import GraphQLError
+from graphql import BooleanValueNode, FloatValueNode, GraphQLError, IntValueNode, StringValueNode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Numeric
@@ -19,7 +19,7 @@ from domain.errors import NotFound, ValidationError, WouldSellAtLoss
 from domain.numbers import AMOUNT, MAX_AMOUNT, MONEY, PERCENT, decimal_places, plain, significant_digits
 from domain.services.common import check_amount
 from gql_api.errors import classify
-from gql_api.scalars import DecimalInputError, parse_decimal, serialize_decimal
+from gql_api.scalars import DecimalInputError, parse_decimal, parse_decimal_literal, serialize_decimal
 from gql_api.types import decode_cursor, encode_cursor, parse_id
 
 D = Decimal
@@ -206,9 +206,26 @@ def test_schedule_min_profit_is_checked_to_its_column() -> None:
 # ---------------------------------------------------------------- the Decimal scalar
 
 
-@pytest.mark.parametrize("text", ["1", "-5", "+5", "2000.50", ".5", "5.", "1e3", "2.5E-7", " 12 ", 12, 0.5])
+@pytest.mark.parametrize("text", ["1", "-5", "+5", "2000.50", ".5", "5.", "1e3", "2.5E-7", " 12 ", 12, 10**39])
 def test_decimals_in_ascii_digits_are_read(text: object) -> None:
     assert parse_decimal(text) == D(str(text).strip())
+
+
+@pytest.mark.parametrize("value", [0.5, 1234.56789012345678, 1e-400, 10**40, True, None, [1]])
+def test_floats_and_other_json_values_are_refused(value: object) -> None:
+    """A JSON number with a fraction is a binary float: 1234.56789012345678 arrives as
+    1234.5678901234568, another number. Refused, never stored."""
+    with pytest.raises(DecimalInputError):
+        parse_decimal(value)
+
+
+@pytest.mark.parametrize("written", ["1234.56789012345678", "1e-19", "2000", "0.000000000000000001"])
+def test_number_literals_are_read_exactly_as_written(written: str) -> None:
+    node = FloatValueNode(value=written) if any(c in written for c in ".e") else IntValueNode(value=written)
+    assert parse_decimal_literal(node) == D(written)
+    assert parse_decimal_literal(StringValueNode(value=written)) == D(written)
+    with pytest.raises(DecimalInputError):
+        parse_decimal_literal(BooleanValueNode(value=True))
 
 
 @pytest.mark.parametrize(
