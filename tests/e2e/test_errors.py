@@ -177,7 +177,9 @@ WITHDRAW = "mutation($s: ID!, $a: Decimal!) { withdrawProfit(strategyId: $s, amo
 SCHEDULE = "mutation($p: ID!, $m: Decimal!) { scheduleSell(positionId: $p, minProfit: $m) { id } }"
 UPDATE = "mutation($s: ID!, $i: UpdateStrategyInput!) { updateStrategy(id: $s, input: $i) { id } }"
 POSITIONS_AFTER = "query($c: String!) { positions(after: $c) { nodes { id } } }"
-BACKTEST = "query($s: ID!, $f: Decimal!) { backtest(input: {strategyId: $s, feeRate: $f}) { summary { entries } } }"
+BACKTEST = """query($s: ID!, $f: Decimal!) {
+  backtest(input: {strategyId: $s, feeRate: $f, interval: "4h"}) { summary { entries } }
+}"""
 
 
 def cursor(text: str) -> str:
@@ -241,7 +243,11 @@ PRECISION_CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("cursor of 1e20", POSITIONS_AFTER, {"c": cursor(f"cursor:{10**20}")}, "VALIDATION"),
     ("cursor in arabic digits", POSITIONS_AFTER, {"c": cursor("cursor:١٢٣")}, "VALIDATION"),
     ("backtest with a fee rate of 1", BACKTEST, {"s": "{strategy}", "f": "1"}, "VALIDATION"),
-    ("backtest with a negative fee rate", BACKTEST, {"s": "{strategy}", "f": "-0.001"}, "VALIDATION"),
+    ("backtest with a negative fee rate", BACKTEST, {"s": "{strategy}", "f": "-5"}, "VALIDATION"),
+    # What the schema fuzz could reach with its first generators (updateStrategy of the demo's "1"):
+    ("update capitalPercentage to 1e-8", UPDATE, {"s": "1", "i": {"capitalPercentage": "0.00000001"}}, "VALIDATION"),
+    ("update topPrice to 1e400", UPDATE, {"s": "1", "i": {"topPrice": "1e400"}}, "VALIDATION"),
+    ("update topPrice to 1e20", UPDATE, {"s": "1", "i": {"topPrice": "100000000000000000000.0000"}}, "VALIDATION"),
 ]
 
 
