@@ -16,7 +16,17 @@ from sqlalchemy import Numeric
 from domain import channel as ch
 from domain.adapters.persistence import orm
 from domain.errors import NotFound, ValidationError, WouldSellAtLoss
-from domain.numbers import AMOUNT, MAX_AMOUNT, MONEY, PERCENT, decimal_places, plain, significant_digits
+from domain.numbers import (
+    AMOUNT,
+    FEE_RATE,
+    MAX_AMOUNT,
+    MONEY,
+    PERCENT,
+    Bounds,
+    decimal_places,
+    plain,
+    significant_digits,
+)
 from domain.services.common import check_amount
 from gql_api.errors import classify
 from gql_api.scalars import DecimalInputError, parse_decimal, parse_decimal_literal, serialize_decimal
@@ -48,6 +58,14 @@ def test_every_numeric_column_has_a_precision_of_the_domain() -> None:
         assert (column.type.precision, column.type.scale) in known, column
     percent = {c.name for c in columns if c.type.scale == PERCENT.places}
     assert percent == {"capital_percentage", "buy_threshold", "sell_threshold", "min_profit"}
+
+
+@pytest.mark.parametrize(
+    "bounds", [AMOUNT, FEE_RATE, ch.CAPITAL_PERCENTAGE, ch.BUY_THRESHOLD, ch.SELL_THRESHOLD, ch.MIN_PROFIT]
+)
+def test_every_value_a_bound_accepts_fits_its_column(bounds: Bounds) -> None:
+    """The integer digits too: a value at a bound's upper end is below its column's limit."""
+    assert bounds.high < bounds.scale.limit and -bounds.scale.limit < bounds.low
 
 
 # ---------------------------------------------------------------- the written form
