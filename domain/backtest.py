@@ -42,6 +42,7 @@ from domain.engine import StrategySnapshot, SymbolIndex
 from domain.errors import ValidationError
 from domain.events import EventType
 from domain.model import Position, PositionStatus, Side, Symbol, Trade
+from domain.numbers import plain
 from domain.ports import Exchange, Page, UnitOfWorkFactory
 from domain.symbol_engine import SymbolEngine
 
@@ -372,9 +373,9 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values: Decimals as strings, times in ISO 8601."""
 
-        def plain(value: object) -> object:
+        def json_ready(value: object) -> object:
             if isinstance(value, Decimal):
-                return f"{value.normalize():f}" if value.is_finite() else str(value)
+                return plain(value)
             if isinstance(value, datetime):
                 return value.isoformat()
             if isinstance(value, timedelta):
@@ -385,9 +386,9 @@ class Summary:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, Channel | ch.Levels):
-                out[name] = {k: plain(getattr(value, k)) for k in value.__dataclass_fields__}
+                out[name] = {k: json_ready(getattr(value, k)) for k in value.__dataclass_fields__}
             else:
-                out[name] = plain(value)
+                out[name] = json_ready(value)
         return out
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from typing import TYPE_CHECKING
 
 from domain.errors import FilterFailure, ValidationError
+from domain.numbers import AMOUNT, FEE_RATE, PERCENT, Bounds, plain
 
 if TYPE_CHECKING:
     from domain.model import SymbolFilters
@@ -76,6 +77,14 @@ def levels(base: Decimal, top: Decimal, buy_threshold: Decimal, sell_threshold: 
         top=top,
     )
 
+
+# The ranges of SPEC §4's parameters, each to the 4 decimals its column keeps (domain.numbers).
+CAPITAL_PERCENTAGE = Bounds(Decimal(0), HUNDRED, scale=PERCENT)  # 0 < p <= 100
+# b > 0: with E = B the tick that enters would also re-arm (price <= B), and noise around B
+# would stack entries (rule 1). A b under 0.0001 would be stored as 0: refused, not rounded.
+BUY_THRESHOLD = Bounds(Decimal(0), HUNDRED, high_included=False, scale=PERCENT)  # 0 < b < 100
+SELL_THRESHOLD = Bounds(Decimal(0), HUNDRED, low_included=True, high_included=False, scale=PERCENT)  # 0 <= s < 100
+MIN_PROFIT = Bounds(Decimal(0), Decimal(1000), low_included=True, high_included=False, scale=PERCENT)  # 0 <= m < 1000
 
 # The defaults of SPEC §4's parameters, defined once.
 DEFAULT_CAPITAL_PERCENTAGE = Decimal(20)
@@ -193,21 +202,16 @@ def validate_channel(
     base, top, timeframe = channel.base, channel.top, channel.timeframe
     capital_percentage, buy_threshold = channel.capital_percentage, channel.buy_threshold
     sell_threshold, min_profit = channel.sell_threshold, channel.min_profit
-    for name, value in (("basePrice", base), ("topPrice", top)):
-        if not value.is_finite() or value <= 0:
-            raise ValidationError(f"{name} must be a positive number.", field=name)
+    # Every parameter is stored exactly as given (NUMERIC scales of domain.numbers) or refused.
+    FEE_RATE.check("feeRate", fee_rate)
+    AMOUNT.check("basePrice", base)
+    AMOUNT.check("topPrice", top)
     if top <= base:
-        raise ValidationError(f"topPrice ({top}) must be above basePrice ({base}).", field="topPrice")
-    if not capital_percentage.is_finite() or not (0 < capital_percentage <= 100):
-        raise ValidationError("capitalPercentage must be greater than 0 and at most 100.", field="capitalPercentage")
-    # b > 0: with E = B the tick that enters would also re-arm (price <= B), and noise around B
-    # would stack entries (rule 1).
-    if not buy_threshold.is_finite() or not (0 < buy_threshold < 100):
-        raise ValidationError("buyThreshold must be greater than 0 and below 100.", field="buyThreshold")
-    if not sell_threshold.is_finite() or not (0 <= sell_threshold < 100):
-        raise ValidationError("sellThreshold must be at least 0 and below 100.", field="sellThreshold")
-    if not min_profit.is_finite() or not (0 <= min_profit < 1000):
-        raise ValidationError("minProfit must be at least 0 and below 1000.", field="minProfit")
+        raise ValidationError(f"topPrice ({plain(top)}) must be above basePrice ({plain(base)}).", field="topPrice")
+    CAPITAL_PERCENTAGE.check("capitalPercentage", capital_percentage)
+    BUY_THRESHOLD.check("buyThreshold", buy_threshold)
+    SELL_THRESHOLD.check("sellThreshold", sell_threshold)
+    MIN_PROFIT.check("minProfit", min_profit)
     if timeframe not in TIMEFRAMES:
         raise ValidationError(f"timeframe must be one of {', '.join(TIMEFRAMES)}.", field="timeframe")
     lv = channel.levels
@@ -217,12 +221,12 @@ def validate_channel(
             base, buy_threshold, sell_threshold, min_profit, fee_rate, tick_size, filters=filters, entry_quote=quote
         )
         raise ValidationError(
-            f"The channel is too narrow to yield the minimum profit of {min_profit}% after fees: "
-            f"the exit level {lv.exit.normalize():f} is below what an entry at "
-            f"{lv.entry.normalize():f} needs. The smallest workable topPrice is "
-            f"{smallest.normalize():f}.",
+            f"The channel is too narrow to yield the minimum profit of {plain(min_profit)}% after fees: "
+            f"the exit level {plain(lv.exit)} is below what an entry at "
+            f"{plain(lv.entry)} needs. The smallest workable topPrice is "
+            f"{plain(smallest)}.",
             field="topPrice",
-            smallest_workable_top=f"{smallest.normalize():f}",
+            smallest_workable_top=plain(smallest),
         )
     return lv
 
@@ -263,12 +267,13 @@ def entries_warning(
 
 
 def _plain(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+    return plain(value)
 
 
-def validate_percentage(name: str, value: Decimal, upper: Decimal = Decimal(1000)) -> None:
-    if not value.is_finite() or not (0 <= value < upper):
-        raise ValidationError(f"{name} must be at least 0 and below {upper}.", field=name)
+def validate_percentage(name: str, value: Decimal, upper: Decimal = MIN_PROFIT.high) -> None:
+    """A percentage such as a minimum profit m: at least 0, below `upper`, to the 4 decimals of
+    the percent columns (stored exactly or refused)."""
+    Bounds(Decimal(0), upper, low_included=True, high_included=False, scale=PERCENT).check(name, value)
 
 
 # ---------------------------------------------------------------- rules 1, 4, 5, 6: triggers
@@ -326,29 +331,32 @@ def check_order_filters(quantity: Decimal, price: Decimal, filters: SymbolFilter
     """Rule 11: LOT_SIZE (minimum and step) and MIN_NOTIONAL apply to every order."""
     if quantity < filters.min_qty or quantity <= 0:
         raise FilterFailure(
-            f"{what}: quantity {quantity.normalize():f} is below the exchange's minimum "
-            f"{filters.min_qty.normalize():f} (LOT_SIZE).",
+            f"{what}: quantity {plain(quantity)} is below the exchange's minimum {plain(filters.min_qty)} (LOT_SIZE).",
             filter="LOT_SIZE",
         )
     if round_down_to_step(quantity, filters.step_size) != quantity:
         raise FilterFailure(
-            f"{what}: quantity {quantity.normalize():f} is not a multiple of the lot step "
-            f"{filters.step_size.normalize():f} (LOT_SIZE).",
+            f"{what}: quantity {plain(quantity)} is not a multiple of the lot step "
+            f"{plain(filters.step_size)} (LOT_SIZE).",
             filter="LOT_SIZE",
         )
     notional = quantity * price
     if notional < filters.min_notional:
         raise FilterFailure(
-            f"{what}: order value {notional.normalize():f} is below the exchange's minimum "
-            f"{filters.min_notional.normalize():f} (MIN_NOTIONAL).",
+            f"{what}: order value {plain(notional)} is below the exchange's minimum "
+            f"{plain(filters.min_notional)} (MIN_NOTIONAL).",
             filter="MIN_NOTIONAL",
         )
 
 
 def commission(amount: Decimal) -> Decimal:
     """A fee as Binance reports it: to 8 decimals, rounded half up (the paper exchange does the same,
-    so that paper and Binance book the same fees to the last digit)."""
-    return amount.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+    so that paper and Binance book the same fees to the last digit). Quantized with room for the
+    largest amounts the API accepts (28 significant digits, plus 8 decimals), which the default
+    context could not hold."""
+    with localcontext() as wide:
+        wide.prec = 60
+        return amount.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def net_quantity(gross: Decimal, fee_rate: Decimal, step: Decimal) -> Decimal:

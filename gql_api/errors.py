@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from domain.errors import DomainError
+from domain.numbers import plain
 from gql_api.scalars import DecimalInputError
 
 log = logging.getLogger("criptoren.api")
@@ -32,6 +34,13 @@ def _causes(error: BaseException | None) -> Iterator[BaseException]:
         seen += 1
 
 
+def _detail(value: Any) -> Any:
+    # Numbers read as in the messages and the Decimal fields: one form (domain.numbers.plain).
+    if isinstance(value, Decimal):
+        return plain(value)
+    return value if isinstance(value, str | int | bool) else str(value)
+
+
 def classify(error: GraphQLError) -> GraphQLError:
     """Return the error with `extensions.code` (and, for unexpected errors, a masked message)."""
     extensions: dict[str, Any] = dict(error.extensions or {})
@@ -43,9 +52,7 @@ def classify(error: GraphQLError) -> GraphQLError:
     if domain is not None:
         extensions["code"] = domain.code
         if domain.details:
-            extensions["details"] = {
-                k: v if isinstance(v, str | int | bool) else str(v) for k, v in domain.details.items()
-            }
+            extensions["details"] = {k: _detail(v) for k, v in domain.details.items()}
         message = domain.message
     elif any(isinstance(c, DecimalInputError) for c in causes) or any(m in message for m in INPUT_MARKERS):
         extensions["code"] = "VALIDATION"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -23,14 +24,22 @@ from gql_api.context import Info
 T = TypeVar("T")
 
 
+# Ids and cursors are ours: positive integers under the 32-bit limit of the id columns, written
+# in ASCII digits without sign or leading zero (Python's int() also reads "١٢٣", "１２３", "1_000").
+CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}")
+MAX_ID = 2**31 - 1
+
+
+def _canonical_id(text: str) -> int | None:
+    return int(text) if CANONICAL_ID.fullmatch(text) and int(text) <= MAX_ID else None
+
+
 def parse_id(value: strawberry.ID | str | int, entity: str) -> int:
-    """Our ids are integers: anything else cannot exist, so it is NOT_FOUND."""
-    try:
-        parsed = int(str(value))
-    except ValueError:
-        raise NotFound(f"{entity} {value} not found.", entity=entity, id=str(value)) from None
-    if not 0 < parsed < 2**31:
-        raise NotFound(f"{entity} {value} not found.", entity=entity, id=str(value))
+    """Our ids are integers as we write them: anything else cannot exist, so it is NOT_FOUND."""
+    text = str(value)
+    parsed = _canonical_id(text)
+    if parsed is None:
+        raise NotFound(f"{entity} {text[:40]} not found.", entity=entity, id=text[:40])
     return parsed
 
 
@@ -39,15 +48,17 @@ def encode_cursor(row_id: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int | None:
+    """The row id of a cursor this API returned; any other string is VALIDATION."""
     if cursor is None:
         return None
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "cursor":
-            raise ValueError(kind)
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("after is not a cursor returned by this API.", field="after") from None
+    except (ValueError, UnicodeError):
+        kind, value = "", ""
+    row_id = _canonical_id(value) if kind == "cursor" else None
+    if row_id is None or encode_cursor(row_id) != cursor:
+        raise ValidationError("after is not a cursor returned by this API.", field="after")
+    return row_id
 
 
 def d(description: str) -> Decimal:

@@ -15,7 +15,7 @@ from domain.channel import Channel, check_candle_interval, timeframe_delta
 from domain.errors import NotFound, ValidationError
 from domain.model import Symbol
 from domain.ports import UnitOfWork, UnitOfWorkFactory
-from domain.services.common import get_strategy
+from domain.services.common import check_amount, get_strategy
 
 # The principal a backtest assumes when neither the strategy nor the caller gives one.
 DEFAULT_BANKROLL = Decimal(2000)
@@ -35,6 +35,8 @@ async def prepare_backtest(cmd: cmds.PrepareBacktest, uow: UnitOfWorkFactory) ->
     """The channel to backtest: a stored strategy's (only the caller's own: another client's is not
     found) with the given parameters changed, or a channel given whole. The bankroll is the one
     given, else the strategy's principal, else `DEFAULT_BANKROLL`. Read only."""
+    if cmd.bankroll is not None:
+        check_amount("bankroll", cmd.bankroll)
     if cmd.strategy_id is not None:
         async with uow() as u:
             strategy = await get_strategy(u, cmd.strategy_id, cmd.client_id)

@@ -114,7 +114,7 @@ async def withdraw_profit(cmd: cmds.WithdrawProfit, uow: UnitOfWork) -> CapitalA
         if cmd.amount > ledger.profit:
             raise InsufficientCapital(
                 f"Cannot withdraw {fmt(cmd.amount)}: the strategy's profit balance is {fmt(ledger.profit)}.",
-                available=str(ledger.profit),
+                available=ledger.profit,
             )
         allocation = CapitalAllocation(
             client_id=strategy.client_id,

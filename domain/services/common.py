@@ -9,7 +9,6 @@ from domain.errors import (
     InvalidState,
     NoPrice,
     NotFound,
-    ValidationError,
 )
 from domain.events import EventType
 from domain.model import (
@@ -21,9 +20,8 @@ from domain.model import (
     StrategyEvent,
     Symbol,
 )
+from domain.numbers import AMOUNT, plain
 from domain.ports import PriceSource, UnitOfWork
-
-MAX_AMOUNT = Decimal("1e15")
 
 
 def utcnow() -> datetime:
@@ -34,8 +32,9 @@ def utcnow() -> datetime:
 
 
 def check_amount(name: str, value: Decimal) -> None:
-    if not value.is_finite() or value <= 0 or value > MAX_AMOUNT:
-        raise ValidationError(f"{name} must be a positive number.", field=name)
+    """A user's amount of money or quantity: positive, at most `domain.numbers.MAX_AMOUNT`, and kept exactly by
+    the money columns (18 decimals): refused (`VALIDATION`), never rounded."""
+    AMOUNT.check(name, value)
 
 
 async def get_strategy(uow: UnitOfWork, strategy_id: int, client_id: int | None, *, lock: bool = False) -> Strategy:
@@ -102,7 +101,7 @@ def record_event(
         type=type_.value,
         message=message,
         position_id=position.id if position else None,
-        data={k: (str(v) if isinstance(v, Decimal) else v) for k, v in data.items()},
+        data={k: (plain(v) if isinstance(v, Decimal) else v) for k, v in data.items()},
         created_at=utcnow(),
     )
     uow.events.add(event)
@@ -110,7 +109,8 @@ def record_event(
 
 
 def fmt(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+    """A number in a message: the API's one written form (`domain.numbers.plain`)."""
+    return plain(value)
 
 
 def client_order_id(purpose: OrderPurpose, owner_id: int, seq: int) -> str:

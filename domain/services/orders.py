@@ -87,8 +87,8 @@ async def buy(cmd: cmds.Buy, uow: UnitOfWork, exchange: Exchange, prices: PriceS
             raise InsufficientCapital(
                 f"This buy needs about {fmt(plan.estimated_cost)} {symbol.quote_asset} but the "
                 f"strategy's free principal is {fmt(ledger.free)}.",
-                needed=str(plan.estimated_cost),
-                available=str(ledger.free),
+                needed=plan.estimated_cost,
+                available=ledger.free,
             )
         position = await place_buy(uow, exchange, strategy, symbol, OrderPurpose.MANUAL_BUY, plan)
         if position is None:
@@ -120,8 +120,8 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
                 f"The price {fmt(price)} is below this position's minimum sell price "
                 f"{fmt(position.min_sell_price)}. Schedule the sell, or pass acceptLoss: true to "
                 f"sell at market anyway.",
-                price=str(price),
-                min_sell_price=str(position.min_sell_price),
+                price=price,
+                min_sell_price=position.min_sell_price,
             )
         resting = position.status is PositionStatus.SCHEDULED and exchange.rests_limit_orders
         if resting:
@@ -147,7 +147,7 @@ async def sell(cmd: cmds.Sell, uow: UnitOfWork, exchange: Exchange, prices: Pric
         if execution.executed_quantity == 0:
             raise WouldSellAtLoss(
                 f"No bid at or above the minimum sell price {fmt(position.min_sell_price)}; nothing was sold.",
-                min_sell_price=str(position.min_sell_price),
+                min_sell_price=position.min_sell_price,
             )
         await uow.commit()
     return position

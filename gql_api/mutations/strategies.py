@@ -24,19 +24,23 @@ class CreateStrategyInput:
     )
     symbol: str = strawberry.field(description="Symbol, e.g. BTCUSDT.")
     name: str = strawberry.field(description="Name, unique per client (1 to 100 characters).")
-    base_price: Decimal = strawberry.field(description="B: the channel's floor.")
-    top_price: Decimal = strawberry.field(description="T: the channel's ceiling, above B.")
+    base_price: Decimal = strawberry.field(description="B: the channel's floor (0 < B <= 1e15, at most 18 decimals).")
+    top_price: Decimal = strawberry.field(
+        description="T: the channel's ceiling, above B (at most 1e15, at most 18 decimals)."
+    )
     capital_percentage: Decimal = strawberry.field(
-        default=ch.DEFAULT_CAPITAL_PERCENTAGE, description="p: share of the bankroll per entry, 0 < p <= 100."
+        default=ch.DEFAULT_CAPITAL_PERCENTAGE,
+        description="p: share of the bankroll per entry, in % (0 < p <= 100, at most 4 decimals).",
     )
     buy_threshold: Decimal = strawberry.field(
-        default=ch.DEFAULT_BUY_THRESHOLD, description="b: entry level above B, in %."
+        default=ch.DEFAULT_BUY_THRESHOLD, description="b: entry level above B, in % (0 < b < 100, at most 4 decimals)."
     )
     sell_threshold: Decimal = strawberry.field(
-        default=ch.DEFAULT_SELL_THRESHOLD, description="s: exit level under T, in %."
+        default=ch.DEFAULT_SELL_THRESHOLD, description="s: exit level under T, in % (0 <= s < 100, at most 4 decimals)."
     )
     min_profit: Decimal = strawberry.field(
-        default=ch.DEFAULT_MIN_PROFIT, description="m: minimum profit per sell, in %."
+        default=ch.DEFAULT_MIN_PROFIT,
+        description="m: minimum profit per sell, in % (0 <= m < 1000, at most 4 decimals).",
     )
     timeframe: str = strawberry.field(default=ch.DEFAULT_TIMEFRAME, description="Candle timeframe for channel breaks.")
     is_active: bool = strawberry.field(default=True, description="Start active (armed).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +47,11 @@ async def world(db: App) -> dict[str, str]:
     closed_p = await services.buy(cmds.Buy(s.id, quote_amount=Decimal("100")), db.uow(), db.exchange, db.prices)
     assert closed_p.id is not None
     await services.sell(cmds.Sell(closed_p.id, accept_loss=True), db.uow(), db.exchange, db.prices)
-    return {"strategy": str(s.id), "open": str(open_p.id), "closed": str(closed_p.id)}
+    ids = {"strategy": str(s.id), "open": str(open_p.id), "closed": str(closed_p.id)}
+    # The strategy's id in other scripts' digits: int() reads them, the API must not.
+    ids["strategy_arabic"] = ids["strategy"].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    ids["strategy_fullwidth"] = ids["strategy"].translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    return ids
 
 
 CREATE = "mutation($i: CreateStrategyInput!) { createStrategy(input: $i) { id } }"
@@ -165,12 +170,102 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("report over a bad period", "{ positionsReport(days: 0) { open } }", {}, "VALIDATION"),
 ]
 
+ALLOCATE = "mutation($s: ID!, $a: Decimal!) { allocateCapital(strategyId: $s, amount: $a) { id } }"
+BUY_QUOTE = "mutation($s: ID!, $a: Decimal!) { buy(strategyId: $s, quoteAmount: $a) { id } }"
+BUY_QTY = "mutation($s: ID!, $a: Decimal!) { buy(strategyId: $s, quantity: $a) { id } }"
+WITHDRAW = "mutation($s: ID!, $a: Decimal!) { withdrawProfit(strategyId: $s, amount: $a) { id } }"
+SCHEDULE = "mutation($p: ID!, $m: Decimal!) { scheduleSell(positionId: $p, minProfit: $m) { id } }"
+UPDATE = "mutation($s: ID!, $i: UpdateStrategyInput!) { updateStrategy(id: $s, input: $i) { id } }"
+POSITIONS_AFTER = "query($c: String!) { positions(after: $c) { nodes { id } } }"
+BACKTEST = """query($s: ID!, $f: Decimal!) {
+  backtest(input: {strategyId: $s, feeRate: $f, interval: "4h"}) { summary { entries } }
+}"""
 
-@pytest.mark.parametrize(("name", "query", "variables", "code"), CASES, ids=[c[0] for c in CASES])
+
+def cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+# Values the API used to accept and store rounded (or fail on with INTERNAL): each must be refused
+# with VALIDATION naming the precision and range allowed, and change nothing (issue 17, items 5-6).
+PRECISION_CASES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("buyThreshold under its scale", CREATE, {"i": strategy_input(buyThreshold="0.00001")}, "VALIDATION"),
+    ("minProfit under its scale", CREATE, {"i": strategy_input(minProfit="0.00001")}, "VALIDATION"),
+    (
+        "minProfit rounding up to its limit",
+        CREATE,
+        {"i": strategy_input(minProfit="999.99999", topPrice="100000")},
+        "VALIDATION",
+    ),
+    ("capitalPercentage with 5 decimals", CREATE, {"i": strategy_input(capitalPercentage="20.12345")}, "VALIDATION"),
+    ("capitalPercentage rounding to 0", CREATE, {"i": strategy_input(capitalPercentage="0.00001")}, "VALIDATION"),
+    ("capitalPercentage rounding to 100", CREATE, {"i": strategy_input(capitalPercentage="99.99999")}, "VALIDATION"),
+    (
+        "buyThreshold rounding to 100",
+        CREATE,
+        {"i": strategy_input(buyThreshold="99.99999", topPrice="10000")},
+        "VALIDATION",
+    ),
+    (
+        "sellThreshold rounding to 100",
+        CREATE,
+        {"i": strategy_input(sellThreshold="99.99999", topPrice="1000000000000")},
+        "VALIDATION",
+    ),
+    ("base 1e25", CREATE, {"i": strategy_input(basePrice="1e25", topPrice="2e25")}, "VALIDATION"),
+    ("base 1e-19", CREATE, {"i": strategy_input(basePrice="1e-19")}, "VALIDATION"),
+    ("base with 19 decimals", CREATE, {"i": strategy_input(basePrice="2000.0000000000000000001")}, "VALIDATION"),
+    ("top over the column", CREATE, {"i": strategy_input(topPrice="100000000000000000000")}, "VALIDATION"),
+    (
+        "update buyThreshold under its scale",
+        UPDATE,
+        {"s": "{strategy}", "i": {"buyThreshold": "0.00001"}},
+        "VALIDATION",
+    ),
+    ("allocation of 1e-19", ALLOCATE, {"s": "{strategy}", "a": "1e-19"}, "VALIDATION"),
+    ("allocation rounding up", ALLOCATE, {"s": "{strategy}", "a": "0.0000000000000000015"}, "VALIDATION"),
+    ("allocation of 29 digits", ALLOCATE, {"s": "{strategy}", "a": "12345678901.123456789012345678"}, "VALIDATION"),
+    ("allocation in arabic digits", ALLOCATE, {"s": "{strategy}", "a": "١٢٣"}, "VALIDATION"),
+    ("allocation in full-width digits", ALLOCATE, {"s": "{strategy}", "a": "１２３"}, "VALIDATION"),
+    ("allocation with an underscore", ALLOCATE, {"s": "{strategy}", "a": "1_000"}, "VALIDATION"),
+    # a JSON float has lost digits before the API sees it: 1234.5678901234568 would be stored
+    ("allocation as a JSON float", ALLOCATE, {"s": "{strategy}", "a": 1234.56789012345678}, "VALIDATION"),
+    ("allocation to an arabic-digit id", ALLOCATE, {"s": "{strategy_arabic}", "a": "10"}, "NOT_FOUND"),
+    ("allocation to a full-width id", ALLOCATE, {"s": "{strategy_fullwidth}", "a": "10"}, "NOT_FOUND"),
+    ("allocation to a zero-padded id", ALLOCATE, {"s": "0{strategy}", "a": "10"}, "NOT_FOUND"),
+    ("buy of a sub-precision quote", BUY_QUOTE, {"s": "{strategy}", "a": "100.0000000000000000001"}, "VALIDATION"),
+    ("buy of a sub-precision quantity", BUY_QTY, {"s": "{strategy}", "a": "0.0000000000000000001"}, "VALIDATION"),
+    ("withdrawal of 1e-19", WITHDRAW, {"s": "{strategy}", "a": "1e-19"}, "VALIDATION"),
+    ("schedule minProfit under its scale", SCHEDULE, {"p": "{open}", "m": "0.00001"}, "VALIDATION"),
+    ("schedule minProfit rounding to 1000", SCHEDULE, {"p": "{open}", "m": "999.99999"}, "VALIDATION"),
+    ("cursor of 2^31", POSITIONS_AFTER, {"c": cursor(f"cursor:{2**31}")}, "VALIDATION"),
+    ("cursor of 2^63", POSITIONS_AFTER, {"c": cursor(f"cursor:{2**63}")}, "VALIDATION"),
+    ("cursor of 1e20", POSITIONS_AFTER, {"c": cursor(f"cursor:{10**20}")}, "VALIDATION"),
+    ("cursor in arabic digits", POSITIONS_AFTER, {"c": cursor("cursor:١٢٣")}, "VALIDATION"),
+    ("backtest with a fee rate of 1", BACKTEST, {"s": "{strategy}", "f": "1"}, "VALIDATION"),
+    ("backtest with a negative fee rate", BACKTEST, {"s": "{strategy}", "f": "-5"}, "VALIDATION"),
+    # What the schema fuzz could reach with its first generators (updateStrategy of the demo's "1"):
+    ("update capitalPercentage to 1e-8", UPDATE, {"s": "1", "i": {"capitalPercentage": "0.00000001"}}, "VALIDATION"),
+    ("update topPrice to 1e400", UPDATE, {"s": "1", "i": {"topPrice": "1e400"}}, "VALIDATION"),
+    ("update topPrice to 1e20", UPDATE, {"s": "1", "i": {"topPrice": "100000000000000000000.0000"}}, "VALIDATION"),
+]
+
+
+def _fill(value: Any, world: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**world)
+    if isinstance(value, dict):
+        return {k: _fill(v, world) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("name", "query", "variables", "code"), CASES + PRECISION_CASES, ids=[c[0] for c in CASES + PRECISION_CASES]
+)
 async def test_bad_input_is_refused_with_a_code_and_changes_nothing(
     db: App, gql: GraphQLClient, world: dict[str, str], name: str, query: str, variables: dict[str, Any], code: str
 ) -> None:
-    variables = {k: v.format(**world) if isinstance(v, str) else v for k, v in variables.items()}
+    variables = _fill(variables, world)
     await gql.login()
     before = await snapshot(db)
     error = await gql.error(query, **variables)
@@ -216,3 +311,27 @@ async def test_buy_without_a_known_price_is_refused(db: App, gql: GraphQLClient)
     error = await gql.error('mutation($s: ID!) { buy(strategyId: $s, quoteAmount: "100") { id } }', s=str(s.id))
     assert error["extensions"]["code"] == "NO_PRICE"
     assert await snapshot(db) == before
+
+
+PLAIN = r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?"
+
+
+async def test_numbers_in_errors_have_one_form(db: App, gql: GraphQLClient, world: dict[str, str]) -> None:
+    """A number reads the same in an error's message, its details and the API's Decimal fields:
+    plain notation, no exponent, no trailing zeros (issue 14, item 4)."""
+    import re
+
+    await gql.login()
+    loss = await gql.error("mutation($p: ID!) { sell(positionId: $p) { id } }", p=world["open"])
+    assert loss["extensions"]["code"] == "WOULD_SELL_AT_LOSS"
+    details = loss["extensions"]["details"]
+    position = await gql.data("query($p: ID!) { position(id: $p) { minSellPrice } }", p=world["open"])
+    assert details["min_sell_price"] == position["position"]["minSellPrice"]
+    for key in ("min_sell_price", "price"):
+        assert re.fullmatch(PLAIN, details[key]), details
+        assert details[key] in loss["message"]
+    short = await gql.error(BUY_QUOTE, s=world["strategy"], a="5000")
+    assert short["extensions"]["code"] == "INSUFFICIENT_CAPITAL"
+    for key in ("needed", "available"):
+        value = short["extensions"]["details"][key]
+        assert re.fullmatch(PLAIN, value) and value in short["message"], short

@@ -87,7 +87,7 @@ def test_top_below_base_is_rejected() -> None:
 def test_non_positive_or_non_finite_base_is_rejected(base: Decimal) -> None:
     err = _validation_error(base=base)
     assert err.details["field"] == "basePrice"
-    assert "positive" in err.message
+    assert "greater than 0" in err.message
 
 
 @pytest.mark.parametrize("top", [D(0), D(-5), D("NaN"), D("-Infinity")])

@@ -729,7 +729,7 @@ async def test_withdraw_profit_with_no_profit_is_refused(world: World) -> None:
         InsufficientCapital,
         "INSUFFICIENT_CAPITAL",
     )
-    assert err.details["available"] == "0"
+    assert err.details["available"] == 0
 
 
 # ---------------------------------------------------------------- rule 8: manual orders

@@ -14,6 +14,7 @@ import numpy as np
 
 from domain.backtest import BacktestResult, BacktestTrade, CandleSeries, LeftPosition, Mark, Summary
 from domain.model import Side
+from domain.numbers import plain
 
 if TYPE_CHECKING:
     from domain.adapters.backtest.runner import SweepRow
@@ -26,7 +27,7 @@ def _fmt(value: Decimal, places: int = 2) -> str:
 
 
 def _plain(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value.normalize():f}"
+    return None if value is None else plain(value)
 
 
 def summary_table(s: Summary, seconds: float | None = None) -> str:

@@ -1,7 +1,9 @@
 """Tables (SPEC §3) and their imperative mapping onto the domain's dataclasses.
 
 Money and quantities are NUMERIC(38, 18): wider than the NUMERIC(28, 8) minimum so that fees and
-proportions are stored exactly and every rounding stays an explicit step of the domain.
+proportions are stored exactly and every rounding stays an explicit step of the domain. The
+precisions are the domain's (`domain.numbers.MONEY`, `PERCENT`): its checks refuse what a column
+would round.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 
 from domain import model
+from domain.numbers import MONEY, PERCENT
 
 metadata = MetaData(
     naming_convention={
@@ -46,11 +49,11 @@ mapper_registry = registry(metadata=metadata)
 
 
 def money() -> Numeric:
-    return Numeric(38, 18, asdecimal=True)
+    return Numeric(MONEY.digits, MONEY.places, asdecimal=True)
 
 
 def percent() -> Numeric:
-    return Numeric(9, 4, asdecimal=True)
+    return Numeric(PERCENT.digits, PERCENT.places, asdecimal=True)
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
