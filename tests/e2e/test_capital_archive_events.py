@@ -115,8 +115,8 @@ async def test_events_as_lists_with_pages_and_types(db: App, gql: GraphQLClient)
     strategy = await services.create_strategy(
         cmds.CreateStrategy(1, "ETHUSDT", "ETH", Channel(Decimal(2400), Decimal(2800))), db.uow(), db.exchange
     )
-    for _ in range(3):
-        await services.allocate_capital(cmds.AllocateCapital(strategy.id or 0, Decimal(10)), db.uow(), db.exchange)
+    for _ in range(3):  # enough for workable entries (a smaller one would add an entries_too_small event)
+        await services.allocate_capital(cmds.AllocateCapital(strategy.id or 0, Decimal(1000)), db.uow(), db.exchange)
 
     everything = (await gql.data(EVENTS, first=100))["events"]["nodes"]
     assert [(e["type"], e["strategyId"]) for e in everything] == [
