@@ -56,6 +56,7 @@ from domain.market import CandleSpacing, ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol
 from domain.services import candles
 from domain.symbol_engine import SymbolEngine
+from workers.balance import WorkerRegistry, plan
 from workers.lease import RedisLease
 from workers.supervision import Backoff, describe, supervise, wait_or_stop
 
@@ -317,6 +318,7 @@ class HeldSymbol:
     keeper: asyncio.Task[str] | None = None
     consumer_task: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
+    releasing: bool = False  # handed over to another worker: its keeper is stopping it
 
 
 class MarketWorker:
@@ -331,6 +333,12 @@ class MarketWorker:
     and releases the lease. To hand a symbol over to another worker (issue 12), mark its consumer
     `stopping` and cancel its consumer task unless `busy`: the keeper then saves the checkpoint,
     removes the heartbeat and releases the lease, as on a graceful stop (`stop_consumers`).
+
+    Several workers share the symbols evenly (`workers.balance`): each round renews this worker's
+    heartbeat, reads who holds each watched symbol from the leases, takes free symbols up to the fair
+    share and hands its surplus over to workers under theirs (`_balance`). A symbol left free for
+    `2 × lease_ttl` is taken whatever the shares say: a symbol consumed by a worker over its share
+    is better than one consumed by nobody.
     """
 
     def __init__(
@@ -362,6 +370,10 @@ class MarketWorker:
         self._backoffs: dict[str, Backoff] = {}
         self._stop = asyncio.Event()
         self._reporting_failed = False
+        self.registry = WorkerRegistry(
+            app.redis, app.bus.channel("workers:"), self.owner, ttl=max(lease_ttl, 3 * poll_seconds)
+        )
+        self._free_since: dict[str, float] = {}
 
     def lease(self, symbol: str) -> RedisLease:
         return RedisLease(
@@ -396,11 +408,16 @@ class MarketWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
             await self.stop_consumers()
+            try:
+                # The others count without this worker at once, rather than when its heartbeat expires.
+                await asyncio.wait_for(self.registry.leave(), self.fence)
+            except Exception as e:
+                log.warning("Could not remove the heartbeat of worker %s (%s)", self.owner, describe(e))
 
     async def _round(self) -> None:
         self._collect_ended()
         try:
-            await self._take_free_symbols()
+            await self._balance()
         finally:
             await self.report_streams()
 
@@ -431,15 +448,54 @@ class MarketWorker:
                     message = "Consumer of %s failed again (%s); restarting it in %.1f s"
                     log.error(message, name, describe(error) if error else "?", delay)
 
-    async def _take_free_symbols(self) -> None:
+    async def _balance(self) -> None:
+        """Renew the heartbeat, then take free symbols up to the fair share and hand the surplus over
+        to the workers under theirs (`workers.balance.plan`)."""
+        symbols = await self.watched_symbols()
+        await self.registry.beat()
+        live = await self.registry.live()
+        names = [s.symbol for s in symbols]
+        values = await self.app.redis.mget([self.lease(n).key for n in names]) if names else []
+        holders: dict[str, str | None] = {
+            n: v.decode() if isinstance(v, bytes) else v for n, v in zip(names, values, strict=True)
+        }
+        for name, held in self.held.items():
+            if held.releasing and name in holders:
+                holders[name] = None  # on its way to another worker: no longer counted as ours
+        todo = plan(holders, live, self.owner)
+        if todo.release:
+            self._release(todo.release)
         now = time.monotonic()
-        for symbol in await self.watched_symbols():
+        for name in list(self._free_since):
+            if holders.get(name) is not None:
+                del self._free_since[name]
+        taken = 0
+        # A lease still ours (a release that failed during an outage) first: `acquire` is re-entrant.
+        for symbol in sorted(symbols, key=lambda s: holders[s.symbol] != self.owner):
             name = symbol.symbol
+            if holders[name] not in (None, self.owner):
+                continue
+            free_since = self._free_since.setdefault(name, now)
             if name in self.held or name in self.finished or self._retry_at.get(name, 0.0) > now:
+                continue
+            if taken >= todo.take and now - free_since < 2 * self.lease_ttl:
                 continue
             lease = self.lease(name)
             if await lease.acquire():
+                self._free_since.pop(name, None)
                 self._hold(symbol, lease)
+                taken += 1
+
+    def _release(self, count: int) -> None:
+        """Hand `count` symbols over: the most recently taken first (the longest-held stay put). Each
+        consumer finishes the event in hand; its keeper then saves the checkpoint and releases the lease."""
+        candidates = [h for h in self.held.values() if not h.releasing and h.keeper is not None]
+        for held in sorted(candidates, key=lambda h: h.started, reverse=True)[:count]:
+            held.releasing = True
+            log.info("Handing %s over to another worker (more than the fair share here)", held.consumer.symbol.symbol)
+            held.consumer.stopping = True
+            if not held.consumer.busy and held.consumer_task is not None:
+                held.consumer_task.cancel()
 
     def _hold(self, symbol: Symbol, lease: RedisLease) -> None:
         consumer = SymbolConsumer(
