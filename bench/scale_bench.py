@@ -109,7 +109,7 @@ def cpu_seconds(pid: int) -> float:
 
 def scrape(port: int) -> dict[str, float]:
     """Sums over symbols of the counters and histogram series this bench reads."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()  # noqa: S310
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     out: Counter[str] = Counter()
     for line in text.splitlines():
         m = re.match(r"^(criptoren_\w+?)(?:\{(.*)\})? ([0-9.e+-]+)$", line)
@@ -159,20 +159,23 @@ async def live_workers(redis_url: str, prefix: str) -> int:
         await redis.aclose()
 
 
-async def wait_spread(redis_url: str, prefix: str, names: list[str], workers: int, timeout: float) -> float:
+async def wait_spread(redis_url: str, prefix: str, names: list[str], workers: int, within: float) -> float:
     """Seconds until every symbol is held, by `workers` workers, none above its fair share."""
     share = math.ceil(len(names) / workers)
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < within:
         held = await holders(redis_url, prefix, names)
         if "" not in held and len(held) == workers and max(held.values()) <= share:
             return time.monotonic() - started
         await asyncio.sleep(0.1)
-    raise SystemExit(f"no even spread over {workers} workers after {timeout} s: {held}")
+    raise SystemExit(f"no even spread over {workers} workers after {within} s: {held}")
 
 
-def report(label: str, workers: list[tuple[int, subprocess.Popen[bytes]]], before: dict[int, tuple[float, dict[str, float]]],
-           seconds: float, offered: float) -> None:  # fmt: skip
+Workers = list[tuple[int, subprocess.Popen[bytes]]]  # (metrics port, process)
+Snapshot = dict[int, tuple[float, dict[str, float]]]  # port -> (CPU seconds, metrics)
+
+
+def report(label: str, workers: Workers, before: Snapshot, seconds: float, offered: float) -> None:
     print(f"\n{label}: {seconds:.0f} s, the replay offering {offered:,.0f} ticks/s in all")
     total_ticks = 0.0
     merged: Counter[str] = Counter()
@@ -196,13 +199,13 @@ def report(label: str, workers: list[tuple[int, subprocess.Popen[bytes]]], befor
     )
 
 
-def snapshot(workers: list[tuple[int, subprocess.Popen[bytes]]]) -> dict[int, tuple[float, dict[str, float]]]:
+def snapshot(workers: Workers) -> Snapshot:
     return {port: (cpu_seconds(proc.pid), scrape(port)) for port, proc in workers}
 
 
-async def wait_metrics(port: int, timeout: float = 120) -> None:
+async def wait_metrics(port: int, within: float = 120) -> None:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < within:
         try:
             scrape(port)
             return
@@ -244,7 +247,7 @@ async def run(args: argparse.Namespace, url: str, redis_url: str, prefix: str, t
             workers.append((port, start_worker(env, port)))
         for port, _ in workers:
             await wait_metrics(port)
-        await wait_spread(redis_url, prefix, names, 2, timeout=120)
+        await wait_spread(redis_url, prefix, names, 2, within=120)
         await asyncio.sleep(5)  # the consumers' first reloads
         before = snapshot(workers)
         await asyncio.sleep(args.seconds)
@@ -253,10 +256,12 @@ async def run(args: argparse.Namespace, url: str, redis_url: str, prefix: str, t
         port = free_port()
         joined_at = time.monotonic()
         third = start_worker(env, port)
-        while await live_workers(redis_url, prefix) < 3:
+        while True:
+            if await live_workers(redis_url, prefix) >= 3:
+                break
             await asyncio.sleep(0.05)
         heartbeat_at = time.monotonic()
-        await wait_spread(redis_url, prefix, names, 3, timeout=120)
+        await wait_spread(redis_url, prefix, names, 3, within=120)
         done = time.monotonic()
         print(
             f"\nThird worker: first heartbeat {heartbeat_at - joined_at:.1f} s after its start (Python start-up, "
