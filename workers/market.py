@@ -374,6 +374,7 @@ class MarketWorker:
             app.redis, app.bus.channel("workers:"), self.owner, ttl=max(lease_ttl, 3 * poll_seconds)
         )
         self._free_since: dict[str, float] = {}
+        self._strategy_symbols: dict[int, int] = {}  # strategy id -> symbol id (`_symbol_of`)
 
     def lease(self, symbol: str) -> RedisLease:
         return RedisLease(
@@ -619,11 +620,30 @@ class MarketWorker:
                 strategy_id = json.loads(message["data"]).get("strategy_id")
                 if not isinstance(strategy_id, int):
                     continue
+                symbol_id = await self._symbol_of(strategy_id)
                 for held in self.held.values():
-                    held.consumer.mark_dirty(strategy_id)
+                    if symbol_id is None or held.consumer.symbol_id == symbol_id:
+                        held.consumer.mark_dirty(strategy_id)
         finally:
             with contextlib.suppress(Exception):  # the connection is gone already
                 await pubsub.aclose()
+
+    async def _symbol_of(self, strategy_id: int) -> int | None:
+        """The symbol of a strategy (it never changes: cached), so that a change reloads only its
+        symbol's consumer — not every consumer of the worker, which with many symbols would read the
+        database once per consumer per decision anywhere. None when it cannot be read: every consumer
+        then reloads it."""
+        if strategy_id not in self._strategy_symbols:
+            try:
+                async with self.app.uow() as uow:
+                    strategy = await uow.strategies.get(strategy_id)
+            except Exception as e:
+                log.debug("Cannot read the symbol of strategy %s (%s)", strategy_id, describe(e))
+                return None
+            if strategy is None:
+                return None
+            self._strategy_symbols[strategy_id] = strategy.symbol_id
+        return self._strategy_symbols[strategy_id]
 
     def stop(self) -> None:
         self._stop.set()
