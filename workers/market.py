@@ -170,9 +170,12 @@ class SymbolConsumer:
             data = json.loads(raw)
             self.seq, self.prev = data["seq"], Decimal(data["price"])
 
+    def _checkpoint(self) -> str:
+        return json.dumps({"seq": self.seq, "price": str(self.prev)})
+
     async def save_checkpoint(self) -> None:
         if self.prev is not None:
-            await self.app.redis.set(self._cursor_key, json.dumps({"seq": self.seq, "price": str(self.prev)}))
+            await self.app.redis.set(self._cursor_key, self._checkpoint())
 
     # ------------------------------------------------------------ index
 
@@ -264,9 +267,10 @@ class SymbolConsumer:
         miss a price, a worker that takes over replays a few more ticks (harmless, see above); the
         consumer goes on while its lease holds (`may_continue`)."""
         try:
-            await self.app.bus.publish_tick(self.symbol.symbol, price, at)
-            if self.stats.ticks % self.checkpoint_every == 0:
-                await self.save_checkpoint()
+            # One round trip: the tick and, when due, the checkpoint.
+            due = self.stats.ticks % self.checkpoint_every == 0
+            checkpoint = (self._cursor_key, self._checkpoint()) if due else None
+            await self.app.bus.publish_tick(self.symbol.symbol, price, at, also_set=checkpoint)
         except (RedisError, OSError, TimeoutError) as e:
             if not self._redis_failing:
                 self._redis_failing = True
