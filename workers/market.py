@@ -412,12 +412,13 @@ class MarketWorker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            await self.stop_consumers()
             try:
-                # The others count without this worker at once, rather than when its heartbeat expires.
+                # The others count without this worker at once, rather than when its heartbeat
+                # expires: they take its symbols as soon as its consumers release them.
                 await asyncio.wait_for(self.registry.leave(), self.fence)
             except Exception as e:
                 log.warning("Could not remove the heartbeat of worker %s (%s)", self.owner, describe(e))
+            await self.stop_consumers()
 
     async def _round(self) -> None:
         self._collect_ended()
