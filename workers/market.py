@@ -548,6 +548,8 @@ class MarketWorker:
                 # A decision in flight rolls back; it is replayed from the checkpoint by the next holder.
                 task.cancel()
             await asyncio.wait({task}, timeout=self.fence / 2)
+        if outcome is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved: the outcome decided above says why it ended (no asyncio noise)
         if outcome is None:
             outcome = self._consumer_outcome(consumer, task, name)
         if outcome in ("lost", "expiring"):
