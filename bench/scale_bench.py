@@ -251,7 +251,7 @@ async def run(args: argparse.Namespace, url: str, redis_url: str, prefix: str, t
             workers.append((port, start_worker(env, port)))
         for port, _ in workers:
             await wait_metrics(port)
-        print(f"two workers spread evenly after {await wait_spread(redis_url, prefix, names, 2, within=120):.1f} s")
+        print(f"two workers: {await wait_spread(redis_url, prefix, names, 2, within=120):.1f} s to an even spread")
         await asyncio.sleep(5)  # the consumers' first reloads
         before = snapshot(workers)
         await asyncio.sleep(args.seconds)
