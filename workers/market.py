@@ -56,6 +56,7 @@ from domain.market import CandleSpacing, ClosedCandle, MarketSource, Tick
 from domain.model import Candle, Symbol
 from domain.services import candles
 from domain.symbol_engine import SymbolEngine
+from workers.balance import WorkerRegistry, plan
 from workers.lease import RedisLease
 from workers.supervision import Backoff, describe, supervise, wait_or_stop
 
@@ -169,9 +170,12 @@ class SymbolConsumer:
             data = json.loads(raw)
             self.seq, self.prev = data["seq"], Decimal(data["price"])
 
+    def _checkpoint(self) -> str:
+        return json.dumps({"seq": self.seq, "price": str(self.prev)})
+
     async def save_checkpoint(self) -> None:
         if self.prev is not None:
-            await self.app.redis.set(self._cursor_key, json.dumps({"seq": self.seq, "price": str(self.prev)}))
+            await self.app.redis.set(self._cursor_key, self._checkpoint())
 
     # ------------------------------------------------------------ index
 
@@ -263,9 +267,10 @@ class SymbolConsumer:
         miss a price, a worker that takes over replays a few more ticks (harmless, see above); the
         consumer goes on while its lease holds (`may_continue`)."""
         try:
-            await self.app.bus.publish_tick(self.symbol.symbol, price, at)
-            if self.stats.ticks % self.checkpoint_every == 0:
-                await self.save_checkpoint()
+            # One round trip: the tick and, when due, the checkpoint.
+            due = self.stats.ticks % self.checkpoint_every == 0
+            checkpoint = (self._cursor_key, self._checkpoint()) if due else None
+            await self.app.bus.publish_tick(self.symbol.symbol, price, at, also_set=checkpoint)
         except (RedisError, OSError, TimeoutError) as e:
             if not self._redis_failing:
                 self._redis_failing = True
@@ -317,6 +322,7 @@ class HeldSymbol:
     keeper: asyncio.Task[str] | None = None
     consumer_task: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
+    releasing: bool = False  # handed over to another worker: its keeper is stopping it
 
 
 class MarketWorker:
@@ -331,6 +337,12 @@ class MarketWorker:
     and releases the lease. To hand a symbol over to another worker (issue 12), mark its consumer
     `stopping` and cancel its consumer task unless `busy`: the keeper then saves the checkpoint,
     removes the heartbeat and releases the lease, as on a graceful stop (`stop_consumers`).
+
+    Several workers share the symbols evenly (`workers.balance`): each round renews this worker's
+    heartbeat, reads who holds each watched symbol from the leases, takes free symbols up to the fair
+    share and hands its surplus over to workers under theirs (`_balance`). A symbol left free for
+    `2 × lease_ttl` is taken whatever the shares say: a symbol consumed by a worker over its share
+    is better than one consumed by nobody.
     """
 
     def __init__(
@@ -362,6 +374,11 @@ class MarketWorker:
         self._backoffs: dict[str, Backoff] = {}
         self._stop = asyncio.Event()
         self._reporting_failed = False
+        self.registry = WorkerRegistry(
+            app.redis, app.bus.channel("workers:"), self.owner, ttl=max(lease_ttl, 3 * poll_seconds)
+        )
+        self._free_since: dict[str, float] = {}
+        self._strategy_symbols: dict[int, int] = {}  # strategy id -> symbol id (`_symbol_of`)
 
     def lease(self, symbol: str) -> RedisLease:
         return RedisLease(
@@ -395,12 +412,18 @@ class MarketWorker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            try:
+                # The others count without this worker at once, rather than when its heartbeat
+                # expires: they take its symbols as soon as its consumers release them.
+                await asyncio.wait_for(self.registry.leave(), self.fence)
+            except Exception as e:
+                log.warning("Could not remove the heartbeat of worker %s (%s)", self.owner, describe(e))
             await self.stop_consumers()
 
     async def _round(self) -> None:
         self._collect_ended()
         try:
-            await self._take_free_symbols()
+            await self._balance()
         finally:
             await self.report_streams()
 
@@ -431,15 +454,54 @@ class MarketWorker:
                     message = "Consumer of %s failed again (%s); restarting it in %.1f s"
                     log.error(message, name, describe(error) if error else "?", delay)
 
-    async def _take_free_symbols(self) -> None:
+    async def _balance(self) -> None:
+        """Renew the heartbeat, then take free symbols up to the fair share and hand the surplus over
+        to the workers under theirs (`workers.balance.plan`)."""
+        symbols = await self.watched_symbols()
+        await self.registry.beat()
+        live = await self.registry.live()
+        names = [s.symbol for s in symbols]
+        values = await self.app.redis.mget([self.lease(n).key for n in names]) if names else []
+        holders: dict[str, str | None] = {
+            n: v.decode() if isinstance(v, bytes) else v for n, v in zip(names, values, strict=True)
+        }
+        for name, held in self.held.items():
+            if held.releasing and name in holders:
+                holders[name] = None  # on its way to another worker: no longer counted as ours
+        todo = plan(holders, live, self.owner)
+        if todo.release:
+            self._release(todo.release)
         now = time.monotonic()
-        for symbol in await self.watched_symbols():
+        for name in list(self._free_since):
+            if holders.get(name) is not None:
+                del self._free_since[name]
+        taken = 0
+        # A lease still ours (a release that failed during an outage) first: `acquire` is re-entrant.
+        for symbol in sorted(symbols, key=lambda s: holders[s.symbol] != self.owner):
             name = symbol.symbol
+            if holders[name] not in (None, self.owner):
+                continue
+            free_since = self._free_since.setdefault(name, now)
             if name in self.held or name in self.finished or self._retry_at.get(name, 0.0) > now:
+                continue
+            if taken >= todo.take and now - free_since < 2 * self.lease_ttl:
                 continue
             lease = self.lease(name)
             if await lease.acquire():
+                self._free_since.pop(name, None)
                 self._hold(symbol, lease)
+                taken += 1
+
+    def _release(self, count: int) -> None:
+        """Hand `count` symbols over: the most recently taken first (the longest-held stay put). Each
+        consumer finishes the event in hand; its keeper then saves the checkpoint and releases the lease."""
+        candidates = [h for h in self.held.values() if not h.releasing and h.keeper is not None]
+        for held in sorted(candidates, key=lambda h: h.started, reverse=True)[:count]:
+            held.releasing = True
+            log.info("Handing %s over to another worker (more than the fair share here)", held.consumer.symbol.symbol)
+            held.consumer.stopping = True
+            if not held.consumer.busy and held.consumer_task is not None:
+                held.consumer_task.cancel()
 
     def _hold(self, symbol: Symbol, lease: RedisLease) -> None:
         consumer = SymbolConsumer(
@@ -486,6 +548,8 @@ class MarketWorker:
                 # A decision in flight rolls back; it is replayed from the checkpoint by the next holder.
                 task.cancel()
             await asyncio.wait({task}, timeout=self.fence / 2)
+        if outcome is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved: the outcome decided above says why it ended (no asyncio noise)
         if outcome is None:
             outcome = self._consumer_outcome(consumer, task, name)
         if outcome in ("lost", "expiring"):
@@ -563,11 +627,30 @@ class MarketWorker:
                 strategy_id = json.loads(message["data"]).get("strategy_id")
                 if not isinstance(strategy_id, int):
                     continue
+                symbol_id = await self._symbol_of(strategy_id)
                 for held in self.held.values():
-                    held.consumer.mark_dirty(strategy_id)
+                    if symbol_id is None or held.consumer.symbol_id == symbol_id:
+                        held.consumer.mark_dirty(strategy_id)
         finally:
             with contextlib.suppress(Exception):  # the connection is gone already
                 await pubsub.aclose()
+
+    async def _symbol_of(self, strategy_id: int) -> int | None:
+        """The symbol of a strategy (it never changes: cached), so that a change reloads only its
+        symbol's consumer — not every consumer of the worker, which with many symbols would read the
+        database once per consumer per decision anywhere. None when it cannot be read: every consumer
+        then reloads it."""
+        if strategy_id not in self._strategy_symbols:
+            try:
+                async with self.app.uow() as uow:
+                    strategy = await uow.strategies.get(strategy_id)
+            except Exception as e:
+                log.debug("Cannot read the symbol of strategy %s (%s)", strategy_id, describe(e))
+                return None
+            if strategy is None:
+                return None
+            self._strategy_symbols[strategy_id] = strategy.symbol_id
+        return self._strategy_symbols[strategy_id]
 
     def stop(self) -> None:
         self._stop.set()

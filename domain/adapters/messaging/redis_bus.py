@@ -74,11 +74,17 @@ class RedisEventBus:
     def ticks_channel(self, symbol: str) -> str:
         return self.channel(f"ticks:{symbol}")
 
-    async def publish_tick(self, symbol: str, price: Decimal, at: datetime) -> None:
+    async def publish_tick(
+        self, symbol: str, price: Decimal, at: datetime, also_set: tuple[str, str] | None = None
+    ) -> None:
+        """Store and publish a tick; `also_set` (key, value): one more key written in the same round
+        trip (the consumer's checkpoint)."""
         payload = dumps({"symbol": symbol, "price": price, "at": at})
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.channel(f"price:{symbol}"), payload)
             pipe.publish(self.ticks_channel(symbol), payload)
+            if also_set is not None:
+                pipe.set(*also_set)
             await pipe.execute()
 
     async def last_price(self, symbol: str) -> tuple[Decimal, datetime] | None:
