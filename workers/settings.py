@@ -17,6 +17,7 @@ from arq.connections import RedisSettings
 from domain import views
 from domain.adapters.bootstrap import bootstrap, make_market_source, resolve_redis_url
 from domain.adapters.config import Settings
+from workers import alerts as alert_jobs
 from workers import cron as cron_jobs
 from workers.market import MarketWorker
 from workers.orders import OrderUpdatesWorker
@@ -76,6 +77,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
     crons = [
         cron(cron_jobs.reconcile_orders, second={5, 35}, unique=True),
         cron(cron_jobs.backfill_candles, minute=set(range(0, 60, 5)), second=15, unique=True),
+        cron(alert_jobs.dispatch_alerts, second=set(range(0, 60, 3)), unique=True, run_at_startup=True),
     ]
     if settings.syncs_symbols:
         crons.append(cron(cron_jobs.sync_symbols, hour=settings.backup_hour, minute=7, second=0, unique=True))
@@ -89,6 +91,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
             cron_jobs.backfill_candles,
             cron_jobs.backup_database,
             cron_jobs.sync_symbols,
+            alert_jobs.DELIVER_ALERT,
         ],
         "cron_jobs": crons,
         # SIGTERM: running jobs get this long to finish before they are cancelled (rolled back).
