@@ -27,7 +27,15 @@ async def _enqueue(ctx: dict[str, Any], delivery: AlertDelivery) -> None:
     defer = (
         delivery.next_attempt_at if delivery.next_attempt_at and delivery.next_attempt_at > datetime.now(UTC) else None
     )
-    await ctx["redis"].enqueue_job("deliver_alert", delivery.id, _job_id=alerts.job_id(delivery), _defer_until=defer)
+    redis = ctx["redis"]
+    await redis.enqueue_job(
+        "deliver_alert", delivery.id, _job_id=job_id(redis.default_queue_name, delivery), _defer_until=defer
+    )
+
+
+def job_id(queue: str, delivery: AlertDelivery) -> str:
+    # arq's job keys are global to the Redis: the queue's name (REDIS_PREFIX) keeps deployments apart.
+    return f"{queue}:{alerts.job_id(delivery)}"
 
 
 async def dispatch_alerts(ctx: dict[str, Any]) -> int:

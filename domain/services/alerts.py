@@ -278,7 +278,8 @@ async def due_deliveries(uow: UnitOfWork, now: datetime, limit: int = 500) -> Se
 
 def _human(event: StrategyEvent, strategy_name: str, pair: str) -> str:
     """A short Telegram line: "Bought 0.0039 BTC at 102498.78 for 400 USDT — Canal H4 BTC/USDT"."""
-    return f"{event.message.rstrip('.')} — {strategy_name} {pair}"
+    label = strategy_name if pair in strategy_name else f"{strategy_name} {pair}".strip()
+    return f"{event.message.rstrip('.')} — {label}"
 
 
 def webhook_body(event: StrategyEvent, strategy_name: str, symbol: str) -> bytes:
