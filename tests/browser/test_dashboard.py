@@ -268,3 +268,40 @@ async def test_the_dashboard_exports_trades_withdraws_principal_and_archives(db:
         await spare.locator("button[data-action=archive]").click()
         await expect(page.locator("#strategies tbody tr")).to_have_count(1)
         assert page.errors == [] and page.external_requests == []  # (a stopped server's page logs errors)
+
+
+async def test_the_alerts_panel_adds_a_webhook_tests_it_and_shows_deliveries(db: App, page: Any) -> None:
+    from domain.services import alerts
+    from tests.alert_receivers import WebhookReceiver, webhook_receiver
+    from tests.integration.test_trading_pause import move
+
+    await seed_demo(db.uow, db.exchange)
+    async with servers.api_server(db) as host, webhook_receiver(WebhookReceiver()) as receiver:
+        await log_in(page, f"http://{host}", db)
+        await expect(page.locator('[data-empty-for="alert-endpoints"]')).to_be_visible()
+        await page.fill("#alert-form input[name=url]", receiver.url)
+        await page.click("#alert-form button[type=submit]")
+        await expect(page.locator("#alert-secret")).to_contain_text("whsec_")
+        receiver.secret = "whsec_" + (await page.locator("#alert-secret").inner_text()).split("whsec_", 1)[1].strip()
+        row = page.locator("#alert-endpoints tbody tr", has_text=receiver.url)
+        await expect(row).to_contain_text("active")
+
+        await row.locator("button[data-action=test-alert]").click()
+        await expect(page.locator("#banner")).to_contain_text("Test alert delivered (HTTP 200)")
+        assert [r.body["type"] for r in receiver.accepted] == ["test"]  # signed with the secret shown
+
+        # A buy, dispatched and delivered (what the worker's jobs do), then the log.
+        await move(db, "101000", "103000")
+        (delivery,) = await alerts.dispatch_events(db.uow(), datetime.now(UTC))
+        await alerts.attempt_delivery(delivery.id or 0, db.uow(), db.alert_transport, db.secret_box, _Clock())
+        await row.locator("button[data-action=alert-log]").click()
+        log = page.locator("#alert-deliveries tbody tr")
+        await expect(log).to_have_count(1)
+        await expect(log).to_contain_text(f"evt_{delivery.event_id}")
+        await expect(log).to_contain_text("delivered")
+        assert [r.body["type"] for r in receiver.accepted] == ["test", "position_opened"]
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
