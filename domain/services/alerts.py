@@ -13,7 +13,8 @@ chats, at least once, through an outbox and background jobs.
   the delivery has failed; an endpoint failing for a day is disabled. Attempts are idempotent in
   the database: a delivery no longer pending, or not yet due, is left alone.
 - Deliveries of one position's events reach an endpoint in event order: a delivery waits while an
-  earlier event of the same position is pending for the same endpoint.
+  earlier event of the same position is pending for the same endpoint (events of no position: of
+  the same strategy).
 - Each client sees and changes only its own endpoints and deliveries (another's are NOT_FOUND).
   Secrets (signing secrets, bot tokens) are stored encrypted (`SecretCipher`); a signing secret is
   returned once, at creation or rotation, never again.
@@ -52,6 +53,8 @@ DEFAULT_EVENT_TYPES = (
     EventType.ORDER_REFUSED.value,
     EventType.SYMBOL_HALTED.value,
     EventType.SYMBOL_TRADING.value,
+    EventType.TRADING_PAUSED.value,
+    EventType.TRADING_RESUMED.value,
 )
 MAX_ENDPOINTS = 10  # per client
 MAX_ATTEMPTS = 14  # backoff(1..13) spans about 20 hours; the 14th failure gives up
@@ -360,7 +363,7 @@ async def attempt_delivery(
             delivery.last_error = f"Endpoint disabled: {endpoint.disabled_reason or 'by its owner'}"
             await uow.commit()
             return Attempt(delivery)
-        if event.position_id is not None and await uow.alerts.earlier_pending(delivery, event.position_id):
+        if await uow.alerts.earlier_pending(delivery, event):
             return Attempt(delivery, waiting=True)
         strategy = await uow.strategies.get(event.strategy_id)
         symbol = None if strategy is None else await uow.symbols.get(strategy.symbol_id)

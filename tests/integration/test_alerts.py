@@ -288,3 +288,19 @@ async def test_a_client_cannot_see_or_change_anothers_endpoints(db: App) -> None
         with pytest.raises(NotFound):
             await call
     assert [e.id for e in await alerts.list_endpoints(1, db.uow())] == [endpoint_id]
+
+
+async def test_the_emergency_stop_and_the_resume_are_alerted(db: App) -> None:
+    from domain.services import trading_pause
+
+    await seed_demo(db.uow, db.exchange)
+    async with webhook_receiver(WebhookReceiver()) as receiver:
+        await webhook(db, receiver)  # the default types
+        await trading_pause.pause_trading(cmds.PauseTrading(1), db.uow, db.exchange)
+        await trading_pause.pause_trading(cmds.PauseTrading(1), db.uow, db.exchange)  # already paused: no event
+        await trading_pause.resume_trading(cmds.ResumeTrading(1), db.uow)
+        await deliver_all(db, FakeClock())
+    assert [(r.body["type"], r.body["strategy_name"]) for r in receiver.accepted] == [
+        ("trading_paused", "Canal H4 BTC/USDT"),
+        ("trading_resumed", "Canal H4 BTC/USDT"),
+    ]

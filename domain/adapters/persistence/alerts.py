@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters.persistence import orm
@@ -78,9 +78,15 @@ class SqlAlchemyAlertRepository:
         )
         return (await self.session.execute(stmt)).scalars().all()
 
-    async def earlier_pending(self, delivery: AlertDelivery, position_id: int) -> bool:
-        """Whether an earlier event of the same position waits for the same endpoint (order per position)."""
+    async def earlier_pending(self, delivery: AlertDelivery, event: StrategyEvent) -> bool:
+        """Whether an earlier event of the same position (of the same strategy, for an event of no
+        position) waits for the same endpoint: they are delivered in order."""
         d, e = orm.alert_deliveries, orm.strategy_events
+        same = (
+            e.c.position_id == event.position_id
+            if event.position_id is not None
+            else and_(e.c.strategy_id == event.strategy_id, e.c.position_id.is_(None))
+        )
         stmt = (
             select(d.c.id)
             .join(e, e.c.id == d.c.event_id)
@@ -88,7 +94,7 @@ class SqlAlchemyAlertRepository:
                 d.c.endpoint_id == delivery.endpoint_id,
                 d.c.status == DeliveryStatus.PENDING.value,
                 d.c.event_id < delivery.event_id,
-                e.c.position_id == position_id,
+                same,
             )
             .limit(1)
         )
