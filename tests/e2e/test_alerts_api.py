@@ -94,3 +94,26 @@ async def test_bad_endpoints_are_refused_with_a_code(db: App, gql: GraphQLClient
     error = await gql.error(CREATE, u="https://example.com/hook", t=["nope"])
     assert error["extensions"]["code"] == "VALIDATION" and "nope" in error["message"]
     assert (await gql.data("{ alertEndpoints { id } }"))["alertEndpoints"] == []
+
+
+async def test_secrets_are_never_returned_again_nor_audited(db: App, gql: GraphQLClient) -> None:
+    from sqlalchemy import text
+
+    await seed_demo(db.uow, db.exchange)
+    token = "123456:telegram-bot-secret"
+    created = await gql.data(CREATE, u="http://127.0.0.1:9/hook", t=None)
+    secret = created["createWebhookEndpoint"]["signingSecret"]
+    endpoint = created["createWebhookEndpoint"]["endpoint"]["id"]
+    await gql.data('mutation($t: String!) { createTelegramEndpoint(botToken: $t, chatId: "42") { id } }', t=token)
+    rotated = await gql.data("mutation($e: ID!) { rotateWebhookSecret(id: $e) { signingSecret } }", e=endpoint)
+    assert rotated["rotateWebhookSecret"]["signingSecret"] not in (secret, None)
+    listed = await gql.execute(
+        "{ alertEndpoints { id kind url telegramChatId eventTypes isActive disabledReason failingSince createdAt } }"
+    )
+    async with db.engine.connect() as conn:
+        audit = [r[0] for r in await conn.execute(text("SELECT row_to_json(a)::text FROM audit_log a"))]
+        stored = [r[0] for r in await conn.execute(text("SELECT row_to_json(e)::text FROM alert_endpoints e"))]
+    assert any("createTelegramEndpoint" in a for a in audit) and any("rotateWebhookSecret" in a for a in audit)
+    for text_ in (str(listed), *audit, *stored):
+        for leaked in (secret, rotated["rotateWebhookSecret"]["signingSecret"], token):
+            assert leaked not in text_
