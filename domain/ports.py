@@ -331,6 +331,10 @@ class AlertRepository(Protocol):
         ...
 
     async def due_deliveries(self, now: datetime, limit: int) -> Sequence[AlertDelivery]: ...
+    async def count_by_status(self) -> dict[str, int]:
+        """How many deliveries are in each status (the API's metrics)."""
+        ...
+
     async def earlier_pending(self, delivery: AlertDelivery, event: StrategyEvent) -> bool:
         """Whether an earlier event of the same position (or strategy, without one) is pending for
         the delivery's endpoint."""

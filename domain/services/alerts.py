@@ -247,6 +247,12 @@ async def redeliver(client_id: int, delivery_id: int, uow: UnitOfWork, now: date
     return delivery
 
 
+async def deliveries_by_status(uow: UnitOfWork) -> dict[str, int]:
+    """The delivery log of every client, counted by status (the API's metrics)."""
+    async with uow:
+        return await uow.alerts.count_by_status()
+
+
 # ---------------------------------------------------------------- the outbox and the attempts
 
 

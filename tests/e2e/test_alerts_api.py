@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
+import httpx
+
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from tests.alert_receivers import WebhookReceiver, webhook_receiver
@@ -33,7 +35,9 @@ async def until(check: Callable[[], bool], timeout: float = 90.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_a_replayed_markets_fills_reach_a_webhook_signed_and_in_order(db: App, gql: GraphQLClient) -> None:
+async def test_a_replayed_markets_fills_reach_a_webhook_signed_and_in_order(
+    db: App, gql: GraphQLClient, http: httpx.AsyncClient
+) -> None:
     await seed_demo(db.uow, db.exchange)
     async with webhook_receiver(WebhookReceiver()) as receiver:
         created = (await gql.data(CREATE, u=receiver.url, t=FILLS))["createWebhookEndpoint"]
@@ -80,6 +84,10 @@ async def test_a_replayed_markets_fills_reach_a_webhook_signed_and_in_order(db: 
         )
         ids = [int(b["id"].removeprefix("evt_")) for b in mine]
         assert ids == sorted(ids)
+    scraped = (await http.get("/metrics")).text
+    delivered = sum(1 for r in receiver.accepted if r.body["type"] != "test") - 1  # the redelivery: one row
+    assert f'criptoren_alert_deliveries_by_status{{status="delivered"}} {float(delivered)}' in scraped
+    assert 'criptoren_alert_deliveries_by_status{status="failed"} 0.0' in scraped
     assert fills[0]["message"].startswith("Bought") and Decimal(fills[0]["data"]["price"]) == Decimal("102498.78")
 
 

@@ -73,3 +73,9 @@ ALERT_DELIVERIES = Counter(
     "Alert deliveries finished, by outcome: delivered, failed (out of retries or 410), abandoned (endpoint disabled).",
     ["outcome"],
 )
+ALERT_LOG = Gauge(
+    "criptoren_alert_deliveries_by_status",
+    "Alert deliveries in the log by status (pending, delivered, failed, abandoned), read from the database at "
+    "scrape time.",
+    ["status"],
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters.persistence import orm
@@ -99,3 +99,8 @@ class SqlAlchemyAlertRepository:
             .limit(1)
         )
         return (await self.session.execute(stmt)).first() is not None
+
+    async def count_by_status(self) -> dict[str, int]:
+        t = orm.alert_deliveries
+        rows = await self.session.execute(select(t.c.status, func.count()).group_by(t.c.status))
+        return {str(getattr(status, "value", status)): n for status, n in rows.all()}
