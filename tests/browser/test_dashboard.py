@@ -133,10 +133,19 @@ async def test_dashboard_trades_a_replayed_channel(db: App, page: Any) -> None:
                 assert (await uow.clients.paused([1])).keys() == {1}
             await page.reload()  # the session survives a reload (sessionStorage), and so does the pause
             await expect(stop).to_have_text("Resume trading")
+            dashboards: list[Any] = []  # the dashboard's refreshes answered from here on
+            page.on("response", lambda r: "query Dashboard" in (r.request.post_data or "") and dashboards.append(r))
             await stop.click()
             await expect(stop).to_have_text("Emergency stop")
             async with db.uow() as uow:
                 assert (await uow.clients.paused([1])) == {}
+            # The resume is an event too (alerts, issue 15): listed, and the refresh it asks for (beside
+            # the resume's own) is answered before the server stops.
+            await expect(page.locator("#events li[data-type=trading_resumed]").first).to_be_visible()
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(dashboards) < 2 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(dashboards) >= 2
         finally:
             servers.stop(worker)
     assert page.external_requests == []
