@@ -256,3 +256,27 @@ class AddSymbol:
     min_notional: Decimal
     min_qty: Decimal | None = None  # default: one step
     max_qty: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CreateWebhookEndpoint:
+    client_id: int
+    url: str
+    event_types: tuple[str, ...] = ()  # empty: the default alert types
+
+
+@dataclass(frozen=True)
+class CreateTelegramEndpoint:
+    client_id: int
+    bot_token: str
+    chat_id: str
+    event_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpdateAlertEndpoint:
+    client_id: int
+    endpoint_id: int
+    url: str | None = None  # None: unchanged
+    event_types: tuple[str, ...] | None = None
+    is_active: bool | None = None

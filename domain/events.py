@@ -34,6 +34,9 @@ class EventType(enum.StrEnum):
     SYMBOL_HALTED = "symbol_halted"
     SYMBOL_TRADING = "symbol_trading"  # ... and it trades again (the strategy stays paused until activated)
     STRATEGY_ARCHIVED = "strategy_archived"
+    # The client's emergency stop (`domain.services.trading_pause`), recorded on each of its strategies.
+    TRADING_PAUSED = "trading_paused"
+    TRADING_RESUMED = "trading_resumed"
     # An order recorded or changed (placed, filled, rejected, cancelled, …): published live to the
     # `positionEvents(includeOrders: true)` subscribers, not stored (the order itself is).
     ORDER_UPDATED = "order_updated"

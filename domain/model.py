@@ -373,6 +373,8 @@ class StrategyEvent:
     data: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
     created_at: datetime | None = None
+    # The alerts' outbox (SPEC §4b): None until the dispatcher has made its deliveries.
+    dispatched_at: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -434,3 +436,52 @@ class AuditEntry:
     error_code: str | None = None  # None: it succeeded
     created_at: datetime | None = None
     id: int | None = None
+
+
+class AlertEndpointKind(enum.StrEnum):
+    WEBHOOK = "webhook"
+    TELEGRAM = "telegram"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its first attempt or a retry
+    DELIVERED = "delivered"  # a 2xx answer (Telegram: ok)
+    FAILED = "failed"  # out of retries, or the receiver answered 410 Gone
+    ABANDONED = "abandoned"  # its endpoint was disabled or deleted before it got through
+
+
+@dataclass(eq=False)
+class AlertEndpoint:
+    """Where a client's alerts go (SPEC §4b): a webhook URL (with its signing secret) or a Telegram
+    chat (with the bot's token). The secret and the token are stored encrypted."""
+
+    client_id: int
+    kind: AlertEndpointKind
+    event_types: list[str]
+    secret_encrypted: str  # webhook: the signing secret; Telegram: the bot token
+    url: str | None = None
+    telegram_chat_id: str | None = None
+    is_active: bool = True
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None  # first failure of the current run of failures
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class AlertDelivery:
+    """One event for one endpoint, attempted until delivered or given up (the delivery log)."""
+
+    endpoint_id: int
+    event_id: int
+    client_id: int
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

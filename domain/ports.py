@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any, Protocol, Self, runtime_checkable
 
 from domain.model import (
+    AlertDelivery,
+    AlertEndpoint,
     AuditEntry,
     Candle,
     CapitalAllocation,
@@ -307,6 +309,60 @@ class AuditRepository(Protocol):
         ...
 
 
+class AlertRepository(Protocol):
+    """Alert endpoints, the delivery log and the events' outbox (SPEC §4b)."""
+
+    def add(self, obj: AlertEndpoint | AlertDelivery) -> None: ...
+    async def endpoint(self, endpoint_id: int, *, for_update: bool = False) -> AlertEndpoint | None: ...
+    async def endpoints(self, client_id: int) -> Sequence[AlertEndpoint]: ...
+    async def active_endpoints(self, client_ids: Collection[int]) -> Sequence[AlertEndpoint]: ...
+    async def delete_endpoint(self, endpoint_id: int) -> None: ...
+    async def delivery(self, delivery_id: int, *, for_update: bool = False) -> AlertDelivery | None: ...
+    async def deliveries(self, endpoint_id: int, page: Page) -> Sequence[AlertDelivery]:
+        """An endpoint's deliveries, newest first."""
+        ...
+
+    async def event(self, event_id: int) -> StrategyEvent | None: ...
+    async def undispatched_events(self, limit: int) -> Sequence[StrategyEvent]:
+        """Events not dispatched yet, oldest first, locked (skipping those another dispatcher holds)."""
+        ...
+
+    async def due_deliveries(self, now: datetime, limit: int) -> Sequence[AlertDelivery]: ...
+    async def count_by_status(self) -> dict[str, int]:
+        """How many deliveries are in each status (the API's metrics)."""
+        ...
+
+    async def earlier_pending(self, delivery: AlertDelivery, event: StrategyEvent) -> bool:
+        """Whether an earlier event of the same position (or strategy, without one) is pending for
+        the delivery's endpoint."""
+        ...
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What a receiver answered to one attempt: `ok` for a 2xx (Telegram: ok), `gone` for a 410."""
+
+    ok: bool
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+class AlertTransport(Protocol):
+    """Sends alerts (adapter: `domain.adapters.alerts`): a signed webhook POST, or a Telegram message."""
+
+    async def check_url(self, url: str) -> None:
+        """Raise `ValidationError` for a URL that is not http(s) or resolves to a private address
+        (unless the server allows them)."""
+        ...
+
+    async def post_webhook(self, url: str, secret: str, event_id: str, body: bytes) -> SendOutcome: ...
+    async def send_telegram(self, bot_token: str, chat_id: str, text: str) -> SendOutcome: ...
+
+
 class BatchReader(Protocol):
     """Batched reads for the API's DataLoaders: one statement per batch, whatever its size."""
 
@@ -351,6 +407,7 @@ class UnitOfWork(Protocol):
     batch: BatchReader
     refresh_tokens: RefreshTokenRepository
     audit: AuditRepository
+    alerts: AlertRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *args: object) -> None: ...

@@ -24,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 
 from domain import views
 from domain.adapters.bootstrap import App, metrics, stream_health
-from domain.model import OrderStatus
+from domain.model import DeliveryStatus, OrderStatus
+from domain.services import alerts
 
 CHECK_TIMEOUT = 3.0
 
@@ -108,6 +109,12 @@ async def _refresh_gauges(app: App) -> None:
             metrics.ORDERS.labels(status.value).set(counts.pop(status.value, 0))
         for status, n in counts.items():
             metrics.ORDERS.labels(status).set(n)
+    except Exception:  # noqa: S110 - reported by /readyz
+        pass
+    try:
+        log = await alerts.deliveries_by_status(app.uow())
+        for delivery_status in DeliveryStatus:
+            metrics.ALERT_LOG.labels(delivery_status.value).set(log.get(delivery_status.value, 0))
     except Exception:  # noqa: S110 - reported by /readyz
         pass
     try:

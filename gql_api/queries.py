@@ -9,6 +9,7 @@ import strawberry
 
 from domain import model, views
 from domain.services import auth
+from gql_api.alerts import AlertQueries
 from gql_api.backtest import BacktestQueries
 from gql_api.context import Info
 from gql_api.permissions import IsAuthenticated
@@ -55,7 +56,7 @@ def own_client(info: Info, client_id: strawberry.ID | None) -> int:
 
 
 @strawberry.type(description="Read Criptoren's strategies, positions, trades, capital, reports and prices.")
-class Query(BacktestQueries):
+class Query(BacktestQueries, AlertQueries):
     @strawberry.field(permission_classes=[IsAuthenticated], description="The client the access token acts for.")
     async def me(self, info: Info) -> Client:
         assert info.context.client_id is not None

@@ -10,6 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gql_api.errors import ErrorCodes, classify
 from gql_api.hardening import OperationGuards
+from gql_api.mutations.alerts import AlertMutations
 from gql_api.mutations.auth import AuthMutations
 from gql_api.mutations.capital import CapitalMutations
 from gql_api.mutations.exchange import ExchangeMutations
@@ -29,7 +30,15 @@ MAX_TOKENS = 2000
     description="Log in, and change strategies, capital and positions. A failed mutation changes nothing; every "
     "mutation is recorded in the audit log."
 )
-class Mutation(AuthMutations, StrategyMutations, CapitalMutations, OrderMutations, ExchangeMutations, TradingMutations):
+class Mutation(
+    AuthMutations,
+    StrategyMutations,
+    CapitalMutations,
+    OrderMutations,
+    ExchangeMutations,
+    TradingMutations,
+    AlertMutations,
+):
     pass
 
 

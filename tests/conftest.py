@@ -40,6 +40,8 @@ def settings(database_url: str) -> Settings:
         criptoren_secret_key=f"test-{uuid.uuid4().hex}",
         # Generous: the suite's many requests as client 1 must not trip it (tests/e2e/test_limits.py lowers it).
         rate_limit_per_minute=100_000,
+        # The tests' alert receivers listen on 127.0.0.1 (tests/alert_receivers.py).
+        webhook_allow_private=True,
     )
 
 

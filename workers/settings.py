@@ -20,6 +20,7 @@ from domain import views
 from domain.adapters.bootstrap import bootstrap, make_market_source, resolve_redis_url
 from domain.adapters.config import Settings
 from domain.errors import ValidationError
+from workers import alerts as alert_jobs
 from workers import cron as cron_jobs
 from workers.market import MarketWorker, check_candle_spacing
 from workers.orders import OrderUpdatesWorker
@@ -96,6 +97,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
     crons = [
         cron(cron_jobs.reconcile_orders, second={5, 35}, unique=True),
         cron(cron_jobs.backfill_candles, minute=set(range(0, 60, 5)), second=15, unique=True),
+        cron(alert_jobs.dispatch_alerts, second=set(range(0, 60, 3)), unique=True, run_at_startup=True),
     ]
     if settings.syncs_symbols:
         crons.append(cron(cron_jobs.sync_symbols, hour=settings.backup_hour, minute=7, second=0, unique=True))
@@ -109,6 +111,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
             cron_jobs.backfill_candles,
             cron_jobs.backup_database,
             cron_jobs.sync_symbols,
+            alert_jobs.DELIVER_ALERT,
         ],
         "cron_jobs": crons,
         # SIGTERM: running jobs get this long to finish before they are cancelled (rolled back).

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 # Re-exported for the entry points (see the module's docstring).
 from domain.adapters import seed
+from domain.adapters.alerts import HttpAlertTransport
 from domain.adapters.backtest import report as backtest_report
 from domain.adapters.backtest import runner as backtest_runner
 from domain.adapters.backtest.pool import BacktestPool, StoredBacktest, run_stored_backtest
@@ -97,6 +98,13 @@ class App:
         """The cipher of stored secrets (exchange keys), None without `CRIPTOREN_SECRET_KEY`."""
         key = self.settings.criptoren_secret_key
         return SecretBox(key) if key else None
+
+    @property
+    def alert_transport(self) -> HttpAlertTransport:
+        """Sends webhooks and Telegram messages (stateless: one HTTP session per attempt)."""
+        return HttpAlertTransport(
+            allow_private=self.settings.webhook_allow_private, telegram_api_url=self.settings.telegram_api_url
+        )
 
     async def ping_database(self) -> None:
         async with self.engine.connect() as conn:

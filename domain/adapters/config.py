@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     binance_api_url: str | None = Field(
         default=None, description="another Binance REST base ending in /api (a proxy, or the tests' local Binance)"
     )
+    # Alerts (SPEC §4b): webhooks and Telegram.
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook URLs on loopback, private or link-local addresses (tests, LANs)"
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", description="Telegram Bot API base URL (the tests' local fake)"
+    )
 
     @property
     def syncs_symbols(self) -> bool:

@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 
 from domain import commands as cmds
 from domain.errors import DomainError, NotFound
+from domain.events import EventType
 from domain.model import Client, PositionStatus
 from domain.ports import Exchange, Page, UnitOfWork, UnitOfWorkFactory
+from domain.services.common import record_event
 from domain.services.orders import cancel_scheduled_sell
 
 log = logging.getLogger("criptoren.pause")
@@ -76,6 +78,10 @@ async def pause_trading(cmd: cmds.PauseTrading, uow: UnitOfWorkFactory, exchange
         client = await _client(tx, cmd.client_id)
         if client.trading_paused_at is None:
             client.trading_paused_at = datetime.now(UTC)
+            held = " Scheduled sells are cancelled and exits held." if cmd.cancel_scheduled else ""
+            await _record_on_strategies(
+                tx, cmd.client_id, EventType.TRADING_PAUSED, f"Trading paused: no new entries.{held}"
+            )
         client.trading_sells_held = client.trading_sells_held or cmd.cancel_scheduled
         status = _status(client)
         await tx.commit()
@@ -96,6 +102,19 @@ async def pause_trading(cmd: cmds.PauseTrading, uow: UnitOfWorkFactory, exchange
             failed[position_id] = e.message
             log.warning("Scheduled sell of position %s not cancelled: %s", position_id, e.message)
     return TradingStatus(status.client_id, status.paused_at, status.sells_held, tuple(cancelled), failed)
+
+
+async def _record_on_strategies(uow: UnitOfWork, client_id: int, type_: EventType, message: str) -> None:
+    """The pause and the resume are events of each of the client's strategies (events belong to a
+    strategy): its history and its alerts (SPEC §4b) show them."""
+    before: int | None = None
+    while True:
+        page = await uow.strategies.list_by_client(client_id, Page(PAGE, before))
+        for strategy in page:
+            record_event(uow, strategy, type_, message)
+        if len(page) < PAGE:
+            return
+        before = page[-1].id
 
 
 async def _wait_for_decisions_in_flight(uow: UnitOfWork, client_id: int) -> None:
@@ -133,6 +152,8 @@ async def resume_trading(cmd: cmds.ResumeTrading, uow: UnitOfWorkFactory) -> Tra
     async with uow() as tx:
         client = await _client(tx, cmd.client_id)
         was_paused = client.trading_paused_at is not None
+        if was_paused:
+            await _record_on_strategies(tx, cmd.client_id, EventType.TRADING_RESUMED, "Trading resumed.")
         client.trading_paused_at = None
         client.trading_sells_held = False
         status = _status(client)

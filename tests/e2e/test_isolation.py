@@ -26,7 +26,8 @@ from domain import services
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from domain.channel import Channel
-from domain.services import auth
+from domain.ports import Page
+from domain.services import alerts, auth
 from gql_api.auth import access_tokens
 from gql_api.permissions import PUBLIC_FIELDS
 from tests.e2e import servers
@@ -47,6 +48,8 @@ class Owner:
     retired: int  # a second strategy, without positions: archivable
     api_key: str
     api_secret: str
+    endpoint: int = 0  # a webhook alert endpoint
+    delivery: int = 0  # one of its deliveries
 
     @property
     def positions(self) -> set[str]:
@@ -98,7 +101,22 @@ async def world(db: App) -> World:
     await seed_demo(db.uow, db.exchange)
     bob = await services.create_client(cmds.CreateClient("Bob"), db.uow())
     assert bob.id == 2
-    return World(await _owner(db, 1, "Alice ETH"), await _owner(db, 2, "Bob ETH"))
+    world = World(await _owner(db, 1, "Alice ETH"), await _owner(db, 2, "Bob ETH"))
+    for owner in (world.a, world.b):
+        created = await alerts.create_webhook_endpoint(
+            cmds.CreateWebhookEndpoint(owner.client, "http://127.0.0.1:9/hook", ("position_opened",)),
+            db.uow(),
+            db.secret_box,
+            db.alert_transport,
+        )
+        assert created.endpoint.id is not None
+        owner.endpoint = created.endpoint.id
+    await alerts.dispatch_events(db.uow(), datetime.now(UTC))
+    for owner in (world.a, world.b):
+        (owner.delivery, *_) = [
+            d.id for d in await alerts.list_deliveries(owner.client, owner.endpoint, Page(1), db.uow())
+        ]
+    return world
 
 
 async def new_refresh_token(db: App, owner: Owner) -> str:
@@ -173,6 +191,29 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     # Pause, then resume (in this order: a paused client's buys are refused).
     "pauseTrading": ("mutation($c: ID) { pauseTrading(clientId: $c) { paused } }", {"c": "{client}"}),
     "resumeTrading": ("mutation($c: ID) { resumeTrading(clientId: $c) { paused } }", {"c": "{client}"}),
+    # Alerts (issue 15): the endpoint is deleted last.
+    "alertEndpoints": ("{ alertEndpoints { id url } }", {}),
+    "alertEventTypes": ("{ alertEventTypes }", {}),
+    "alertDeliveries": (
+        "query($p: ID!) { alertDeliveries(endpointId: $p) { nodes { id status } } }",
+        {"p": "{endpoint}"},
+    ),
+    "createWebhookEndpoint": (
+        'mutation { createWebhookEndpoint(url: "http://127.0.0.1:9/other") { endpoint { id } signingSecret } }',
+        {},
+    ),
+    "createTelegramEndpoint": (
+        'mutation { createTelegramEndpoint(botToken: "123:abc", chatId: "42") { id kind } }',
+        {},
+    ),
+    "updateAlertEndpoint": (
+        'mutation($p: ID!) { updateAlertEndpoint(id: $p, eventTypes: ["position_opened"]) { id } }',
+        {"p": "{endpoint}"},
+    ),
+    "rotateWebhookSecret": ("mutation($p: ID!) { rotateWebhookSecret(id: $p) { signingSecret } }", {"p": "{endpoint}"}),
+    "testAlertEndpoint": ("mutation($p: ID!) { testAlertEndpoint(id: $p) { ok statusCode } }", {"p": "{endpoint}"}),
+    "redeliverAlert": ("mutation($p: ID!) { redeliverAlert(deliveryId: $p) { id status } }", {"p": "{delivery}"}),
+    "deleteAlertEndpoint": ("mutation($p: ID!) { deleteAlertEndpoint(id: $p) }", {"p": "{endpoint}"}),
 }
 # Fields that name no object: they answer about the caller only (A, in the A-on-B test).
 ABOUT_THE_CALLER = {
@@ -180,6 +221,10 @@ ABOUT_THE_CALLER = {
     "scheduledSells": lambda data, w: {n["id"] for n in data["scheduledSells"]["nodes"]} == {str(w.a.scheduled)},
     "positionsReport": lambda data, w: not w.b.positions & {p["id"] for p in data["positionsReport"]["positions"]},
     "tradesReport": lambda data, w: data["tradesReport"]["trades"] == 5,  # A's 4 buys and 1 sell, not B's
+    "alertEndpoints": lambda data, w: [e["id"] for e in data["alertEndpoints"]] == [str(w.a.endpoint)],
+    "alertEventTypes": lambda data, w: "position_opened" in data["alertEventTypes"],
+    "createWebhookEndpoint": lambda data, w: data["createWebhookEndpoint"]["signingSecret"].startswith("whsec_"),
+    "createTelegramEndpoint": lambda data, w: data["createTelegramEndpoint"]["kind"] == "telegram",
     "events": lambda data, w: (
         bool(data["events"]["nodes"])
         and not {str(w.b.strategy), str(w.b.retired)} & {n["strategyId"] for n in data["events"]["nodes"]}
@@ -288,6 +333,10 @@ async def test_another_clients_ids_are_not_found_and_nothing_changes(db: App, gq
             assert body["errors"][0]["message"].replace(_named_id(values), "#") == missing["errors"][0][
                 "message"
             ].replace(MISSING, "#"), (name, body, missing)
+    # The endpoints A created for itself (createWebhookEndpoint, …) are the only change: undone.
+    for endpoint in await alerts.list_endpoints(world.a.client, db.uow()):
+        if endpoint.id != world.a.endpoint:
+            await alerts.delete_alert_endpoint(world.a.client, endpoint.id, db.uow())  # type: ignore[arg-type]
     assert await snapshot(db) == before
     # B's session was not ended by A's logout attempt.
     refreshed = await gql.as_client(None).execute(

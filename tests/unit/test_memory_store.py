@@ -19,6 +19,7 @@ SQL_TABLE = {
     "clients": "clients", "symbols": "symbols", "strategies": "strategies", "positions": "positions",
     "orders": "orders", "trades": "trades", "allocations": "capital_allocations", "events": "strategy_events",
     "candles": "historical_prices", "refresh_tokens": "refresh_tokens", "audit": "audit_log",
+    "alert_endpoints": "alert_endpoints", "alert_deliveries": "alert_deliveries",
 }  # fmt: skip
 
 

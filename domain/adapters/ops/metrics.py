@@ -73,3 +73,21 @@ STREAM_UP = Gauge(
 def exchange_error(code: object) -> None:
     """Count an exchange error by its code."""
     EXCHANGE_ERRORS.labels(code=str(code)).inc()
+
+
+ALERT_ATTEMPTS = Counter(
+    "criptoren_alert_attempts",
+    "Alert delivery attempts (webhooks and Telegram) by outcome: ok (2xx), gone (410: endpoint disabled), error.",
+    ["outcome"],
+)
+ALERT_DELIVERIES = Counter(
+    "criptoren_alert_deliveries",
+    "Alert deliveries finished, by outcome: delivered, failed (out of retries or 410), abandoned (endpoint disabled).",
+    ["outcome"],
+)
+ALERT_LOG = Gauge(
+    "criptoren_alert_deliveries_by_status",
+    "Alert deliveries in the log by status (pending, delivered, failed, abandoned), read from the database at "
+    "scrape time.",
+    ["status"],
+)

@@ -34,6 +34,8 @@ from domain.adapters.exchanges.paper import SEED_SYMBOLS
 from domain.adapters.persistence.memory_schema import CHECKS, INDEXES, LIVE, UNIQUE, unique_key
 from domain.channel import EPOCH
 from domain.model import (
+    AlertDelivery,
+    AlertEndpoint,
     AuditEntry,
     Candle,
     CapitalAllocation,
@@ -65,6 +67,9 @@ TABLES: dict[str, type] = {
     "candles": Candle,
     "refresh_tokens": RefreshToken,
     "audit": AuditEntry,
+    # Mirrored for the schema's sake; the alerts' use cases run on PostgreSQL only (SKIP LOCKED).
+    "alert_endpoints": AlertEndpoint,
+    "alert_deliveries": AlertDelivery,
 }
 TABLE_OF: dict[type, str] = {cls: name for name, cls in TABLES.items()}
 # Tables with a `created_at` / `updated_at` server default (and the `updated_at` trigger).
@@ -78,8 +83,10 @@ WITH_CREATED_AT = (
     "events",
     "refresh_tokens",
     "audit",
+    "alert_endpoints",
+    "alert_deliveries",
 )
-WITH_UPDATED_AT = ("clients", "symbols", "strategies", "positions", "orders")
+WITH_UPDATED_AT = ("clients", "symbols", "strategies", "positions", "orders", "alert_endpoints", "alert_deliveries")
 
 
 class MemoryIntegrityError(Exception):

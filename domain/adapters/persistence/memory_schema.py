@@ -54,6 +54,11 @@ CHECKS: dict[str, dict[str, Callable[[Any], bool]]] = {
         ),
     },
     "candles": {"ohlc_consistent": _ohlc_consistent},
+    "alert_endpoints": {
+        "webhook_has_url": lambda o: o.kind != "webhook" or o.url is not None,
+        "telegram_has_chat": lambda o: o.kind != "telegram" or o.telegram_chat_id is not None,
+    },
+    "alert_deliveries": {"attempts_nonnegative": lambda o: o.attempts >= 0},
 }
 
 # Unique keys: unique constraints, unique columns and unique indexes of the schema.
@@ -64,6 +69,7 @@ UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
     "orders": (("client_order_id",),),
     "candles": (("symbol_id", "interval", "open_time"),),
     "refresh_tokens": (("token_hash",),),
+    "alert_deliveries": (("endpoint_id", "event_id"),),
 }
 # Partial unique indexes: a row is in the index only when it matches the index's WHERE (orm's
 # `postgresql_where`, quoted here so that the test can tie the two).

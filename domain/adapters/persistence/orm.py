@@ -324,6 +324,53 @@ strategy_events = Table(
     _created(),
     Index("ix_strategy_events_strategy_id_desc", "strategy_id", text("id DESC")),
     Index("ix_strategy_events_client_id_desc", "client_id", text("id DESC")),
+    # The alerts' outbox: events not yet dispatched to their endpoints (a handful at any time).
+    Column("dispatched_at", DateTime(timezone=True)),
+    Index("ix_strategy_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL")),
+)
+
+# Where a client's alerts go (SPEC §4b, `domain.services.alerts`).
+alert_endpoints = Table(
+    "alert_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("client_id", Integer, ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", _enum(model.AlertEndpointKind, "alert_endpoint_kind"), nullable=False),
+    Column("url", Text),
+    Column("telegram_chat_id", String(64)),
+    # Webhook signing secret or Telegram bot token, encrypted (Fernet, like exchange secrets).
+    Column("secret_encrypted", Text, nullable=False),
+    Column("event_types", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", Text),
+    Column("failing_since", DateTime(timezone=True)),
+    _created(),
+    _updated(),
+    CheckConstraint("kind <> 'webhook' OR url IS NOT NULL", name="webhook_has_url"),
+    CheckConstraint("kind <> 'telegram' OR telegram_chat_id IS NOT NULL", name="telegram_has_chat"),
+    Index("ix_alert_endpoints_client", "client_id"),
+)
+
+# The delivery log: one row per (endpoint, event), attempted until delivered or given up.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("endpoint_id", Integer, ForeignKey("alert_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", BigInteger, ForeignKey("strategy_events.id", ondelete="CASCADE"), nullable=False),
+    Column("client_id", Integer, ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
+    Column("status", _enum(model.DeliveryStatus, "delivery_status"), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    _created(),
+    _updated(),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_alert_deliveries_endpoint_event"),
+    CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+    Index("ix_alert_deliveries_endpoint_id_desc", "endpoint_id", text("id DESC")),
+    Index("ix_alert_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
 )
 
 historical_prices = Table(
@@ -348,7 +395,15 @@ historical_prices = Table(
 )
 
 # Tables whose rows change: an `updated_at` trigger keeps the column current (the plan's trigger).
-TABLES_WITH_UPDATED_AT = ("clients", "symbols", "strategies", "positions", "orders")
+TABLES_WITH_UPDATED_AT = (
+    "clients",
+    "symbols",
+    "strategies",
+    "positions",
+    "orders",
+    "alert_endpoints",
+    "alert_deliveries",
+)
 
 _mapped = False
 
@@ -370,3 +425,5 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.Candle, historical_prices, eager_defaults=True)
     mapper_registry.map_imperatively(model.RefreshToken, refresh_tokens, eager_defaults=True)
     mapper_registry.map_imperatively(model.AuditEntry, audit_log, eager_defaults=True)
+    mapper_registry.map_imperatively(model.AlertEndpoint, alert_endpoints, eager_defaults=True)
+    mapper_registry.map_imperatively(model.AlertDelivery, alert_deliveries, eager_defaults=True)

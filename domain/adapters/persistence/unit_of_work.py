@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from domain.adapters.persistence import orm
+from domain.adapters.persistence.alerts import SqlAlchemyAlertRepository
 from domain.adapters.persistence.repositories import (
     SqlAlchemyAllocationRepository,
     SqlAlchemyAuditRepository,
@@ -101,6 +102,7 @@ class SqlAlchemyUnitOfWork:
         self.batch = SqlAlchemyBatchReader(self.session)
         self.refresh_tokens = SqlAlchemyRefreshTokenRepository(self.session)
         self.audit = SqlAlchemyAuditRepository(self.session)
+        self.alerts = SqlAlchemyAlertRepository(self.session)
         return self
 
     async def __aexit__(self, *args: object) -> None:

@@ -7,6 +7,7 @@
 // the page shows them as they are and uses floating point only for display arithmetic
 // (unrealised results, chart coordinates), never for anything sent back.
 
+import { initAlerts } from "./alerts.js";
 import { ApiError, Session } from "./api.js";
 import { LiveChart, drawBacktest, formatMoney, formatPrice } from "./chart.js";
 import { LiveSocket } from "./ws.js";
@@ -879,6 +880,7 @@ async function showDashboard() {
   socket.start();
   subscribeAccount();
   await run(refresh);
+  await refreshAlerts();
   window.clearInterval(pollTimer);
   pollTimer = window.setInterval(() => {
     if (document.visibilityState === "visible") run(refresh);
@@ -897,6 +899,8 @@ async function onLogin(event) {
   }
 }
 
+let refreshAlerts = async () => {};
+
 function init() {
   chart = new LiveChart($("#chart"), { capacity: CHART_POINTS });
   $("#login-form").addEventListener("submit", onLogin);
@@ -909,6 +913,7 @@ function init() {
   $("#emergency-stop").addEventListener("click", onEmergencyStop);
   $("#tabs").addEventListener("click", (e) => e.target.dataset.tab && showTab(e.target.dataset.tab));
   $("#live-view").addEventListener("click", onAction);
+  refreshAlerts = initAlerts({ session, run, h, $, banner });
   session.onChange((kind) => {
     if (kind === "logout") showLogin();
     else if (kind === "login") showDashboard();
