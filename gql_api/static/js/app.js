@@ -79,7 +79,7 @@ const DASHBOARD = `query Dashboard {
   capitalBalances { asset principal committed free profit total }
 }`;
 const SELECTED = `query Selected($id: ID!, $symbol: String!) {
-  strategy(id: $id) { events(first: 50) { nodes { id type message createdAt strategyId } } }
+  strategy(id: $id) { events(first: 50) { nodes { id type message createdAt strategyId data } } }
   trades(strategyId: $id, first: 50) { nodes { side price executedAt } }
   priceHistory(symbol: $symbol, interval: "1m", limit: ${HISTORY_CANDLES}) { closeTime open high low close }
   currentPrice(symbol: $symbol) { price at }
@@ -157,9 +157,21 @@ function signed(value) {
   return h("span", { class: value >= 0 ? "pos" : "neg" }, `${value >= 0 ? "+" : ""}${formatMoney(value)}`);
 }
 
+// After the socket was lost, what happened meanwhile is read again: the fills and events the live
+// subscriptions could not deliver while it was down are drawn from the stored trades, no marker lost.
+let wasLost = false;
+
 function showStatus(status) {
   const el = $("#conn-status");
   window.clearInterval(statusTimer);
+  if (status.state === "reconnecting") wasLost = true;
+  if (status.state === "live" && wasLost) {
+    wasLost = false;
+    if (session.loggedIn && state.selectedId) {
+      refreshSoon();
+      selectStrategy(state.selectedId);
+    }
+  }
   const render = () => {
     if (status.state === "live") {
       el.textContent = "● live";
@@ -410,6 +422,15 @@ async function selectStrategy(id) {
     if (quote.price !== null && !state.pendingTicks.length) chart.push(quote.price, Date.parse(quote.at));
     for (const t of [...data.trades.nodes].reverse()) {
       chart.mark(t.side === "BUY" ? "buy" : "sell", t.price, t.side, Date.parse(t.executedAt));
+    }
+    // Schedules and breaks from the stored events (a newly selected strategy, or one whose live events
+    // were missed while the socket was down).
+    for (const e of [...data.strategy.events.nodes].reverse()) {
+      if (e.type === "position_scheduled" && e.data?.scheduled_exit_price) {
+        chart.mark("schedule", e.data.scheduled_exit_price, "scheduled", Date.parse(e.createdAt));
+      } else if (e.type === "channel_broken" && e.data?.close) {
+        chart.mark("broken", e.data.close, "channel broken", Date.parse(e.createdAt));
+      }
     }
     state.events = data.strategy.events.nodes.slice(0, EVENTS_KEPT);
     renderEvents();
