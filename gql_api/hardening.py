@@ -98,7 +98,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self.max_bytes):
+        # ASCII digits only: str.isdigit() also takes "²", which int() then refuses (a 500).
+        if length is not None and (
+            not (length.strip().isascii() and length.strip().isdigit()) or int(length) > self.max_bytes
+        ):
             await self._refuse(send)
             return
         received = 0

@@ -117,6 +117,10 @@ async def test_a_request_body_over_the_limit_is_refused_with_413(db: App, http: 
         "/graphql", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "abc"}
     )
     assert lying.status_code in (400, 413)
+    superscript = await http.post(  # "²" is a digit to str.isdigit(), not to int()
+        "/graphql", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "²".encode("latin-1")}
+    )
+    assert superscript.status_code in (400, 413)
     small = await http.post("/graphql", json={"query": "{ symbols { symbol } }" + " " * (limit // 2)})
     assert small.status_code == 200 and "errors" not in small.json()
 
