@@ -23,7 +23,7 @@ from domain import commands as cmds
 from domain.adapters.bootstrap import Database, backtest_report, backtest_runner, open_database
 from domain.adapters.config import Settings
 from domain.backtest import CandleSeries
-from domain.channel import Channel, check_candle_interval
+from domain.channel import DEFAULT_TIMEFRAME, Channel, check_candle_interval
 from domain.errors import DomainError, ValidationError
 from domain.model import Symbol
 from domain.ports import UnitOfWork
@@ -84,7 +84,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _common(sw)
     for flag, _, help_text in CHANNEL_OPTIONS:
         sw.add_argument(flag, help=f"{help_text}: a value, a list a,b,c or a range start:stop:step")
-    sw.add_argument("--timeframe", default="4h", help="timeframe(s), e.g. 4h or 1h,4h,1d (default 4h)")
+    sw.add_argument(
+        "--timeframe",
+        default=DEFAULT_TIMEFRAME,
+        help=f"timeframe(s), e.g. 4h or 1h,4h,1d (default {DEFAULT_TIMEFRAME})",
+    )
     sw.add_argument("--x", help="heat-map column parameter (default: the first swept one)")
     sw.add_argument("--y", help="heat-map row parameter (default: the second swept one)")
     sw.add_argument("--workers", type=int, help="processes (default: the number of CPUs)")
