@@ -392,7 +392,7 @@ async def test_accepted_inputs_are_stored_exactly(db: App, gql: GraphQLClient) -
     strategy = await services.create_strategy(cmds.CreateStrategy(1, "ETHUSDT", "ETH", channel), db.uow(), db.exchange)
     edited = await services.create_strategy(cmds.CreateStrategy(1, "ETHUSDT", "U", channel), db.uow(), db.exchange)
     assert strategy.id is not None and edited.id is not None
-    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal(100_000)), db.uow())
+    await services.allocate_capital(cmds.AllocateCapital(strategy.id, Decimal(100_000)), db.uow(), db.exchange)
     db.price_book.set("ETHUSDT", Decimal(2450))
     buy = cmds.Buy(strategy.id, quote_amount=Decimal(100))
     held = await services.buy(buy, db.uow(), db.exchange, db.prices)
