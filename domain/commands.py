@@ -27,8 +27,28 @@ class CreateStrategy:
     is_active: bool = True
 
 
+class _ChannelChanges:
+    """A command that changes some of a channel's parameters (`None` keeps one): what they give."""
+
+    base_price: Decimal | None
+    top_price: Decimal | None
+    capital_percentage: Decimal | None
+    buy_threshold: Decimal | None
+    sell_threshold: Decimal | None
+    min_profit: Decimal | None
+    timeframe: str | None
+
+    def channel_from(self, current: Channel) -> Channel:
+        """The channel asked for, starting from `current`."""
+        return current.with_changes(
+            base=self.base_price, top=self.top_price, capital_percentage=self.capital_percentage,
+            buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
+            timeframe=self.timeframe,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
-class UpdateStrategy:
+class UpdateStrategy(_ChannelChanges):
     """Change a strategy's channel or parameters; `None` keeps a value. Re-arms it (rule 5)."""
 
     strategy_id: int
@@ -41,14 +61,6 @@ class UpdateStrategy:
     sell_threshold: Decimal | None = None
     min_profit: Decimal | None = None
     timeframe: str | None = None
-
-    def channel_from(self, current: Channel) -> Channel:
-        """The channel this update asks for, starting from the strategy's `current` one."""
-        return current.with_changes(
-            base=self.base_price, top=self.top_price, capital_percentage=self.capital_percentage,
-            buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
-            timeframe=self.timeframe,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -221,7 +233,7 @@ class ResumeTrading:
 
 
 @dataclass(frozen=True)
-class PrepareBacktest:
+class PrepareBacktest(_ChannelChanges):
     """A backtest's channel: a stored strategy's (of `client_id`), with the parameters given here
     changed, or one given whole (base and top at least). `None` keeps a value or takes its default."""
 
@@ -235,13 +247,6 @@ class PrepareBacktest:
     min_profit: Decimal | None = None
     timeframe: str | None = None
     bankroll: Decimal | None = None
-
-    def channel_from(self, current: Channel) -> Channel:
-        return current.with_changes(
-            base=self.base_price, top=self.top_price, capital_percentage=self.capital_percentage,
-            buy_threshold=self.buy_threshold, sell_threshold=self.sell_threshold, min_profit=self.min_profit,
-            timeframe=self.timeframe,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)
