@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from domain import commands as cmds
 from domain.errors import (
@@ -13,6 +14,7 @@ from domain.events import EventType
 from domain.model import (
     AllocationKind,
     CapitalAllocation,
+    Strategy,
 )
 from domain.ports import Exchange, UnitOfWork
 from domain.services.common import (
@@ -35,6 +37,32 @@ class Allocated:
     warnings: tuple[str, ...] = ()
 
 
+async def _book(
+    uow: UnitOfWork,
+    strategy: Strategy,
+    amount: Decimal,
+    kind: AllocationKind,
+    event: EventType,
+    message: str,
+    note: str | None = None,
+) -> CapitalAllocation:
+    """A ledger entry of `strategy` (signed `amount`; profit or principal by its `kind`) and its event."""
+    assert strategy.id is not None
+    allocation = CapitalAllocation(
+        client_id=strategy.client_id,
+        strategy_id=strategy.id,
+        amount=amount,
+        kind=kind,
+        is_profit=kind.is_profit,
+        note=note,
+        created_at=utcnow(),
+    )
+    uow.allocations.add(allocation)
+    await uow.flush()
+    record_event(uow, strategy, event, message, amount=abs(amount))
+    return allocation
+
+
 async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork, exchange: Exchange) -> Allocated:
     """Add principal to a strategy's bankroll (rule 2). When the entries it sizes would not work —
     too small for the exchange's filters, or so small that lot rounding pushes min_sell above X —
@@ -44,18 +72,10 @@ async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork, exchange:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
         check_not_archived(strategy)
         assert strategy.id is not None
-        allocation = CapitalAllocation(
-            client_id=strategy.client_id,
-            strategy_id=strategy.id,
-            amount=cmd.amount,
-            kind=AllocationKind.DEPOSIT,
-            is_profit=False,
-            note=cmd.note,
-            created_at=utcnow(),
-        )
-        uow.allocations.add(allocation)
-        await uow.flush()
-        record_event(uow, strategy, EventType.CAPITAL_ALLOCATED, f"{fmt(cmd.amount)} allocated.", amount=cmd.amount)
+        allocation = await _book(
+            uow, strategy, cmd.amount, AllocationKind.DEPOSIT, EventType.CAPITAL_ALLOCATED,
+            f"{fmt(cmd.amount)} allocated.", cmd.note,
+        )  # fmt: skip
         warnings: tuple[str, ...] = ()
         symbol = await get_symbol(uow, strategy.symbol_id)
         try:
@@ -87,19 +107,10 @@ async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> Capita
                 "scheduled positions).",
                 available=fmt(ledger.free),
             )
-        allocation = CapitalAllocation(
-            client_id=strategy.client_id,
-            strategy_id=strategy.id,
-            amount=-cmd.amount,
-            kind=AllocationKind.WITHDRAWAL,
-            is_profit=False,
-            created_at=utcnow(),
-        )
-        uow.allocations.add(allocation)
-        await uow.flush()
-        record_event(
-            uow, strategy, EventType.CAPITAL_WITHDRAWN, f"{fmt(cmd.amount)} of principal withdrawn.", amount=cmd.amount
-        )
+        allocation = await _book(
+            uow, strategy, -cmd.amount, AllocationKind.WITHDRAWAL, EventType.CAPITAL_WITHDRAWN,
+            f"{fmt(cmd.amount)} of principal withdrawn.",
+        )  # fmt: skip
         await uow.commit()
     return allocation
 
@@ -116,18 +127,9 @@ async def withdraw_profit(cmd: cmds.WithdrawProfit, uow: UnitOfWork) -> CapitalA
                 f"Cannot withdraw {fmt(cmd.amount)}: the strategy's profit balance is {fmt(ledger.profit)}.",
                 available=ledger.profit,
             )
-        allocation = CapitalAllocation(
-            client_id=strategy.client_id,
-            strategy_id=strategy.id,
-            amount=-cmd.amount,
-            kind=AllocationKind.PROFIT_WITHDRAWAL,
-            is_profit=True,
-            created_at=utcnow(),
-        )
-        uow.allocations.add(allocation)
-        await uow.flush()
-        record_event(
-            uow, strategy, EventType.PROFIT_WITHDRAWN, f"{fmt(cmd.amount)} of profit withdrawn.", amount=cmd.amount
-        )
+        allocation = await _book(
+            uow, strategy, -cmd.amount, AllocationKind.PROFIT_WITHDRAWAL, EventType.PROFIT_WITHDRAWN,
+            f"{fmt(cmd.amount)} of profit withdrawn.",
+        )  # fmt: skip
         await uow.commit()
     return allocation
