@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationType, parse
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from domain.adapters.bootstrap import App, metrics
@@ -49,8 +49,7 @@ from domain.errors import Unauthenticated
 from gql_api.auth import SESSION_ENDED, TokenClaims, session_revoked
 from gql_api.context import Context
 from gql_api.errors import classify
-from gql_api.hardening import RateLimiter
-from gql_api.schema import MAX_TOKENS
+from gql_api.hardening import DOCUMENTS, RateLimiter
 
 log = logging.getLogger("criptoren.ws")
 
@@ -531,7 +530,7 @@ def operation_type(payload: dict[str, Any]) -> OperationType | GraphQLError | No
     """The kind of the operation a `subscribe` asks for, read with the schema's token limit: a
     document over it (or unreadable) is the error to answer, after at most MAX_TOKENS tokens."""
     try:
-        document = parse(payload["query"], max_tokens=MAX_TOKENS)
+        document = DOCUMENTS.check(payload["query"]).document
     except GraphQLError as e:
         return e
     name = payload.get("operationName")
