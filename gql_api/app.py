@@ -64,6 +64,16 @@ class CriptorenGraphQL(GraphQL[Context, None]):
                 context.auth_error = e.message  # private fields then answer UNAUTHENTICATED
         return context
 
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        # The request's reads end with it: its snapshot is closed once the result is complete,
+        # whatever the result (errors included).
+        try:
+            return await super().execute_operation(*args, **kwargs)
+        finally:
+            context = kwargs.get("context")
+            if isinstance(context, Context):
+                await context.snapshot.close()
+
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry answers 400 to a JSONDecodeError only: not UTF-8, or not an object or a list
         # (a batch), is a body it cannot read either.

@@ -7,6 +7,7 @@ import decimal
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from gql_api.context import ReadSnapshots
 from gql_api.errors import ErrorCodes, classify
 from gql_api.hardening import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, OperationGuards
 from gql_api.mutations.alerts import AlertMutations
@@ -53,7 +54,7 @@ schema = CriptorenSchema(
     subscription=Subscription,
     config=StrawberryConfig(scalar_map={decimal.Decimal: DecimalScalar}),
     # The depth, alias and token limits are OperationGuards' (gql_api/hardening.py).
-    extensions=[ErrorCodes, OperationGuards],
+    extensions=[ErrorCodes, OperationGuards, ReadSnapshots],
 )
 
 

@@ -19,6 +19,7 @@ from domain.channel import Channel
 from domain.errors import NotFound, ValidationError
 from domain.model import Ledger
 from domain.ports import Page
+from domain.rows import PositionRow, StrategyRow, SymbolRow, TradeRow
 from gql_api.context import Info
 
 T = TypeVar("T")
@@ -217,7 +218,7 @@ class Symbol:
     min_notional: Decimal = d("Smallest order value in the quote asset (MIN_NOTIONAL).")
 
     @classmethod
-    def from_domain(cls, s: model.Symbol) -> Symbol:
+    def from_domain(cls, s: model.Symbol | SymbolRow) -> Symbol:
         return cls(
             id=strawberry.ID(str(s.id)), symbol=s.symbol, base_asset=s.base_asset, quote_asset=s.quote_asset,
             step_size=s.step_size, min_qty=s.min_qty, tick_size=s.tick_size, min_notional=s.min_notional,
@@ -309,7 +310,7 @@ class Strategy:
     channel: strawberry.Private[Channel]
 
     @classmethod
-    def from_domain(cls, s: model.Strategy) -> Strategy:
+    def from_domain(cls, s: model.Strategy | StrategyRow) -> Strategy:
         assert s.id is not None
         return cls(
             id=strawberry.ID(str(s.id)), client_id=strawberry.ID(str(s.client_id)), name=s.name,
@@ -388,7 +389,7 @@ class Trade:
     raw_order_id: strawberry.Private[int | None] = None
 
     @classmethod
-    def from_domain(cls, t: model.Trade) -> Trade:
+    def from_domain(cls, t: model.Trade | TradeRow) -> Trade:
         return cls(
             id=strawberry.ID(str(t.id)), side=Side(t.side.value), price=t.price, quantity=t.quantity,
             quote_amount=t.quote_amount, fees=t.fees, fee_asset=t.fee_asset, profit=t.profit, notes=t.notes,
@@ -443,7 +444,7 @@ class Position:
     position_id: strawberry.Private[int]
 
     @classmethod
-    def from_domain(cls, p: model.Position) -> Position:
+    def from_domain(cls, p: model.Position | PositionRow) -> Position:
         assert p.id is not None
         return cls(
             id=strawberry.ID(str(p.id)), status=PositionStatus(p.status.value), entry_price=p.entry_price,

@@ -510,18 +510,24 @@ class Connection:
         elif kind is OperationType.SUBSCRIPTION:
             member = Member(self, op_id)
             self.operations[op_id] = member
-            await self.hub.join(member, payload, self.context)
+            # Its reads each in a transaction of their own, nothing cached: it may last for hours.
+            await self.hub.join(member, payload, self.context.for_operation(isolated=True))
         else:
             self.operations[op_id] = asyncio.create_task(self._execute(op_id, payload))
 
     async def _execute(self, op_id: str, payload: dict[str, Any]) -> None:
         assert self.context is not None
-        result = await self.hub.schema.execute(
-            payload["query"],
-            variable_values=payload.get("variables"),
-            context_value=self.context,
-            operation_name=payload.get("operationName"),
-        )
+        # A read snapshot and loaders of its own, as an HTTP request has, closed with it.
+        context = self.context.for_operation()
+        try:
+            result = await self.hub.schema.execute(
+                payload["query"],
+                variable_values=payload.get("variables"),
+                context_value=context,
+                operation_name=payload.get("operationName"),
+            )
+        finally:
+            await context.snapshot.close()
         self.send_next(op_id, result_json(result))
         self.send_complete(op_id)
 

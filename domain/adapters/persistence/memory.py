@@ -51,7 +51,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import Page, TickRow
+from domain.ports import BatchReader, Page, ReadSnapshot, TickRow
 
 ZERO = Decimal(0)
 
@@ -231,6 +231,16 @@ class MemoryStore:
     def unique_owner(self, table: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> int | None:
         return self._unique[table][columns].get(key)
 
+    def copy(self) -> MemoryStore:
+        """The committed state as it is now, apart (committed rows are replaced, never changed)."""
+        other = MemoryStore()
+        other.rows = {table: dict(rows) for table, rows in self.rows.items()}
+        other._sequences = dict(self._sequences)
+        other._index = {t: {n: {k: set(v) for k, v in i.items()} for n, i in x.items()} for t, x in self._index.items()}
+        other._unique = {t: {c: dict(o) for c, o in x.items()} for t, x in self._unique.items()}
+        other._filed = {table: dict(filed) for table, filed in self._filed.items()}
+        return other
+
     def snapshot(self) -> dict[str, dict[int, dict[str, Any]]]:
         """Every committed row's values: compare two snapshots to assert that nothing changed."""
         return {table: {i: row_values(o) for i, o in rows.items()} for table, rows in self.rows.items()}
@@ -286,7 +296,14 @@ class MemoryUnitOfWork:
         self.candles = MemoryCandleRepository(self, "candles")
         self.refresh_tokens = MemoryRefreshTokenRepository(self, "refresh_tokens")
         self.audit = MemoryAuditRepository(self, "audit")
-        # Not here: `reports` and `batch` (SQL aggregates and DataLoader batches, used by the API only).
+        # Not here: `reports` (SQL aggregates, used by the API only).
+
+    @property
+    def batch(self) -> BatchReader:
+        """The API's batched reads (domain.adapters.persistence.memory_reads)."""
+        from domain.adapters.persistence.memory_reads import MemoryBatchReader
+
+        return MemoryBatchReader(self)
 
     async def __aenter__(self) -> Self:
         self._begin()
@@ -856,3 +873,8 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
+
+    def snapshot(self) -> ReadSnapshot:
+        from domain.adapters.persistence.memory_reads import MemoryReadSnapshot
+
+        return MemoryReadSnapshot(self)
