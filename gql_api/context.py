@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import OperationType
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from domain.adapters.bootstrap import App
 from domain.ports import ReadSnapshot, UnitOfWork
