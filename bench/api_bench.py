@@ -11,8 +11,8 @@ SPEC §9: `positions(first: 50)` with strategy, symbol and trades, over HTTP on 
    run: pages per server CPU-second, and the latency p50/p99 seen by the client;
 3. the peer, bare Strawberry (bench/bare_positions.py), filled with the very page Criptoren
    answered (same fields, same Decimal values, same number of items): in-process (`schema.execute`
-   in a loop, this process's CPU time) — the baseline of the ratio — and, for reference, served by
-   uvicorn the same way as Criptoren;
+   in a loop, in a fresh interpreter of its own, its CPU time) — the baseline of the ratio — and,
+   for reference, served by uvicorn the same way as Criptoren;
 4. Criptoren again with `--workers 2` (uvicorn's worker processes; CPU summed over them).
 
 The figures go to docs/benchmarks.md by hand. Uses DATABASE_URL / REDIS_URL when set, else the
@@ -235,27 +235,41 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def bare_in_process(data: dict[str, Any], requests: int) -> Run:
-    from bench import bare_positions
+BARE_LOOP = """
+import asyncio, json, sys, time
+sys.path.insert(0, {root!r})
+from bench import bare_positions
+from bench.bare_positions import QUERY
 
-    bare_positions.load(data)
+bare_positions.load(json.load(open({data!r})))
 
-    async def run() -> Run:
-        for _ in range(50):
-            result = await bare_positions.schema.execute(QUERY, variable_values={"first": FIRST})
-            assert not result.errors, result.errors
-        latencies = []
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for _ in range(requests):
-            t0 = time.perf_counter()
-            await bare_positions.schema.execute(QUERY, variable_values={"first": FIRST})
-            latencies.append(time.perf_counter() - t0)
-        return Run(requests, 1, time.process_time() - cpu0, time.perf_counter() - wall0, latencies)
+async def run():
+    for _ in range(50):
+        result = await bare_positions.schema.execute(QUERY, variable_values={{"first": {first}}})
+        assert not result.errors, result.errors
+    latencies = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range({requests}):
+        t0 = time.perf_counter()
+        await bare_positions.schema.execute(QUERY, variable_values={{"first": {first}}})
+        latencies.append(time.perf_counter() - t0)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    result = await bare_positions.schema.execute(QUERY, variable_values={{"first": {first}}})
+    print(json.dumps({{"cpu": cpu, "wall": wall, "latencies": latencies, "page": json.loads(json.dumps(
+        result.data["positions"], default=str))}}))
 
-    result = asyncio.run(bare_positions.schema.execute(QUERY, variable_values={"first": FIRST}))
-    if _normal(result.data["positions"]) != _normal(data):  # type: ignore[index]
+asyncio.run(run())
+"""
+
+
+def bare_in_process(data_file: str, data: dict[str, Any], requests: int) -> Run:
+    """The peer in a fresh interpreter of its own (this one's heap, grown by the set-up, would make
+    its garbage collections, and so the baseline, slower): `schema.execute` in a loop."""
+    code = BARE_LOOP.format(root=str(ROOT), data=data_file, first=FIRST, requests=requests)
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    if _normal(out["page"]) != _normal(data):
         raise RuntimeError("the bare peer does not answer the same page")
-    return asyncio.run(run())
+    return Run(requests, 1, out["cpu"], out["wall"], out["latencies"])
 
 
 def main() -> None:
@@ -294,12 +308,11 @@ def main() -> None:
               f"{len({n['symbol']['symbol'] for n in nodes})} symbols")  # fmt: skip
         results["Criptoren, HTTP, 1 process"] = ours
 
-        bare = bare_in_process(data, args.requests)
-        results["bare Strawberry, in-process"] = [bare]
-
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(data, f)
         try:
+            bare = bare_in_process(f.name, data, args.requests)
+            results["bare Strawberry, in-process"] = [bare]
             port = free_port()
             server = serve(["bench.bare_positions:app"], port, {**env, "BARE_POSITIONS_DATA": f.name})
             try:
