@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -272,10 +273,19 @@ def bare_in_process(data_file: str, data: dict[str, Any], requests: int) -> Run:
     return Run(requests, 1, out["cpu"], out["wall"], out["latencies"])
 
 
+def merged(runs: list[Run]) -> Run:
+    """Several runs of one configuration as one: their requests, CPU time, wall time and latencies."""
+    return Run(
+        sum(r.requests for r in runs), runs[0].concurrency, sum(r.cpu for r in runs), sum(r.wall for r in runs),
+        [x for r in runs for x in r.latencies],
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--positions", type=int, default=60)
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=300, help="requests per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of Criptoren and of the bare peer, alternating")
     parser.add_argument("--no-workers", action="store_true", help="skip the --workers 2 run")
     args = parser.parse_args()
 
@@ -288,7 +298,9 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "EXCHANGE": "paper",
            "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "100000000", "ACCESS_TOKEN_MINUTES": "600"}  # fmt: skip
     results: dict[str, list[Run]] = {}
+    rounds: list[tuple[Run, Run]] = []  # (Criptoren at concurrency 1, bare in-process), run after run
     load_avg = os.getloadavg()
+    data_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False).name
     try:
         upgrade_to_head(url)
         key, secret = asyncio.run(seed(url, redis_url, prefix, args.positions))
@@ -299,30 +311,31 @@ def main() -> None:
         try:
             token = asyncio.run(login(port, key, secret))
             data = asyncio.run(page(port, token))
-            ours = asyncio.run(measure_server(port, server, token, args.requests, (1, 20)))
+            Path(data_file).write_text(json.dumps(data))
+            for _ in range(args.rounds):
+                bare = bare_in_process(data_file, data, args.requests)
+                [ours] = asyncio.run(measure_server(port, server, token, args.requests, (1,)))
+                rounds.append((ours, bare))
+            results["Criptoren, HTTP, 1 process"] = [
+                merged([r[0] for r in rounds]),
+                *asyncio.run(measure_server(port, server, token, args.requests, (20,))),
+            ]
+            results["bare Strawberry, in-process"] = [merged([r[1] for r in rounds])]
         finally:
             stop(server)
         nodes = data["nodes"]
         print(f"page: {len(nodes)} positions, {sum(len(n['trades']) for n in nodes)} trades, "
               f"{len({n['strategy']['id'] for n in nodes})} strategies, "
               f"{len({n['symbol']['symbol'] for n in nodes})} symbols")  # fmt: skip
-        results["Criptoren, HTTP, 1 process"] = ours
 
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(data, f)
+        port = free_port()
+        server = serve(["bench.bare_positions:app"], port, {**env, "BARE_POSITIONS_DATA": data_file})
         try:
-            bare = bare_in_process(f.name, data, args.requests)
-            results["bare Strawberry, in-process"] = [bare]
-            port = free_port()
-            server = serve(["bench.bare_positions:app"], port, {**env, "BARE_POSITIONS_DATA": f.name})
-            try:
-                results["bare Strawberry, HTTP, 1 process"] = asyncio.run(
-                    measure_server(port, server, None, args.requests, (1, 20))
-                )
-            finally:
-                stop(server)
+            results["bare Strawberry, HTTP, 1 process"] = asyncio.run(
+                measure_server(port, server, None, args.requests, (1, 20))
+            )
         finally:
-            os.unlink(f.name)
+            stop(server)
 
         if not args.no_workers:
             port = free_port()
@@ -334,9 +347,11 @@ def main() -> None:
             finally:
                 stop(server)
     finally:
+        os.unlink(data_file)
         ts.drop_database(admin, url)
 
-    print(f"\npositions(first: {FIRST}) with strategy, symbol and trades; {args.requests} requests per run; "
+    print(f"\npositions(first: {FIRST}) with strategy, symbol and trades; {args.requests} requests per run, "
+          f"{args.rounds} alternating rounds of Criptoren (concurrency 1) and the bare peer (in-process); "
           f"load average before: {load_avg[0]:.1f}, after: {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'server':<34} {'conc.':>5} {'pages/CPU-s':>12} {'CPU ms/page':>12} {'pages/s':>8} "
           f"{'p50 ms':>8} {'p99 ms':>8}")  # fmt: skip
@@ -344,10 +359,17 @@ def main() -> None:
         for r in runs:
             print(f"{name:<34} {r.concurrency:>5} {r.per_cpu_second:>12.1f} {r.cpu_ms:>12.2f} "
                   f"{r.requests / r.wall:>8.1f} {r.p(0.5):>8.2f} {r.p(0.99):>8.2f}")  # fmt: skip
-    base = bare.per_cpu_second
-    print(f"\nratio to bare Strawberry in-process ({base:.1f} pages/CPU-s):")
-    for r in ours:
-        print(f"  Criptoren over HTTP, concurrency {r.concurrency}: {r.per_cpu_second / base:.2f}")
+    ratios = [ours.per_cpu_second / bare.per_cpu_second for ours, bare in rounds]
+    each = [f"{o.per_cpu_second:.1f} / {b.per_cpu_second:.1f} = {o.per_cpu_second / b.per_cpu_second:.2f}"
+            for o, b in rounds]  # fmt: skip
+    print("\nCriptoren over HTTP (server CPU) / bare Strawberry in-process, pages per CPU-second, round by round: "
+          + ", ".join(each))  # fmt: skip
+    base = results["bare Strawberry, in-process"][0].per_cpu_second
+    print(
+        f"ratio, all rounds together: {results['Criptoren, HTTP, 1 process'][0].per_cpu_second / base:.2f} "
+        f"(median of the rounds {statistics.median(ratios):.2f}); at concurrency 20: "
+        f"{results['Criptoren, HTTP, 1 process'][1].per_cpu_second / base:.2f}"
+    )
 
 
 if __name__ == "__main__":
