@@ -8,9 +8,9 @@ keeps, per query text (an LRU of `CACHE_SIZE` texts of at most `MAX_CACHED_CHARS
   parses and is never cached: it is refused in full every time;
 - what the guards need to know of it (gql_api/hardening.py): whether it holds an empty selection
   set, and the first string literal they refuse;
-- its validation errors per set of rules — the rules (the depth and alias limits among them) are
-  part of the key, so a document is validated in full the first time it meets a set of rules, and
-  its errors are answered again, unchanged, every time after.
+- its validation errors per schema and set of rules — the rules (the depth and alias limits among
+  them) are part of the key, so a document is validated in full the first time it meets a set of
+  rules, and its errors are answered again, unchanged, every time after.
 
 Nothing is weakened: the cache only remembers what the full check answered for the very same text.
 Variables are checked on every request (they are not part of the key).
@@ -49,18 +49,22 @@ class Checked:
     document: DocumentNode
     has_empty_selection_set: bool
     strings: tuple[str, ...]  # its string literals (the guards refuse some of them)
-    _errors: dict[Rules, list[GraphQLError]] = field(default_factory=dict)
+    _errors: dict[tuple[GraphQLSchema, Rules], list[GraphQLError]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, document: DocumentNode) -> Checked:
+        return cls(document, *_inspect(document))
 
     def validate(self, schema: GraphQLSchema, rules: Rules) -> list[GraphQLError]:
-        """The validation errors of the document under `rules` (a new list each time)."""
-        errors = self._errors.get(rules)
+        """The validation errors of the document against `schema` under `rules` (a new list each time)."""
+        errors = self._errors.get((schema, rules))
         if errors is None:
-            errors = self._errors[rules] = validate_document(schema, self.document, rules)
+            errors = self._errors[schema, rules] = validate_document(schema, self.document, rules)
         return list(errors)
 
-    def validations(self) -> dict[Rules, list[GraphQLError]]:
-        """The validations kept: errors per set of rules."""
-        return dict(self._errors)
+    def validations(self) -> list[list[GraphQLError]]:
+        """The validations kept: their errors, one list per schema and set of rules."""
+        return list(self._errors.values())
 
 
 def _inspect(document: DocumentNode) -> tuple[bool, tuple[str, ...]]:
@@ -100,7 +104,7 @@ class DocumentCache:
             self._entries.move_to_end(query)
             return found
         document = parse(query, max_tokens=self.max_tokens)
-        checked = Checked(document, *_inspect(document))
+        checked = Checked.of(document)
         if len(query) <= self.max_chars:
             self._entries[query] = checked
             if len(self._entries) > self.size:

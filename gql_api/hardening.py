@@ -291,6 +291,8 @@ class OperationGuards(SchemaExtension):
             else:
                 context.graphql_document = self.checked.document
         yield
+        if self.checked is None and context.graphql_document is not None:  # parsed by someone else
+            self.checked = Checked.of(context.graphql_document)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
