@@ -111,7 +111,7 @@ def settle_garbage_collector() -> None:
     """Once a server process is up: what it built at start-up (modules, the schema, the mappers)
     lives as long as the process, so it is moved out of the collector's way (`gc.freeze`) — each
     full collection walked all of it again — and young collections run less often. Measured on the
-    positions page (bench/api_bench.py): a fifth less CPU, a p99 five times lower."""
+    positions page (bench/api_bench.py): about 15% less CPU, a p99 four to six times lower."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
