@@ -633,7 +633,7 @@ class MarketWorker:
                         held.consumer.mark_dirty(strategy_id)
         finally:
             with contextlib.suppress(Exception):  # the connection is gone already
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
 
     async def _symbol_of(self, strategy_id: int) -> int | None:
         """The symbol of a strategy (it never changes: cached), so that a change reloads only its

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypedDict
 
 from domain import channel as ch
 from domain import filters as flt
@@ -19,8 +20,21 @@ from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
 from domain.model import OrderStatus, PercentPriceBySide, Side, Symbol, SymbolFilters, TimeInForce
 from domain.ports import Execution, PriceSource
 
+
+class SeedSymbol(TypedDict):
+    """The fields of a `Symbol` that a seeded symbol sets (`Symbol(**row)`)."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal
+    min_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+
+
 # Exchange filters of the seeded symbols, as Binance spot lists them (exchangeInfo, 2025).
-SEED_SYMBOLS: tuple[dict[str, object], ...] = (
+SEED_SYMBOLS: tuple[SeedSymbol, ...] = (
     {
         "symbol": "BTCUSDT",
         "base_asset": "BTC",

@@ -144,7 +144,7 @@ class BinanceMarket:
                         # The gap, before the live messages: the trades missed (or the paths of the
                         # candles closed meanwhile), and the closed candles.
                         trades = await self.trades_since(symbol, last_seq) if last_seq >= 0 else []
-                        gap = []
+                        gap: Sequence[ClosedCandle] = []
                         if last_close is not None:
                             gap = await self.closed_candles(symbol, "1m", last_close, await self.server_time())
                         log.info(

@@ -21,8 +21,8 @@ def replay_files(spec: Path | str) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for part in str(spec).split(","):
         if "=" in part:
-            symbol, path = part.split("=", 1)
-            files[symbol.strip().upper()] = Path(path.strip())
+            symbol, name = part.split("=", 1)
+            files[symbol.strip().upper()] = Path(name.strip())
         elif part.strip():
             path = Path(part.strip())
             files[path.name.split("-")[0].split(".")[0].upper()] = path
