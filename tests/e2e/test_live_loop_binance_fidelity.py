@@ -143,7 +143,7 @@ async def play(db: App, binance: LocalBinance | None) -> dict[str, Any]:
             )
             # The client's account started before the market moves (filters, commission, balances).
             assert isinstance(await db.exchange.for_client(1), BinanceExchange)
-            source = FollowedReplay(replay, binance)  # type: ignore[arg-type]  # a ReplayMarket by duck typing
+            source = FollowedReplay(replay, binance)  # HeldReplay stands for the ReplayMarket it holds
         # The consumer of order updates ends at once on paper (no resting orders there).
         market, orders = MarketWorker(db, source, lease_ttl=5.0, poll_seconds=0.2), OrderUpdatesWorker(db)
         tasks = [asyncio.create_task(market.run()), asyncio.create_task(orders.run())]
