@@ -46,6 +46,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         lease_ttl=settings.lease_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
         reload_seconds=settings.engine_reload_seconds,
+        stream_alert_seconds=settings.stream_alert_seconds,
     )
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.

@@ -21,7 +21,8 @@ AlertEventTypes = Annotated[
     list[str] | None,
     strawberry.argument(
         description="Event types to send (see alertEventTypes); default: fills, schedules, skipped entries, channel "
-        "breaks, failed or unknown orders, halted and trading symbols."
+        "breaks, failed or unknown orders, halted and trading symbols, the emergency stop and resume, market stream "
+        "down and up, and an alert endpoint disabled by the server."
     ),
 ]
 
