@@ -80,7 +80,7 @@ class AlertMutations:
         permission_classes=[IsAuthenticated],
         extensions=[Audited()],
         description='Send your alerts to a Telegram chat through your bot: short messages such as "Bought 0.0039 '
-        'BTC at 102498.78 — Canal H4 BTC/USDT". The bot token is stored encrypted and never returned.',
+        'BTC at 102,498.78 — Canal H4 BTC/USDT". The bot token is stored encrypted and never returned.',
     )
     async def create_telegram_endpoint(
         self,
