@@ -5,12 +5,14 @@ disabling an endpoint, private URLs refused without WEBHOOK_ALLOW_PRIVATE, Teleg
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from arq import create_pool
+from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
 from domain import commands as cmds
@@ -178,6 +180,52 @@ async def test_a_process_dying_between_commit_and_enqueue_loses_nothing(db: App)
         for key in await pool.keys(f"arq:*{db.settings.redis_prefix}:queue:alert:*"):
             await pool.delete(key)
         await pool.aclose()
+
+
+async def test_a_committed_event_wakes_the_dispatcher_up(db: App) -> None:
+    """No cron runs here: only the wake-up — the event published on Redis once committed — can have
+    dispatched the event and enqueued its delivery's job."""
+    from domain.services import trading_pause
+
+    await seed_demo(db.uow, db.exchange)
+    queue = f"{db.settings.redis_prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(str(db.settings.redis_url)), default_queue_name=queue)
+    stop = asyncio.Event()
+    ctx = {"app": db, "redis": pool}
+    listener = asyncio.create_task(alert_jobs.dispatch_on_events(ctx, stop))
+    try:
+        async with webhook_receiver(WebhookReceiver()) as receiver:
+            await webhook(db, receiver)  # the default types: the emergency stop among them
+            channel = db.bus.channel("events")
+            await eventually(lambda: _subscribed(db, channel))
+            await trading_pause.pause_trading(cmds.PauseTrading(1), db.uow, db.exchange)
+            await eventually(lambda: _queued(pool, queue))
+            (job,) = await pool.queued_jobs(queue_name=queue)
+            assert job.function == "deliver_alert"
+            assert await alert_jobs.deliver_alert(ctx, *job.args) == "delivered"
+        assert [r.body["type"] for r in receiver.accepted] == ["trading_paused"]
+    finally:
+        stop.set()
+        await listener
+        await pool.delete(queue)
+        for key in await pool.keys(f"arq:*{queue}:alert:*"):
+            await pool.delete(key)
+        await pool.aclose()
+
+
+async def _subscribed(db: App, channel: str) -> bool:
+    return bool((await db.redis.pubsub_numsub(channel))[0][1])
+
+
+async def _queued(pool: ArqRedis, queue: str) -> bool:
+    return bool(await pool.queued_jobs(queue_name=queue))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 async def test_410_disables_the_endpoint(db: App) -> None:
