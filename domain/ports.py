@@ -337,6 +337,10 @@ class AlertRepository(Protocol):
         the delivery's endpoint."""
         ...
 
+    async def last_stream_events(self, strategy_ids: Collection[int]) -> dict[int, StrategyEvent]:
+        """Each strategy's latest market stream event (down or up), if it has one."""
+        ...
+
 
 @dataclass(frozen=True)
 class SendOutcome:

@@ -60,6 +60,6 @@ async def make_market_source(settings: Settings, anchor: Anchor | None = None) -
         from domain.adapters.market.binance_stream import BinanceMarket
 
         log.info("Market data: Binance public streams")
-        return BinanceMarket()
+        return BinanceMarket(api_url=settings.binance_api_url, stream_url=settings.binance_stream_url)
     log.info("Market data: Binance is not reachable, using the synthetic random walk (offline demo)")
     return SyntheticMarket(seed=settings.synthetic_seed, anchor=anchor)
