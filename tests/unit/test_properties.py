@@ -384,8 +384,9 @@ class Sim:
             await self.tick(cur, jump)
             self.model_tick()
         elif kind == "candle":
+            holding = {t.id for t in self.tracked if self.live_positions(t.id)}
             broken = await self.candle_close(step[1])
-            self.model_candle(step[1], broken)
+            self.model_candle(step[1], broken, holding)
             if self.engine is not None:
                 await self.engine.reload()
         else:
@@ -407,13 +408,15 @@ class Sim:
                     t.armed = False
                     self.attempts[t.id] = cur
 
-    def model_candle(self, matching: bool, broken: list[Strategy]) -> None:
+    def model_candle(self, matching: bool, broken: list[Strategy], holding: set[int]) -> None:
+        """Rule 5. `holding`: the strategies that held live positions before the close (a parked
+        position whose limit is marketable fills at once — rule 6 — so it may be gone after it)."""
         expected = [
             t.id
             for t in self.tracked
             if matching
             and t.params.timeframe == self.tracked[0].params.timeframe
-            and (t.active or self.live_positions(t.id))  # a paused strategy holding positions breaks too
+            and (t.active or t.id in holding)  # a paused strategy holding positions breaks too
             and not t.broken
             and ch.channel_broken(self.price, t.levels)
         ]
