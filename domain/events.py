@@ -37,6 +37,13 @@ class EventType(enum.StrEnum):
     # The client's emergency stop (`domain.services.trading_pause`), recorded on each of its strategies.
     TRADING_PAUSED = "trading_paused"
     TRADING_RESUMED = "trading_resumed"
+    # The worker lost the market stream of the strategy's symbol for longer than a short grace (no
+    # price reaches the strategy), and got it back (`domain.services.market_streams`, SPEC §4b).
+    MARKET_STREAM_DOWN = "market_stream_down"
+    MARKET_STREAM_UP = "market_stream_up"
+    # An alert endpoint the server disabled (a 410, or failing for a day), recorded on the strategy
+    # whose alert it was sending (`domain.services.alerts`).
+    ALERT_ENDPOINT_DISABLED = "alert_endpoint_disabled"
     # An order recorded or changed (placed, filled, rejected, cancelled, …): published live to the
     # `positionEvents(includeOrders: true)` subscribers, not stored (the order itself is).
     ORDER_UPDATED = "order_updated"

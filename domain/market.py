@@ -74,3 +74,22 @@ class CandleSpacing(Protocol):
     def candle_steps(self) -> dict[str, timedelta]:
         """Symbol -> spacing of the closed candles the source delivers for it."""
         ...
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """Whether a source's live stream of a symbol is up, since when (aware UTC), and why it is not."""
+
+    up: bool
+    since: datetime
+    reason: str | None = None
+
+
+@runtime_checkable
+class StreamStatus(Protocol):
+    """Optional capability of a live source (Binance) whose stream can be lost and reconnected: the
+    worker turns a loss that outlasts a short grace, and the return, into events (SPEC §4b)."""
+
+    def stream_state(self, symbol: str) -> StreamState | None:
+        """The state of the symbol's stream; None while it is not streamed, or not yet connected."""
+        ...

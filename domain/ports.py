@@ -338,6 +338,10 @@ class AlertRepository(Protocol):
         the delivery's endpoint."""
         ...
 
+    async def last_stream_events(self, strategy_ids: Collection[int]) -> dict[int, StrategyEvent]:
+        """Each strategy's latest market stream event (down or up), if it has one."""
+        ...
+
 
 @dataclass(frozen=True)
 class SendOutcome:
@@ -432,22 +436,40 @@ class BatchReader(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One database transaction. Rolls back on exit unless `commit()` was called (STYLE §2)."""
+    """One database transaction. Rolls back on exit unless `commit()` was called (STYLE §2).
 
-    clients: ClientRepository
-    symbols: SymbolRepository
-    strategies: StrategyRepository
-    positions: PositionRepository
-    orders: OrderRepository
-    trades: TradeRepository
-    allocations: AllocationRepository
-    events: EventRepository
-    candles: CandleRepository
-    reports: ReportRepository
-    batch: BatchReader
-    refresh_tokens: RefreshTokenRepository
-    audit: AuditRepository
-    alerts: AlertRepository
+    The repositories are read-only members (properties): callers use them, never replace them, and
+    an adapter may hold its own repository classes (a settable protocol member would have to be
+    declared with exactly the protocol's type)."""
+
+    @property
+    def clients(self) -> ClientRepository: ...
+    @property
+    def symbols(self) -> SymbolRepository: ...
+    @property
+    def strategies(self) -> StrategyRepository: ...
+    @property
+    def positions(self) -> PositionRepository: ...
+    @property
+    def orders(self) -> OrderRepository: ...
+    @property
+    def trades(self) -> TradeRepository: ...
+    @property
+    def allocations(self) -> AllocationRepository: ...
+    @property
+    def events(self) -> EventRepository: ...
+    @property
+    def candles(self) -> CandleRepository: ...
+    @property
+    def reports(self) -> ReportRepository: ...
+    @property
+    def batch(self) -> BatchReader: ...
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    @property
+    def alerts(self) -> AlertRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *args: object) -> None: ...

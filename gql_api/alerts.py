@@ -105,3 +105,10 @@ class AlertQueries:
     )
     def alert_event_types(self) -> list[str]:
         return list(alerts.ALERT_EVENT_TYPES)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="The event types an endpoint gets when it names none: what a trader wants to hear at once.",
+    )
+    def alert_default_event_types(self) -> list[str]:
+        return list(alerts.DEFAULT_EVENT_TYPES)

@@ -173,7 +173,7 @@ async def authenticate(app: App, token: str | None) -> int:
 CONNECTION_TOKEN_KEYS = ("Authorization", "authorization", "accessToken", "token")
 
 
-def connection_token(params: Any) -> str | None:
+def connection_token(params: object) -> str | None:
     """The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (what GraphiQL
     sends from its headers pane), `{"headers": {"Authorization": …}}`, or `{"token": …}`."""
     if not isinstance(params, dict):
@@ -187,7 +187,7 @@ def connection_token(params: Any) -> str | None:
     return None
 
 
-async def authenticate_connection(app: App, params: Any) -> TokenClaims | None:
+async def authenticate_connection(app: App, params: object) -> TokenClaims | None:
     """The claims of the token of a `connection_init` payload (`{"Authorization": "Bearer …"}`):
     its client is the current client of every operation of the connection, which is closed when
     the token expires (gql_api/ws.py). None without a token: the connection is anonymous, public

@@ -70,7 +70,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `backtest` and `sweep` sub-commands."""
     bt = sub.add_parser("backtest", help="backtest a channel over historical candles (summary, trades, chart)")
     _common(bt)

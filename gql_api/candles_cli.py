@@ -27,7 +27,7 @@ COMMANDS = ("candles",)
 NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("candles", help="load candles from a CSV file (for backtests)")
     actions = parser.add_subparsers(dest="action", required=True)
     imp = actions.add_parser("import", help="import a CSV open_time_ms,open,high,low,close[,volume]")

@@ -383,7 +383,8 @@ def cmd_schema(settings: Settings) -> None:
     sys.stdout.write(sdl())
 
 
-COMMANDS = {
+# Each runs with the settings alone (its other parameters have defaults, or are given by `_run`).
+COMMANDS: dict[str, tuple[Callable[[Settings], None], str]] = {
     "up": (
         cmd_up,
         "migrate, seed the demo into an empty database, run a worker (restarted if it dies) and serve the API",

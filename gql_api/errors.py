@@ -79,9 +79,8 @@ class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [classify(e) for e in errors]  # type: ignore[union-attr]
+        if result is not None and result.errors:
+            result.errors = [classify(e) for e in result.errors]
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         # Each result of a subscription (and of operations over WebSocket) gets its codes too.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,7 +31,7 @@ from domain.services import alerts
 CHECK_TIMEOUT = 3.0
 
 
-async def _timed(check: Any) -> dict[str, Any]:
+async def _timed(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         details = await asyncio.wait_for(check, CHECK_TIMEOUT) or {}
@@ -107,8 +108,8 @@ async def _refresh_gauges(app: App) -> None:
         counts = await views.orders_by_status(app.uow())
         for status in OrderStatus:
             metrics.ORDERS.labels(status.value).set(counts.pop(status.value, 0))
-        for status, n in counts.items():
-            metrics.ORDERS.labels(status).set(n)
+        for other_status, n in counts.items():
+            metrics.ORDERS.labels(other_status).set(n)
     except Exception:  # noqa: S110 - reported by /readyz
         pass
     try:

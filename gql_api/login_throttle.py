@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
+from typing import cast
 
 from redis.exceptions import RedisError
 
@@ -63,10 +65,14 @@ class LoginThrottle:
         settings = self.app.settings
         now = clock() if now is None else now
         try:
-            wait = await self.app.redis.eval(  # type: ignore[misc]
-                ATTEMPT, 2, *self._keys(api_key, address), now, settings.login_failures_per_key,
-                settings.login_failures_per_ip, settings.login_max_delay_seconds, FORGET_SECONDS,
+            # redis-py types its commands for the sync and asyncio clients at once (`Awaitable[str] | str`);
+            # on `redis.asyncio` it is awaitable, and answers the script's string as bytes. The numbers go
+            # as the strings Redis would receive anyway (redis-py encodes an int or float as its repr).
+            reply = self.app.redis.eval(
+                ATTEMPT, 2, *self._keys(api_key, address), repr(now), str(settings.login_failures_per_key),
+                str(settings.login_failures_per_ip), str(settings.login_max_delay_seconds), str(FORGET_SECONDS),
             )  # fmt: skip
+            wait = await cast("Awaitable[bytes]", reply)
         except (RedisError, OSError) as e:
             log.warning("Logins are not throttled: Redis is unreachable (%s)", e)
             return None

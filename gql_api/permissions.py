@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from graphql import GraphQLErrorExtensions
 from strawberry.permission import BasePermission
@@ -23,7 +23,8 @@ class IsAuthenticated(BasePermission):
         "or `Authorization` in the WebSocket connection_init payload). Get one with `login`; when it "
         "expires, use `refreshToken`."
     )
-    error_extensions: ClassVar[GraphQLErrorExtensions] = {"code": UNAUTHENTICATED}
+    # Not a ClassVar: BasePermission declares it an instance attribute (mypy refuses the override). Only read.
+    error_extensions: GraphQLErrorExtensions = {"code": UNAUTHENTICATED}  # noqa: RUF012
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if info.context.client_id is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -31,7 +32,7 @@ class CriptorenServer(uvicorn.Server):
         self,
         config: uvicorn.Config,
         app: Starlette,
-        on_started: Callable[[], Awaitable[None]] | None = None,
+        on_started: Callable[[], Coroutine[Any, Any, None]] | None = None,
         on_exit_signal: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
@@ -70,7 +71,7 @@ def serve(
     port: int,
     log_level: str,
     *,
-    on_started: Callable[[], Awaitable[None]] | None = None,
+    on_started: Callable[[], Coroutine[Any, Any, None]] | None = None,
     on_exit_signal: Callable[[], None] | None = None,
 ) -> None:
     # log_config=None: uvicorn's loggers go through the process's handler (LOG_FORMAT, redaction).

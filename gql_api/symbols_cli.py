@@ -33,7 +33,7 @@ def _decimal(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("symbols", help="the symbols strategies can trade: add by hand, list, sync from Binance")
     actions = parser.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a symbol by hand (offline, paper, air-gapped)")

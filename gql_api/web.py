@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
+
+if TYPE_CHECKING:
+    import strawberry
+    from starlette.staticfiles import PathLike
 
 log = logging.getLogger("criptoren.api")
 
@@ -65,13 +70,15 @@ class StaticAssets(StaticFiles):
     """StaticFiles whose answers are revalidated (ETag) on every load: a new version of the
     dashboard is picked up at once."""
 
-    def file_response(self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(SECURITY_HEADERS)
         return response
 
 
-def schema_features(schema: Any) -> list[str]:
+def schema_features(schema: strawberry.Schema) -> list[str]:
     """The optional operations this schema has (see OPTIONAL_FIELDS)."""
     found = []
     for type_name, fields in OPTIONAL_FIELDS.items():
@@ -139,7 +146,7 @@ def graphiql_page(cdn: bool = False) -> HTMLResponse | None:
     return HTMLResponse(page, headers={**SECURITY_HEADERS, "Content-Security-Policy": DASHBOARD_CSP})
 
 
-def routes(schema: Any, graphiql: bool = True) -> list[BaseRoute]:
+def routes(schema: strawberry.Schema, graphiql: bool = True) -> list[BaseRoute]:
     """`/` (the dashboard), `/static/*` (its files) and, unless `graphiql` is off (production),
     `/graphiql/*` (GraphiQL's assets)."""
     features = tuple(schema_features(schema))

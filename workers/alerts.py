@@ -1,9 +1,18 @@
 """Alert jobs (SPEC §4b): the dispatcher/sweeper (a cron every few seconds) and one job per delivery
 attempt. Tasks receive ids; the use cases (`domain.services.alerts`) are idempotent in the database,
-and job ids are derived from (event, endpoint, attempt), so an attempt enqueued twice runs once."""
+and job ids are derived from (event, endpoint, attempt), so an attempt enqueued twice runs once.
+
+The wake-up (`dispatch_on_events`): every stored event is published on Redis once committed (the
+`<prefix>:events` channel, `domain.adapters.messaging.redis_bus`); the worker listens and dispatches
+at once, so a delivery starts within about a second of its event rather than at the next cron round.
+The cron stays the safety net: a message lost (Redis down, the listener restarting) delays a
+delivery to the next round, never loses it, and a dispatch run twice is harmless (SKIP LOCKED, job ids).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +59,32 @@ async def dispatch_alerts(ctx: dict[str, Any]) -> int:
     if created:
         log.info("Dispatched %d alert deliveries", len(created))
     return len(due)
+
+
+# A burst of events (a decision records several) is dispatched once: what arrives this soon after the
+# first is taken with it.
+WAKE_BATCH_SECONDS = 0.05
+WAKE_BATCH_MAX = 1000
+
+
+async def dispatch_on_events(ctx: dict[str, Any], stop: asyncio.Event) -> None:
+    """Dispatch as soon as events are committed (the wake-up; see the module's docstring). Runs until
+    `stop`; a Redis or database error ends it (the caller supervises it: restarted with backoff)."""
+    app = ctx["app"]
+    pubsub = app.redis.pubsub()
+    try:
+        await pubsub.subscribe(app.bus.channel("events"))
+        while not stop.is_set():
+            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0) is None:
+                continue
+            await asyncio.sleep(WAKE_BATCH_SECONDS)
+            for _ in range(WAKE_BATCH_MAX):
+                if await pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is None:
+                    break
+            await dispatch_alerts(ctx)
+    finally:
+        with contextlib.suppress(Exception):  # the connection may be gone already
+            await pubsub.aclose()
 
 
 async def deliver_alert(ctx: dict[str, Any], delivery_id: int) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from arq.connections import create_pool
 from arq.worker import Worker
@@ -28,8 +29,8 @@ REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
 class ResilientWorker(Worker):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # arq's `Worker` arguments, forwarded as they are
+        super().__init__(*args, **kwargs)
         self.redis_backoff = Backoff(initial=0.5, maximum=5.0)
         self.redis_failing = False
 

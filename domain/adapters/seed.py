@@ -28,8 +28,8 @@ async def seed_symbols(uow_factory: UnitOfWorkFactory) -> list[Symbol]:
     added = []
     async with uow_factory() as uow:
         for row in SEED_SYMBOLS:
-            if await uow.symbols.get_by_name(str(row["symbol"])) is None:
-                symbol = Symbol(**row)  # type: ignore[arg-type]
+            if await uow.symbols.get_by_name(row["symbol"]) is None:
+                symbol = Symbol(**row)
                 uow.symbols.add(symbol)
                 added.append(symbol)
         await uow.commit()

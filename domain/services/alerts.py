@@ -10,8 +10,12 @@ chats, at least once, through an outbox and background jobs.
 - `attempt_delivery` sends one attempt outside any transaction (a slow receiver never holds a lock
   or the engine), then records the outcome: a 2xx ends it; a 410 disables the endpoint; another
   failure is retried with exponential backoff and jitter (`backoff`) for about a day, after which
-  the delivery has failed; an endpoint failing for a day is disabled. Attempts are idempotent in
-  the database: a delivery no longer pending, or not yet due, is left alone.
+  the delivery has failed; an endpoint failing for a day is disabled. A disable is an event too
+  (`alert_endpoint_disabled`, with the reason, on the strategy whose alert failed): the client sees it
+  among its events, and its other endpoints are told. Attempts are idempotent in the database: a
+  delivery no longer pending, or not yet due, is left alone.
+- A Telegram message is one short line (`human_line`): "Bought 0.0039 BTC at 102,498.78 — Canal H4
+  BTC/USDT" for a fill, the event's message for the others.
 - Deliveries of one position's events reach an endpoint in event order: a delivery waits while an
   earlier event of the same position is pending for the same endpoint (events of no position: of
   the same strategy).
@@ -29,12 +33,14 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from domain import commands as cmds
 from domain.errors import InvalidState, NotFound, ValidationError
 from domain.events import EventType
-from domain.model import AlertDelivery, AlertEndpoint, AlertEndpointKind, DeliveryStatus, StrategyEvent
+from domain.model import AlertDelivery, AlertEndpoint, AlertEndpointKind, DeliveryStatus, StrategyEvent, Symbol
 from domain.ports import AlertTransport, Clock, Page, SecretCipher, SendOutcome, UnitOfWork
 
 log = logging.getLogger("criptoren.alerts")
@@ -55,6 +61,9 @@ DEFAULT_EVENT_TYPES = (
     EventType.SYMBOL_TRADING.value,
     EventType.TRADING_PAUSED.value,
     EventType.TRADING_RESUMED.value,
+    EventType.MARKET_STREAM_DOWN.value,
+    EventType.MARKET_STREAM_UP.value,
+    EventType.ALERT_ENDPOINT_DISABLED.value,
 )
 MAX_ENDPOINTS = 10  # per client
 MAX_ATTEMPTS = 14  # backoff(1..13) spans about 20 hours; the 14th failure gives up
@@ -285,10 +294,41 @@ async def due_deliveries(uow: UnitOfWork, now: datetime, limit: int = 500) -> Se
         return await uow.alerts.due_deliveries(now, limit)
 
 
-def _human(event: StrategyEvent, strategy_name: str, pair: str) -> str:
-    """A short Telegram line: "Bought 0.0039 BTC at 102498.78 for 400 USDT — Canal H4 BTC/USDT"."""
+def _grouped(value: object) -> str | None:
+    """A figure of an event's data (a decimal string) as a person reads it: 102,498.78; 0.0039."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return format(number.normalize(), ",f") if number.is_finite() else None
+
+
+def _fill_line(event: StrategyEvent, symbol: Symbol) -> str | None:
+    """A fill in a few words, from the event's figures: "Bought 0.0039 BTC at 102,498.78"."""
+    price, quantity = _grouped(event.data.get("price")), _grouped(event.data.get("quantity"))
+    if price is None or quantity is None:
+        return None
+    bought_or_sold = f"{quantity} {symbol.base_asset} at {price}"
+    if event.type == EventType.POSITION_OPENED:
+        return f"Bought {bought_or_sold}"
+    if event.type == EventType.POSITION_PARTIALLY_SOLD:
+        return f"Sold {bought_or_sold} (part of position {event.position_id})"
+    if event.type == EventType.POSITION_CLOSED:
+        profit = _grouped(event.data.get("profit"))
+        if profit is None:
+            return f"Sold {bought_or_sold}"
+        result = f"loss {profit.removeprefix('-')}" if profit.startswith("-") else f"profit {profit}"
+        return f"Sold {bought_or_sold}: {result} {symbol.quote_asset}"
+    return None
+
+
+def human_line(event: StrategyEvent, strategy_name: str, symbol: Symbol | None) -> str:
+    """The short Telegram line: "Bought 0.0039 BTC at 102,498.78 — Canal H4 BTC/USDT" for a fill,
+    the event's message for the others, then the strategy (and its pair, unless its name says it)."""
+    pair = f"{symbol.base_asset}/{symbol.quote_asset}" if symbol else ""
     label = strategy_name if pair in strategy_name else f"{strategy_name} {pair}".strip()
-    return f"{event.message.rstrip('.')} — {label}"
+    text = (_fill_line(event, symbol) if symbol else None) or event.message.rstrip(".")
+    return f"{text} — {label}" if label else text
 
 
 def webhook_body(event: StrategyEvent, strategy_name: str, symbol: str) -> bytes:
@@ -321,28 +361,56 @@ async def _send(
 
 def _record(
     delivery: AlertDelivery, endpoint: AlertEndpoint, outcome: SendOutcome, now: datetime, jitter: float
-) -> None:
+) -> str | None:
+    """Record an attempt's outcome; returns the reason when it disabled the endpoint."""
     delivery.attempts += 1
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
     if outcome.ok:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, now, None
         endpoint.failing_since = None
-        return
+        return None
     endpoint.failing_since = endpoint.failing_since or now
+    disabled = None
     if outcome.gone:
-        _disable(endpoint, "The receiver answered 410 Gone.")
+        disabled = _disable(endpoint, "The receiver answered 410 Gone.")
     elif now - endpoint.failing_since >= DISABLE_AFTER:
-        _disable(endpoint, f"Every delivery failed for {DISABLE_AFTER}.")
+        disabled = _disable(endpoint, f"Every delivery failed for {DISABLE_AFTER}.")
     if not endpoint.is_active or delivery.attempts >= MAX_ATTEMPTS:
         delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts, jitter)
+    return disabled
 
 
-def _disable(endpoint: AlertEndpoint, reason: str) -> None:
-    if endpoint.is_active:
-        endpoint.is_active, endpoint.disabled_reason = False, reason
-        log.warning("Alert endpoint %s of client %s disabled: %s", endpoint.id, endpoint.client_id, reason)
+def _disable(endpoint: AlertEndpoint, reason: str) -> str | None:
+    if not endpoint.is_active:
+        return None
+    endpoint.is_active, endpoint.disabled_reason = False, reason
+    log.warning("Alert endpoint %s of client %s disabled: %s", endpoint.id, endpoint.client_id, reason)
+    return reason
+
+
+def describe_endpoint(endpoint: AlertEndpoint) -> str:
+    """An endpoint in words, without what may be secret (a webhook URL's path or query can hold a
+    token): "webhook #3 to example.com", "Telegram chat -100123 (#4)"."""
+    if endpoint.kind is AlertEndpointKind.TELEGRAM:
+        return f"Telegram chat {endpoint.telegram_chat_id} (#{endpoint.id})"
+    return f"webhook #{endpoint.id} to {urlsplit(endpoint.url or '').hostname or '?'}"
+
+
+def _disabled_event(endpoint: AlertEndpoint, event: StrategyEvent, reason: str, now: datetime) -> StrategyEvent:
+    """The event of an endpoint the server disabled: on the strategy whose alert it was sending (an
+    event belongs to a strategy), so it shows among the client's events and reaches its other
+    endpoints."""
+    return StrategyEvent(
+        strategy_id=event.strategy_id,
+        client_id=endpoint.client_id,
+        type=EventType.ALERT_ENDPOINT_DISABLED.value,
+        message=f"Alerts to {describe_endpoint(endpoint)} are disabled: {reason} "
+        "Fix the receiver, then activate it again (updateAlertEndpoint).",
+        data={"endpoint_id": endpoint.id, "kind": endpoint.kind.value, "reason": reason, "event_id": event.id},
+        created_at=now,
+    )
 
 
 async def attempt_delivery(
@@ -374,7 +442,6 @@ async def attempt_delivery(
         strategy = await uow.strategies.get(event.strategy_id)
         symbol = None if strategy is None else await uow.symbols.get(strategy.symbol_id)
     name = strategy.name if strategy else ""
-    pair = f"{symbol.base_asset}/{symbol.quote_asset}" if symbol else ""
     body = webhook_body(event, name, symbol.symbol if symbol else "")
     if cipher is None:
         outcome = SendOutcome(
@@ -382,14 +449,17 @@ async def attempt_delivery(
         )
     else:
         secret = cipher.decrypt(endpoint.secret_encrypted)
-        outcome = await _send(transport, endpoint, secret, f"evt_{event.id}", body, _human(event, name, pair))
+        outcome = await _send(transport, endpoint, secret, f"evt_{event.id}", body, human_line(event, name, symbol))
     async with uow:
         delivery = await uow.alerts.delivery(delivery_id, for_update=True)
         if delivery is None or delivery.status is not DeliveryStatus.PENDING:
             return Attempt(delivery, outcome=outcome)  # deleted, or delivered by a concurrent attempt
         endpoint = await uow.alerts.endpoint(delivery.endpoint_id, for_update=True)
         assert endpoint is not None
-        _record(delivery, endpoint, outcome, clock.now(), jitter())
+        now = clock.now()
+        disabled = _record(delivery, endpoint, outcome, now, jitter())
+        if disabled is not None:
+            uow.events.add(_disabled_event(endpoint, event, disabled, now))
         await uow.commit()
     return Attempt(delivery, outcome=outcome)
 

@@ -63,6 +63,24 @@ async def _book(
     return allocation
 
 
+async def _entries_warnings(uow: UnitOfWork, exchange: Exchange, strategy: Strategy) -> tuple[str, ...]:
+    """Rule 11 after a movement of principal: when the entries sized by rule 2 on the principal as it
+    now is would not work — too small for the exchange's filters, or so small that lot rounding pushes
+    min_sell above X — the warning, also recorded as an event (`warn_if_entries_fail`); () otherwise,
+    and for an archived strategy, which makes no more entries."""
+    assert strategy.id is not None
+    if strategy.is_archived:
+        return ()
+    symbol = await get_symbol(uow, strategy.symbol_id)
+    try:
+        fee_rate = (await exchange.for_client(strategy.client_id)).fee_rate(symbol)
+    except ExchangeError:
+        fee_rate = exchange.fee_rate(symbol)  # the account cannot answer now: the default rate
+    principal = await uow.allocations.principal(strategy.id)
+    warning = warn_if_entries_fail(uow, strategy, symbol, principal, fee_rate)
+    return () if warning is None else (warning,)
+
+
 async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork, exchange: Exchange) -> Allocated:
     """Add principal to a strategy's bankroll (rule 2). When the entries it sizes would not work —
     too small for the exchange's filters, or so small that lot rounding pushes min_sell above X —
@@ -76,25 +94,19 @@ async def allocate_capital(cmd: cmds.AllocateCapital, uow: UnitOfWork, exchange:
             uow, strategy, cmd.amount, AllocationKind.DEPOSIT, EventType.CAPITAL_ALLOCATED,
             f"{fmt(cmd.amount)} allocated.", cmd.note,
         )  # fmt: skip
-        warnings: tuple[str, ...] = ()
-        symbol = await get_symbol(uow, strategy.symbol_id)
-        try:
-            fee_rate = (await exchange.for_client(strategy.client_id)).fee_rate(symbol)
-        except ExchangeError:
-            fee_rate = exchange.fee_rate(symbol)  # the account cannot answer now: the default rate
-        principal = await uow.allocations.principal(strategy.id)
-        warning = warn_if_entries_fail(uow, strategy, symbol, principal, fee_rate)
-        if warning is not None:
-            warnings = (warning,)
+        warnings = await _entries_warnings(uow, exchange, strategy)
         await uow.commit()
     return Allocated(allocation, warnings)
 
 
-async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> CapitalAllocation:
+async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork, exchange: Exchange) -> Allocated:
     """Take principal back (rule 2): at most the free principal — the bankroll minus the cost of the
     open and scheduled positions, which stays theirs. Read under the strategy's row lock, which every
     entry and buy takes too, so a concurrent entry cannot spend what is withdrawn (nor the reverse).
-    Entries from the next one on are sized on the smaller bankroll. Also from an archived strategy."""
+    Entries from the next one on are sized on the smaller bankroll. Also from an archived strategy.
+    When what remains makes the entries too small to work (rule 11: the filters refuse them, or lot
+    rounding pushes min_sell above X), the withdrawal stands but says so, as `allocate_capital` does:
+    a warning in the result and an event."""
     check_amount("amount", cmd.amount)
     async with uow:
         strategy = await get_strategy(uow, cmd.strategy_id, cmd.client_id, lock=True)
@@ -111,8 +123,9 @@ async def withdraw_capital(cmd: cmds.WithdrawCapital, uow: UnitOfWork) -> Capita
             uow, strategy, -cmd.amount, AllocationKind.WITHDRAWAL, EventType.CAPITAL_WITHDRAWN,
             f"{fmt(cmd.amount)} of principal withdrawn.",
         )  # fmt: skip
+        warnings = await _entries_warnings(uow, exchange, strategy)
         await uow.commit()
-    return allocation
+    return Allocated(allocation, warnings)
 
 
 async def withdraw_profit(cmd: cmds.WithdrawProfit, uow: UnitOfWork) -> CapitalAllocation:

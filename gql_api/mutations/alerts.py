@@ -21,7 +21,8 @@ AlertEventTypes = Annotated[
     list[str] | None,
     strawberry.argument(
         description="Event types to send (see alertEventTypes); default: fills, schedules, skipped entries, channel "
-        "breaks, failed or unknown orders, halted and trading symbols."
+        "breaks, failed or unknown orders, halted and trading symbols, the emergency stop and resume, market stream "
+        "down and up, and an alert endpoint disabled by the server."
     ),
 ]
 
@@ -79,7 +80,7 @@ class AlertMutations:
         permission_classes=[IsAuthenticated],
         extensions=[Audited()],
         description='Send your alerts to a Telegram chat through your bot: short messages such as "Bought 0.0039 '
-        'BTC at 102498.78 — Canal H4 BTC/USDT". The bot token is stored encrypted and never returned.',
+        'BTC at 102,498.78 — Canal H4 BTC/USDT". The bot token is stored encrypted and never returned.',
     )
     async def create_telegram_endpoint(
         self,

@@ -40,7 +40,9 @@ class CapitalMutations:
         extensions=[Audited()],
         description="Take principal back from a strategy: at most its free principal (what its open and "
         "scheduled positions hold stays theirs; INSUFFICIENT_CAPITAL beyond). Entries from the next one on are "
-        "sized on the smaller bankroll. Recorded in the ledger as a withdrawal (a negative amount).",
+        "sized on the smaller bankroll. Recorded in the ledger as a withdrawal (a negative amount). When the "
+        "entries sized on what remains would not work after lot rounding, it still succeeds and says so in "
+        "`warnings` (SPEC §4 rule 11).",
     )
     async def withdraw_capital(
         self,
@@ -49,7 +51,9 @@ class CapitalMutations:
         amount: Annotated[Decimal, strawberry.argument(description="Positive amount in the quote asset.")],
     ) -> CapitalAllocation:
         cmd = cmds.WithdrawCapital(parse_id(strategy_id, "Strategy"), amount, info.context.client_id)
-        return CapitalAllocation.from_domain(await services.withdraw_capital(cmd, info.context.app.uow()))
+        app = info.context.app
+        done = await services.withdraw_capital(cmd, app.uow(), app.exchange)
+        return CapitalAllocation.from_domain(done.allocation, done.warnings)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],

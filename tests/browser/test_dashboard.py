@@ -312,6 +312,79 @@ async def test_the_alerts_panel_adds_a_webhook_tests_it_and_shows_deliveries(db:
         assert [r.body["type"] for r in receiver.accepted] == ["test", "position_opened"]
 
 
+async def test_the_alerts_panel_adds_a_telegram_chat_for_the_event_types_chosen(db: App, page: Any) -> None:
+    from tests.alert_receivers import fake_telegram
+
+    await seed_demo(db.uow, db.exchange)
+    async with servers.api_server(db) as host, fake_telegram() as telegram:
+        db.settings.telegram_api_url = telegram.url  # the API's test sends
+        await log_in(page, f"http://{host}", db)
+        form = page.locator("#alert-form")
+        await form.locator("details.event-types summary").click()
+        # The server's defaults are ticked, the rest is not (issue 15: stream down/up among them).
+        for ticked in ("position_opened", "market_stream_down", "market_stream_up", "alert_endpoint_disabled"):
+            await expect(form.locator(f"input[value={ticked}]")).to_be_checked()
+        for unticked in ("strategy_created", "capital_allocated"):
+            await expect(form.locator(f"input[value={unticked}]")).not_to_be_checked()
+
+        await form.locator("select[name=kind]").select_option("telegram")
+        await expect(form.locator("input[name=url]")).to_be_hidden()
+        for box in await form.locator(".choices input").all():
+            await box.uncheck()
+        await form.locator("button[type=submit]").click()
+        await expect(form.locator(".form-error")).to_have_text("Choose at least one event type.")
+        await form.locator("input[value=position_opened]").check()
+        await form.locator("input[value=market_stream_down]").check()
+        await expect(form.locator('[data-k="chosen"]')).to_have_text("(2 chosen)")
+        await form.locator("input[name=botToken]").fill("123456:ABC-secret-token")
+        await form.locator("input[name=chatId]").fill("-100777")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator("#banner")).to_contain_text("Telegram endpoint #")
+        row = page.locator("#alert-endpoints tbody tr", has_text="Telegram -100777")
+        await expect(row).to_contain_text("2 types")
+        await expect(page.locator("#alert-secret")).to_be_hidden()  # a bot token is never shown back
+
+        await row.locator("button[data-action=test-alert]").click()
+        await expect(page.locator("#banner")).to_contain_text("Test alert delivered (HTTP 200)")
+        async with db.uow() as uow:
+            (endpoint,) = await uow.alerts.endpoints(1)
+        assert endpoint.event_types == ["market_stream_down", "position_opened"]
+        assert endpoint.secret_encrypted != "123456:ABC-secret-token"
+        assert [(token, chat) for token, chat, _ in telegram.messages] == [("123456:ABC-secret-token", "-100777")]
+        assert "123456:ABC-secret-token" not in await page.content()
+        assert page.errors == [] and page.external_requests == []  # (a stopped server's page logs errors)
+
+
+async def test_an_endpoint_the_server_disables_is_an_event_and_can_be_activated_again(db: App, page: Any) -> None:
+    from domain.services import alerts
+    from tests.alert_receivers import WebhookReceiver, webhook_receiver
+    from tests.integration.test_trading_pause import move
+
+    await seed_demo(db.uow, db.exchange)
+    async with servers.api_server(db) as host, webhook_receiver(WebhookReceiver(answer=lambda _b: 410)) as receiver:
+        await log_in(page, f"http://{host}", db)
+        await page.fill("#alert-form input[name=url]", receiver.url)
+        await page.click("#alert-form button[type=submit]")
+        await expect(page.locator("#alert-secret")).to_contain_text("whsec_")
+        receiver.secret = "whsec_" + (await page.locator("#alert-secret").inner_text()).split("whsec_", 1)[1].strip()
+        row = page.locator("#alert-endpoints tbody tr", has_text=receiver.url)
+        await expect(row).to_contain_text("active")
+        await expect(row.locator("button[data-action=activate-alert]")).to_have_count(0)
+
+        # A buy, dispatched and attempted (what the worker's jobs do): the receiver answers 410.
+        await move(db, "101000", "103000")
+        delivery = next(d for d in await alerts.dispatch_events(db.uow(), datetime.now(UTC)))
+        await alerts.attempt_delivery(delivery.id or 0, db.uow(), db.alert_transport, db.secret_box, _Clock())
+        event = page.locator("#events li[data-type=alert_endpoint_disabled]")
+        await expect(event).to_contain_text("are disabled: The receiver answered 410 Gone.")
+        await expect(row).to_contain_text("disabled")  # the event refreshed the panel
+        await row.locator("button[data-action=activate-alert]").click()
+        await expect(row).to_contain_text("active")
+        await expect(row.locator("button[data-action=activate-alert]")).to_have_count(0)
+        assert page.errors == [] and page.external_requests == []
+    assert [r.answered for r in receiver.requests] == [410]
+
+
 class _Clock:
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -52,6 +52,30 @@ async def test_withdraw_capital_over_the_api(db: App, gql: GraphQLClient) -> Non
     ]
 
 
+async def test_a_withdrawal_that_makes_entries_unworkable_succeeds_with_a_warning(db: App, gql: GraphQLClient) -> None:
+    """SPEC §4 rule 11, as for allocateCapital: 1,900 of the demo's 2,000 taken back leaves entries of
+    20 USDT, which keep 0.00018 BTC after lot rounding — min_sell 108,842.97, above X = 108,413.48,
+    so every exit would become a scheduled sell. The withdrawal stands and says so in `warnings` and
+    as an `entries_too_small` event; one that leaves workable entries has no warning."""
+    await seed_demo(db.uow, db.exchange)
+    await gql.login()
+    query = "mutation($s: ID!, $a: Decimal!) { withdrawCapital(strategyId: $s, amount: $a) { amount kind warnings } }"
+    fine = (await gql.data(query, s="1", a="1000"))["withdrawCapital"]
+    assert fine == {"amount": "-1000", "kind": "withdrawal", "warnings": []}
+    done = (await gql.data(query, s="1", a="900"))["withdrawCapital"]
+    (warning,) = done["warnings"]
+    assert (done["amount"], done["kind"]) == ("-900", "withdrawal")
+    assert "108842.97" in warning and "every exit would become a scheduled sell" in warning
+    assert "raise topPrice to at least 111064.26" in warning
+    data = await gql.data(
+        '{ strategy(id: "1") { balance { principal } events(first: 20) { nodes { type message } } } }'
+    )
+    assert data["strategy"]["balance"]["principal"] == "100"
+    nodes = data["strategy"]["events"]["nodes"]
+    assert [n for n in nodes if n["type"] == "entries_too_small"] == [{"type": "entries_too_small", "message": warning}]
+    assert await audit_rows(db, "withdrawCapital") == [(None, "CapitalAllocation"), (None, "CapitalAllocation")]
+
+
 async def test_archive_strategy_over_the_api(db: App, gql: GraphQLClient) -> None:
     await seed_demo(db.uow, db.exchange)
     db.price_book.set("BTCUSDT", Decimal(102500))

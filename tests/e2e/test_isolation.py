@@ -194,6 +194,7 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     # Alerts (issue 15): the endpoint is deleted last.
     "alertEndpoints": ("{ alertEndpoints { id url } }", {}),
     "alertEventTypes": ("{ alertEventTypes }", {}),
+    "alertDefaultEventTypes": ("{ alertDefaultEventTypes }", {}),
     "alertDeliveries": (
         "query($p: ID!) { alertDeliveries(endpointId: $p) { nodes { id status } } }",
         {"p": "{endpoint}"},
@@ -223,6 +224,7 @@ ABOUT_THE_CALLER = {
     "tradesReport": lambda data, w: data["tradesReport"]["trades"] == 5,  # A's 4 buys and 1 sell, not B's
     "alertEndpoints": lambda data, w: [e["id"] for e in data["alertEndpoints"]] == [str(w.a.endpoint)],
     "alertEventTypes": lambda data, w: "position_opened" in data["alertEventTypes"],
+    "alertDefaultEventTypes": lambda data, w: "market_stream_down" in data["alertDefaultEventTypes"],
     "createWebhookEndpoint": lambda data, w: data["createWebhookEndpoint"]["signingSecret"].startswith("whsec_"),
     "createTelegramEndpoint": lambda data, w: data["createTelegramEndpoint"]["kind"] == "telegram",
     "events": lambda data, w: (

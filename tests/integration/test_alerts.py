@@ -5,12 +5,14 @@ disabling an endpoint, private URLs refused without WEBHOOK_ALLOW_PRIVATE, Teleg
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from arq import create_pool
+from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
 from domain import commands as cmds
@@ -18,7 +20,8 @@ from domain.adapters.alerts import HttpAlertTransport
 from domain.adapters.bootstrap import App
 from domain.adapters.seed import seed_demo
 from domain.errors import NotFound, ValidationError
-from domain.model import AlertDelivery, DeliveryStatus
+from domain.events import EventType
+from domain.model import AlertDelivery, DeliveryStatus, StrategyEvent
 from domain.ports import Page
 from domain.services import alerts
 from tests.alert_receivers import WebhookReceiver, fake_telegram, webhook_receiver
@@ -50,9 +53,10 @@ async def webhook(db: App, receiver: WebhookReceiver, client_id: int = 1, types:
 
 async def deliver_all(db: App, clock: FakeClock, transport: HttpAlertTransport = TRANSPORT) -> None:
     """What the jobs do: dispatch, then attempt every due delivery — in a random order, as
-    concurrent jobs might — until none is due; between rounds time moves past the backoff."""
-    await alerts.dispatch_events(db.uow(), clock.now())
+    concurrent jobs might — until none is due; between rounds time moves past the backoff. Each round
+    dispatches first, as the cron does (an attempt may record an event: an endpoint disabled)."""
     for _ in range(100):
+        await alerts.dispatch_events(db.uow(), clock.now())
         due = list(await alerts.due_deliveries(db.uow(), clock.now()))
         random.shuffle(due)
         sent = 0
@@ -68,6 +72,11 @@ async def deliver_all(db: App, clock: FakeClock, transport: HttpAlertTransport =
                 return
             clock.at += alerts.MAX_DELAY * 1.3
     raise AssertionError("deliveries never settled")
+
+
+async def disabled_events(db: App) -> list[StrategyEvent]:
+    async with db.uow() as uow:
+        return list(await uow.events.list(Page(10), types=[EventType.ALERT_ENDPOINT_DISABLED.value]))
 
 
 async def deliveries(db: App, endpoint_id: int) -> list[AlertDelivery]:
@@ -173,6 +182,52 @@ async def test_a_process_dying_between_commit_and_enqueue_loses_nothing(db: App)
         await pool.aclose()
 
 
+async def test_a_committed_event_wakes_the_dispatcher_up(db: App) -> None:
+    """No cron runs here: only the wake-up — the event published on Redis once committed — can have
+    dispatched the event and enqueued its delivery's job."""
+    from domain.services import trading_pause
+
+    await seed_demo(db.uow, db.exchange)
+    queue = f"{db.settings.redis_prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(str(db.settings.redis_url)), default_queue_name=queue)
+    stop = asyncio.Event()
+    ctx = {"app": db, "redis": pool}
+    listener = asyncio.create_task(alert_jobs.dispatch_on_events(ctx, stop))
+    try:
+        async with webhook_receiver(WebhookReceiver()) as receiver:
+            await webhook(db, receiver)  # the default types: the emergency stop among them
+            channel = db.bus.channel("events")
+            await eventually(lambda: _subscribed(db, channel))
+            await trading_pause.pause_trading(cmds.PauseTrading(1), db.uow, db.exchange)
+            await eventually(lambda: _queued(pool, queue))
+            (job,) = await pool.queued_jobs(queue_name=queue)
+            assert job.function == "deliver_alert"
+            assert await alert_jobs.deliver_alert(ctx, *job.args) == "delivered"
+        assert [r.body["type"] for r in receiver.accepted] == ["trading_paused"]
+    finally:
+        stop.set()
+        await listener
+        await pool.delete(queue)
+        for key in await pool.keys(f"arq:*{queue}:alert:*"):
+            await pool.delete(key)
+        await pool.aclose()
+
+
+async def _subscribed(db: App, channel: str) -> bool:
+    return bool((await db.redis.pubsub_numsub(channel))[0][1])
+
+
+async def _queued(pool: ArqRedis, queue: str) -> bool:
+    return bool(await pool.queued_jobs(queue_name=queue))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
 async def test_410_disables_the_endpoint(db: App) -> None:
     await seed_demo(db.uow, db.exchange)
     async with webhook_receiver(WebhookReceiver(answer=lambda _b: 410)) as receiver:
@@ -186,6 +241,11 @@ async def test_410_disables_the_endpoint(db: App) -> None:
     async with db.uow() as uow:
         endpoint = await uow.alerts.endpoint(endpoint_id)
     assert endpoint is not None and not endpoint.is_active and "410" in (endpoint.disabled_reason or "")
+    (event,) = await disabled_events(db)
+    assert event.data == {"endpoint_id": endpoint_id, "kind": "webhook", "reason": "The receiver answered 410 Gone.",
+                          "event_id": first.event_id}  # fmt: skip
+    assert event.strategy_id == 1 and event.client_id == 1
+    assert "webhook #" in event.message and "127.0.0.1" in event.message and "/hook" not in event.message
 
 
 async def test_an_endpoint_failing_for_a_day_is_disabled(db: App) -> None:
@@ -201,6 +261,31 @@ async def test_an_endpoint_failing_for_a_day_is_disabled(db: App) -> None:
     async with db.uow() as uow:
         endpoint = await uow.alerts.endpoint(endpoint_id)
     assert endpoint is not None and not endpoint.is_active and "failed" in (endpoint.disabled_reason or "")
+    (event,) = await disabled_events(db)  # once, though later attempts failed too
+    assert event.data["reason"] == endpoint.disabled_reason and event.data["endpoint_id"] == endpoint_id
+
+
+async def test_a_disabled_endpoint_is_an_event_that_the_other_endpoints_hear(db: App) -> None:
+    """A webhook gone (410): the client's Telegram chat is told, once, with the reason; re-activated
+    by its owner and disabled again, it is told again."""
+    await seed_demo(db.uow, db.exchange)
+    async with webhook_receiver(WebhookReceiver(answer=lambda _b: 410)) as receiver, fake_telegram() as telegram:
+        transport = HttpAlertTransport(allow_private=True, telegram_api_url=telegram.url)
+        gone = await webhook(db, receiver, types=("position_opened",))
+        await alerts.create_telegram_endpoint(
+            cmds.CreateTelegramEndpoint(1, "123456:ABC-secret-token", "-100777"), db.uow(), db.secret_box
+        )  # the default types
+        await move(db, "101000", "103000")
+        await deliver_all(db, FakeClock(), transport)
+        await alerts.update_alert_endpoint(cmds.UpdateAlertEndpoint(1, gone, is_active=True), db.uow(), transport)
+        await move(db, "103000", "109000", "108000", "100000", "103000")  # sold, then bought again
+        await deliver_all(db, FakeClock(), transport)
+    texts = [text for _, _, text in telegram.messages]
+    disabled = [t for t in texts if "disabled" in t]
+    assert len(disabled) == 2 and len(await disabled_events(db)) == 2
+    assert disabled[0].startswith(f"Alerts to webhook #{gone} to 127.0.0.1 are disabled: The receiver answered 410")
+    assert disabled[0].endswith(" — Canal H4 BTC/USDT")
+    assert len(receiver.requests) == 2  # one 410 each time
 
 
 @pytest.mark.parametrize(
@@ -260,7 +345,7 @@ async def test_telegram_messages_reach_the_chat(db: App) -> None:
     assert outcome.ok
     (token, chat, text), test = telegram.messages
     assert (token, chat) == ("123456:ABC-secret-token", "-100777")
-    assert text.startswith("Bought ") and " BTC at 103000 for " in text and text.endswith(" — Canal H4 BTC/USDT"), text
+    assert text.startswith("Bought 0.") and text.endswith(" BTC at 103,000 — Canal H4 BTC/USDT"), text
     assert "test" in test[2]
 
 

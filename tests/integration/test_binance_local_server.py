@@ -285,6 +285,41 @@ async def test_market_and_ioc_orders_fill_to_the_book_and_expire(
         await user.__aexit__(None, None, None)
 
 
+async def test_a_marketable_limit_sell_takes_the_bids_at_their_price_and_the_rest_rests(
+    local_binance: LocalBinance, client: AsyncClient
+) -> None:
+    """SPEC §4 rule 6, as Binance matches a new LIMIT order (rest-api.md "New order"; enums.md "Time
+    in force"): a GTC sell whose limit is at or below the market is a taker — it fills at once at the
+    market's price (the bids'), not at its limit, and pays the taker rate. With a book, it takes every
+    bid at or above its limit, each at that bid's price; what remains rests at its limit, its quantity
+    locked, and fills there (as a maker) when the market trades up to it."""
+    local_binance.set_balance("BTC", Decimal(1))
+    local_binance.set_commission(maker=Decimal("0.0005"))  # tell the maker fill from the taker ones
+    await local_binance.set_price(BTC, Decimal(107000))
+    done = await client.order_limit_sell(symbol=BTC, quantity="0.00387", price="103472.89")
+    assert (done["status"], done["executedQty"], done["cummulativeQuoteQty"]) == (
+        "FILLED", "0.00387000", "414.09000000",
+    )  # fmt: skip
+    assert [(f["price"], f["commission"], f["commissionAsset"]) for f in done["fills"]] == [
+        ("107000.00000000", "0.41409000", "USDT")  # 0.1%, the taker rate
+    ]
+    assert local_binance.balance("BTC") == (Decimal(1) - Decimal("0.00387"), Decimal(0))
+
+    local_binance.set_book(BTC, bids=[(Decimal(106990), Decimal("0.002")), (Decimal(103000), Decimal(1))])
+    partial = await client.order_limit_sell(symbol=BTC, quantity="0.005", price="103472.89")
+    assert (partial["status"], partial["executedQty"]) == ("PARTIALLY_FILLED", "0.00200000")
+    assert [f["price"] for f in partial["fills"]] == ["106990.00000000"]  # not the bid under the limit
+    order = local_binance.orders[-1]
+    assert order.is_open and local_binance.balance("BTC")[1] == Decimal("0.003")  # the rest rests, locked
+    local_binance.clear_book(BTC)
+    await local_binance.set_price(BTC, Decimal(103500))
+    assert order.status == "FILLED"
+    assert [(t.price, t.is_maker, t.commission) for t in order.fills[1:]] == [
+        (Decimal("103472.89"), True, Decimal("0.15520934"))  # at its limit; 0.05% of 310.41867, to 8 decimals
+    ]
+    assert local_binance.balance("BTC")[1] == 0
+
+
 async def test_the_unfilled_order_count_answers_429_minus_1015_with_retry_after() -> None:
     """rest-api.md "Unfilled Order Count", faqs/order_count_decrement.md: over the limit, 429 and
     -1015 "Too many new orders" with `Retry-After`; a filled order leaves the count."""

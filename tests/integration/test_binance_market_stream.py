@@ -13,7 +13,7 @@ from decimal import Decimal
 from domain.adapters.bootstrap import App
 from domain.adapters.market.binance_stream import BinanceMarket
 from domain.adapters.seed import seed_demo
-from domain.market import ClosedCandle, MarketEvent, Tick
+from domain.market import ClosedCandle, MarketEvent, StreamStatus, Tick
 from domain.ports import Page
 from tests.binance_local import LocalBinance, wait_until
 from workers.market import SymbolConsumer
@@ -91,6 +91,41 @@ async def test_a_silent_stream_counts_as_dropped(local_binance: LocalBinance) ->
         await wait_until(lambda: len(local_binance._market) > 0, 5)
         await local_binance.set_price("BTCUSDT", D("101000"))
         await wait_until(lambda: any(isinstance(e, Tick) for e in events), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await source.close()
+
+
+async def test_the_stream_state_is_lost_since_the_drop_across_attempts_and_up_at_the_next_message(
+    local_binance: LocalBinance,
+) -> None:
+    """What the worker's stream alerts read (`StreamStatus`): reconnection attempts do not move the
+    time of the loss; a connection is up once a message arrives."""
+    source = market(local_binance)
+    events: list[MarketEvent] = []
+    assert isinstance(source, StreamStatus) and source.stream_state("BTCUSDT") is None
+    task = asyncio.create_task(collect(source, events))
+    try:
+        await wait_until(lambda: len(local_binance._market) > 0, 5)
+        assert source.stream_state("BTCUSDT") is None  # connected, but nothing received yet
+        await local_binance.set_price("BTCUSDT", D("101000"))
+        await wait_until(lambda: (state := source.stream_state("BTCUSDT")) is not None and state.up, 5)
+        local_binance.refuse_websockets = True
+        await local_binance.drop_websockets()
+        await wait_until(lambda: source.reconnects >= 3, 10)  # refused again and again
+        lost = source.stream_state("BTCUSDT")
+        assert lost is not None and not lost.up and lost.reason
+        first_attempts = source.reconnects
+        await wait_until(lambda: source.reconnects > first_attempts, 10)
+        assert source.stream_state("BTCUSDT") == lost  # the same loss, since the same time
+        local_binance.refuse_websockets = False
+        await wait_until(lambda: len(local_binance._market) > 0, 15)
+        await local_binance.set_price("BTCUSDT", D("101100"))
+        await wait_until(lambda: (state := source.stream_state("BTCUSDT")) is not None and state.up, 5)
+        back = source.stream_state("BTCUSDT")
+        assert back is not None and back.since > lost.since
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

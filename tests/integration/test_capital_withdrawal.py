@@ -43,7 +43,8 @@ async def test_withdrawals_racing_buys_and_an_entry_never_overdraw(db: App) -> N
 
     async def withdraw() -> CapitalAllocation | None:
         try:
-            return await services.withdraw_capital(cmds.WithdrawCapital(sid, Decimal(100)), db.uow())
+            done = await services.withdraw_capital(cmds.WithdrawCapital(sid, Decimal(100)), db.uow(), db.exchange)
+            return done.allocation
         except InsufficientCapital:
             return None
 
@@ -87,7 +88,7 @@ async def test_withdrawals_racing_buys_and_an_entry_never_overdraw(db: App) -> N
 async def test_the_next_entry_after_a_withdrawal_is_sized_on_the_new_bankroll(db: App) -> None:
     """Rule 2, on PostgreSQL: 2,000 allocated, 1,000 taken back: the next entry spends 20% of 1,000."""
     await seed_demo(db.uow, db.exchange)  # the demo strategy: 2,000 USDT, p = 20%, E = 102,498.78
-    await services.withdraw_capital(cmds.WithdrawCapital(1, Decimal(1000)), db.uow())
+    await services.withdraw_capital(cmds.WithdrawCapital(1, Decimal(1000)), db.uow(), db.exchange)
     db.price_book.set("BTCUSDT", Decimal(102500))
     outcome = await services.process_price_move(
         cmds.ProcessPriceMove(1, Decimal(102000), Decimal(102500), datetime.now(UTC)), db.uow(), db.exchange
@@ -99,3 +100,25 @@ async def test_the_next_entry_after_a_withdrawal_is_sized_on_the_new_bankroll(db
     assert order.requested_quote == Decimal(200)
     assert abs(position.cost / Decimal(1000) * 100 - 20) <= Decimal("0.1")
     assert ledger.principal == Decimal(1000) and ledger.committed == position.cost
+
+
+async def test_a_withdrawal_that_makes_entries_unworkable_is_stored_with_its_warning_event(db: App) -> None:
+    """Rule 11 on PostgreSQL: withdrawing 1,900 of the demo's 2,000 leaves entries of 20 USDT whose
+    lot rounding pushes min_sell (108,842.97) above X (108,413.48). The withdrawal and its
+    `entries_too_small` event commit together; a refused withdrawal stores neither."""
+    await seed_demo(db.uow, db.exchange)
+    try:
+        await services.withdraw_capital(cmds.WithdrawCapital(1, Decimal(2001)), db.uow(), db.exchange)
+    except InsufficientCapital:
+        pass
+    else:
+        raise AssertionError("more than the free principal was withdrawn")
+    done = await services.withdraw_capital(cmds.WithdrawCapital(1, Decimal(1900)), db.uow(), db.exchange)
+    (warning,) = done.warnings
+    assert "108842.97" in warning and "every exit would become a scheduled sell" in warning
+    async with db.uow() as uow:
+        stored = [(e.type, e.message) for e in await uow.events.list_by_strategy(1, 20)]
+        ledger = await uow.allocations.ledger(1)
+    assert ledger.principal == Decimal(100)
+    assert stored[:2] == [("entries_too_small", warning), ("capital_withdrawn", "1900 of principal withdrawn.")]
+    assert [t for t, _ in stored].count("entries_too_small") == 1

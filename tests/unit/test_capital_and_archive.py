@@ -46,7 +46,12 @@ __all__ = ["world"]  # the fixture
 
 async def withdraw(world: World, strategy: Strategy, amount: str | Decimal) -> CapitalAllocation:
     assert strategy.id is not None
-    return await services.withdraw_capital(cmds.WithdrawCapital(strategy.id, D(amount)), world.uow())
+    return (await withdraw_with_warnings(world, strategy, str(amount))).allocation
+
+
+async def withdraw_with_warnings(world: World, strategy: Strategy, amount: str) -> services.Allocated:
+    assert strategy.id is not None
+    return await services.withdraw_capital(cmds.WithdrawCapital(strategy.id, D(amount)), world.uow(), world.exchange)
 
 
 async def archive(world: World, strategy: Strategy) -> Strategy:
@@ -105,10 +110,46 @@ async def test_capital_of_another_client_is_not_found(world: World) -> None:
     assert strategy.id is not None
     await rejected(
         world,
-        services.withdraw_capital(cmds.WithdrawCapital(strategy.id, D(1), other.id), world.uow()),
+        services.withdraw_capital(cmds.WithdrawCapital(strategy.id, D(1), other.id), world.uow(), world.exchange),
         NotFound,
         "NOT_FOUND",
     )
+
+
+async def test_a_withdrawal_that_makes_entries_too_small_for_lot_rounding_stands_with_a_warning(world: World) -> None:
+    """Rule 11, as for an allocation: 1,900 of 2,000 taken back leaves entries of 20 (20% of 100),
+    which keep 0.00018 BTC after lot rounding and the fee — min_sell 108,842.97, above X = 108,413.48,
+    so every exit would become a scheduled sell. The withdrawal succeeds, and says so in its result
+    and as an event; a withdrawal that leaves workable entries says nothing."""
+    strategy = await make_strategy(world, capital=2000)
+    fine = await withdraw_with_warnings(world, strategy, "1000")
+    assert fine.warnings == () and events(world, EventType.ENTRIES_TOO_SMALL) == []
+    done = await withdraw_with_warnings(world, strategy, "900")
+    assert (done.allocation.kind, done.allocation.amount) == (AllocationKind.WITHDRAWAL, D(-900))
+    (warning,) = done.warnings
+    assert "keeps 0.00018 for a cost of 19.4747682" in warning and "108842.97" in warning
+    assert "every exit would become a scheduled sell" in warning and "at least 111064.26" in warning
+    (event,) = events(world, EventType.ENTRIES_TOO_SMALL)
+    assert event.message == warning and event.data["principal"] == "100"
+    assert (await ledger(world, strategy)).principal == D(100)  # the withdrawal stands
+
+
+async def test_a_withdrawal_that_leaves_entries_under_the_minimum_notional_warns(world: World) -> None:
+    """Rule 11: 20 left, entries of 4 USDT — under BTCUSDT's 5 USDT minimum: every entry would be
+    skipped. Taking all of it back leaves no entries to warn about (NO_CAPITAL skips say so)."""
+    strategy = await make_strategy(world, capital=2000)
+    (warning,) = (await withdraw_with_warnings(world, strategy, "1980")).warnings
+    assert "every entry would be skipped" in warning
+    assert (await withdraw_with_warnings(world, strategy, "20")).warnings == ()
+    assert len(events(world, EventType.ENTRIES_TOO_SMALL)) == 1
+
+
+async def test_a_withdrawal_from_an_archived_strategy_does_not_warn(world: World) -> None:
+    """An archived strategy makes no more entries: taking its principal back says nothing of them."""
+    strategy = await make_strategy(world, capital=2000)
+    await archive(world, strategy)
+    assert (await withdraw_with_warnings(world, strategy, "1900")).warnings == ()
+    assert events(world, EventType.ENTRIES_TOO_SMALL) == []
 
 
 # ---------------------------------------------------------------- archiveStrategy

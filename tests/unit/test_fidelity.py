@@ -34,7 +34,7 @@ from domain.adapters.market.replay import ReplayMarket, candle_events, read_cand
 from domain.adapters.market.synthetic import SyntheticMarket
 from domain.backtest import BacktestResult
 from domain.channel import Channel
-from domain.errors import ValidationError
+from domain.errors import InsufficientBalance, ValidationError
 from domain.events import EventType, SkipReason
 from domain.market import ClosedCandle, Tick
 from domain.model import (
@@ -51,7 +51,7 @@ from domain.model import (
 from domain.services import backtests
 from tests.unit.fakes import World
 from tests.unit.test_backtest import BTC, CHANNEL, HOUR_MS, at, series_of
-from tests.unit.test_services import B, E, F, X, allocate, events, make_strategy, orders, reload, tick, trades
+from tests.unit.test_services import B, E, F, X, allocate, events, make_strategy, orders, path, reload, tick, trades
 from workers.market import check_candle_spacing
 
 D = Decimal
@@ -247,6 +247,59 @@ async def test_the_paper_exchange_fills_a_new_limit_sell_as_binance_does() -> No
     resting = await paper.fill_resting_sell(symbol, "d", D("0.001"), D(100000))
     assert (gtc.average_price, ioc.average_price, above.executed_quantity) == (D(105000), D(105000), 0)
     assert resting.average_price == D(100000)
+
+
+async def test_a_paper_account_with_balances_refuses_what_they_cannot_cover_as_binance_does() -> None:
+    """SPEC §4b on paper, when the account holds balances: an order whose spent asset (quote for a
+    buy, base for a sell) does not cover it is refused before it fills, with the Binance adapter's
+    error and message; fills move the balances as Binance books them (the buy fee out of the base,
+    the sell fee out of the quote). Without balances the paper account has no limit."""
+    book = MemoryPriceBook()
+    paper = PaperExchange(book, F, balances={"USDT": D(420)})
+    symbol = Symbol("BTCUSDT", "BTC", "USDT", D("0.00001"), D("0.00001"), CENT, D(5), id=1)
+    book.set("BTCUSDT", D(103000))
+    bought = await paper.market_buy(symbol, "e1", quote_amount=D(400))
+    assert (bought.executed_quantity, bought.quote_quantity, bought.fee) == (D("0.00388"), D("399.64"), D("0.00000388"))
+    assert (paper.free_balance("USDT"), paper.free_balance("BTC")) == (D("20.36"), D("0.00387612"))
+    with pytest.raises(InsufficientBalance) as refused:
+        await paper.market_buy(symbol, "e2", quote_amount=D(400))
+    assert refused.value.code == "INSUFFICIENT_BALANCE"
+    assert refused.value.message == (
+        "Buy e2: insufficient balance: it needs 400 USDT, the account's free balance is 20.36 USDT."
+    )
+    assert refused.value.details == {
+        "asset": "USDT", "needed": "400", "free": "20.36", "client_order_id": "e2", "before_sending": True,
+    }  # fmt: skip
+    assert await paper.get_order(symbol, "e2") is None  # nothing was placed
+    with pytest.raises(InsufficientBalance):
+        await paper.limit_sell(symbol, "s0", D("0.00388"), D(103000), TimeInForce.IOC)  # 0.00387612 held
+    book.set("BTCUSDT", D(107000))
+    sold = await paper.limit_sell(symbol, "s1", D("0.00387"), D("103472.89"), TimeInForce.GTC)
+    assert (sold.average_price, sold.fee) == (D(107000), D("0.41409"))
+    assert (paper.free_balance("USDT"), paper.free_balance("BTC")) == (D("434.03591"), D("0.00000612"))
+    assert await paper.get_order(symbol, "e1") == bought  # a repeated id is the first order, never judged again
+    unlimited = PaperExchange(book, F)
+    assert unlimited.free_balance("USDT") is None
+    assert (await unlimited.market_buy(symbol, "e1", quote_amount=D(100000))).executed_quantity == D("0.93457")
+
+
+async def test_an_entry_the_paper_account_cannot_cover_is_skipped_for_insufficient_balance() -> None:
+    """SPEC §4b and rule 2 on a paper account with 420 USDT: the first entry (400) fills, the next one
+    in another bounce finds 20.25 USDT and is skipped with INSUFFICIENT_BALANCE — the strategy
+    disarmed, its order recorded as refused, nothing bought — as the Binance adapter skips it (both
+    accounts, side by side: tests/e2e/test_live_loop_binance_fidelity.py)."""
+    world = World.make()
+    world.exchange = PaperExchange(world.book, F, balances={"USDT": D(420)})
+    strategy = await make_strategy(world)
+    await path(world, "102000", "102500", "100000", "102500")  # an entry, the base, E again
+    (skip,) = events(world, EventType.ENTRY_SKIPPED)
+    assert skip.data["reason"] == SkipReason.INSUFFICIENT_BALANCE.value
+    assert skip.message == (
+        "Entry skipped: Buy cr-e1-2: insufficient balance: it needs 400 USDT, the account's free balance is 20.25 USDT."
+    )
+    assert [t.side for t in trades(world)] == [Side.BUY]
+    assert [o.status.value for o in orders(world, OrderPurpose.ENTRY)] == ["filled", "rejected"]
+    assert not reload(world, Strategy, strategy.id).is_armed
 
 
 # ---------------------------------------------------------------- rule 5: candles coarser than the timeframe

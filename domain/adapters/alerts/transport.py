@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -71,8 +72,8 @@ class HttpAlertTransport:
             )
         except OSError as e:
             raise ValidationError(f"url's host {parts.hostname!r} does not resolve ({e}).", field="url") from None
-        addresses = {info[4][0] for info in infos}
-        refused = sorted(a for a in addresses if not _is_public(str(a)))
+        addresses = {str(info[4][0]) for info in infos}
+        refused = sorted(a for a in addresses if not _is_public(a))
         if refused:
             raise ValidationError(
                 f"url's host resolves to a loopback, private, link-local or reserved address ({', '.join(refused)}): "
@@ -108,11 +109,17 @@ class HttpAlertTransport:
         return outcome
 
     @staticmethod
-    async def _post(url: str, **kw: object) -> SendOutcome:
+    async def _post(
+        url: str,
+        *,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Mapping[str, object] | None = None,
+    ) -> SendOutcome:
         try:
             async with (
                 aiohttp.ClientSession(timeout=TIMEOUT) as session,
-                session.post(url, allow_redirects=False, **kw) as response,  # type: ignore[arg-type]
+                session.post(url, allow_redirects=False, data=data, headers=headers, json=json) as response,
             ):
                 excerpt = (await response.content.read(MAX_BODY)).decode("utf-8", "replace")
                 ok = 200 <= response.status < 300

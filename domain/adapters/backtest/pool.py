@@ -75,7 +75,7 @@ def run_stored_backtest(database_url: str, job: StoredBacktest) -> BacktestResul
     loop = _process_state.get("loop")
     if loop is None:
         loop = _process_state["loop"] = asyncio.new_event_loop()
-    return loop.run_until_complete(_run(database_url, job))  # type: ignore[no-any-return]
+    return loop.run_until_complete(_run(database_url, job))
 
 
 async def _run(database_url: str, job: StoredBacktest) -> BacktestResult:

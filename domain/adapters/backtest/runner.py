@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from domain import channel as ch
-from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange
+from domain.adapters.exchanges.paper import SEED_SYMBOLS, PaperExchange, SeedSymbol
 from domain.adapters.market.prices import MemoryPriceBook
 from domain.adapters.persistence.memory import MemoryStore, MemoryUnitOfWorkFactory
 from domain.backtest import BacktestResult, CandleSeries, run_backtest
@@ -65,7 +65,7 @@ def symbol_for(name: str, tick_size: Decimal | None = None, step_size: Decimal |
     """The symbol to backtest: the seeded filters of a known symbol (BTCUSDT, ETHUSDT), else fine
     ones (1e-8) with a quote asset guessed from the name's ending; `tick_size`/`step_size` override."""
     name = name.upper()
-    known = next((dict(row) for row in SEED_SYMBOLS if row["symbol"] == name), None)
+    known: SeedSymbol | None = next((row.copy() for row in SEED_SYMBOLS if row["symbol"] == name), None)
     if known is None:
         quote = next((q for q in QUOTE_ASSETS if name.endswith(q) and len(name) > len(q)), "USDT")
         known = {
@@ -77,7 +77,7 @@ def symbol_for(name: str, tick_size: Decimal | None = None, step_size: Decimal |
             "tick_size": FINE,
             "min_notional": Decimal(0),
         }
-    symbol = Symbol(**known)  # type: ignore[arg-type]
+    symbol = Symbol(**known)
     if tick_size is not None:
         symbol.tick_size = tick_size
     if step_size is not None:
@@ -112,9 +112,12 @@ async def backtest_async(
     def set_price(price: Decimal, at: datetime) -> None:
         book.set(name, price, at)
 
+    # The memory unit of work has the repositories the engine uses, not the API's read side (reports,
+    # batch, alerts, trade export, event listing): it implements `UnitOfWork` only in part.
     return await run_backtest(
         series, channel, bankroll,
-        uow=MemoryUnitOfWorkFactory(store), exchange=BacktestExchange(book, fee_rate), symbol=name,
+        uow=MemoryUnitOfWorkFactory(store),  # type: ignore[arg-type]
+        exchange=BacktestExchange(book, fee_rate), symbol=name,
         set_price=set_price, skip_ahead=skip_ahead, progress=progress,
     )  # fmt: skip
 
@@ -229,7 +232,12 @@ def _sweep_point(args: tuple[Channel, Decimal, Symbol, Decimal]) -> SweepRow:
 def grid(base: Channel, axes: dict[str, Sequence[object]]) -> list[Channel]:
     """Every combination of the swept parameters, the others as in `base`."""
     names = list(axes)
-    return [replace(base, **dict(zip(names, combo, strict=True))) for combo in itertools.product(*axes.values())]
+    channels = []
+    for combo in itertools.product(*axes.values()):
+        # Fields named at run time (the sweep's axes), of several types; each run validates its channel.
+        changes: dict[str, Any] = dict(zip(names, combo, strict=True))
+        channels.append(replace(base, **changes))
+    return channels
 
 
 def sweep(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from binance import AsyncClient, BinanceSocketManager
@@ -180,7 +180,7 @@ def client_class(
 def socket_manager_class(stream_url: str | None = None) -> type[BinanceSocketManager]:
     """`BinanceSocketManager` with `STREAM_URL` (market streams: `ws/<stream>`, `stream?streams=`)."""
     if not stream_url:
-        return BinanceSocketManager
+        return cast("type[BinanceSocketManager]", BinanceSocketManager)  # python-binance is untyped: Any
     base = stream_url if stream_url.endswith("/") else stream_url + "/"
     return type("RedirectedSocketManager", (BinanceSocketManager,), {"STREAM_URL": base})
 

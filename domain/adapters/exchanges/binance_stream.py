@@ -316,8 +316,8 @@ class UserStream:
         is queried for its state."""
         async with self._poll_lock:
             by_symbol: dict[str, list[str]] = defaultdict(list)
-            for coid, watched in list(self._watched.items()):
-                by_symbol[watched.symbol].append(coid)
+            for coid, entry in list(self._watched.items()):
+                by_symbol[entry.symbol].append(coid)
             now = asyncio.get_running_loop().time()
             for name, coids in by_symbol.items():
                 info = await self._symbol_info(name)

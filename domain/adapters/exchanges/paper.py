@@ -3,7 +3,12 @@ rules (SPEC §2). The buy fee is taken from the base asset received, the sell fe
 proceeds, as Binance does without BNB. The filters are those the Binance adapter checks before
 sending (`domain.filters`): LOT_SIZE and NOTIONAL from the symbol, and for the seeded symbols
 MARKET_LOT_SIZE and PERCENT_PRICE_BY_SIDE as Binance lists them — judged against the last price,
-which stands for the average price here — so that paper refuses what live refuses."""
+which stands for the average price here — so that paper refuses what live refuses.
+
+A paper account may hold balances (`balances`): then, as on Binance (SPEC §4b), an order whose
+spent asset's free balance does not cover it is refused before it fills (`InsufficientBalance`,
+with the Binance adapter's message), and fills move the balances as Binance's do. Without them
+(the default) the account has no limit."""
 
 from __future__ import annotations
 
@@ -12,15 +17,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypedDict
 
 from domain import channel as ch
 from domain import filters as flt
-from domain.errors import FilterFailure, NoPrice, PermanentExchangeError
+from domain.errors import FilterFailure, InsufficientBalance, NoPrice, PermanentExchangeError
 from domain.model import OrderStatus, PercentPriceBySide, Side, Symbol, SymbolFilters, TimeInForce
+from domain.numbers import plain
 from domain.ports import Execution, PriceSource
 
+
+class SeedSymbol(TypedDict):
+    """The fields of a `Symbol` that a seeded symbol sets (`Symbol(**row)`)."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal
+    min_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+
+
 # Exchange filters of the seeded symbols, as Binance spot lists them (exchangeInfo, 2025).
-SEED_SYMBOLS: tuple[dict[str, object], ...] = (
+SEED_SYMBOLS: tuple[SeedSymbol, ...] = (
     {
         "symbol": "BTCUSDT",
         "base_asset": "BTC",
@@ -84,10 +104,14 @@ class PaperExchange:
         prices: PriceSource,
         fee_rate: Decimal = ch.DEFAULT_FEE_RATE,
         market_filters: Mapping[str, SymbolFilters] = SEED_MARKET_FILTERS,
+        balances: Mapping[str, Decimal] | None = None,
     ) -> None:
         self.prices = prices
         self._fee_rate = fee_rate
         self._market_filters = market_filters
+        # Free balance by asset (None: an account without limits). Orders do not rest here, so
+        # nothing is ever locked: free is all there is.
+        self.balances: dict[str, Decimal] | None = None if balances is None else dict(balances)
         self._orders: dict[str, _PaperOrder] = {}
         self._ids = itertools.count(1)
 
@@ -134,7 +158,41 @@ class PaperExchange:
             executed_at=at,
         )
         self._orders[coid] = _PaperOrder(execution)
+        if self.balances is not None and qty > 0:
+            # As Binance books a fill: a buy spends the quote and receives the base less its fee, a
+            # sell spends the base and receives the quote less its fee.
+            if side is Side.BUY:
+                self._move(symbol.quote_asset, -quote)
+                self._move(symbol.base_asset, qty - fee)
+            else:
+                self._move(symbol.base_asset, -qty)
+                self._move(symbol.quote_asset, quote - fee)
         return execution
+
+    def _move(self, asset: str, delta: Decimal) -> None:
+        assert self.balances is not None
+        self.balances[asset] = self.balances.get(asset, Decimal(0)) + delta
+
+    def free_balance(self, asset: str) -> Decimal | None:
+        """The account's free balance of `asset` (None: the account has no limit)."""
+        return None if self.balances is None else self.balances.get(asset, Decimal(0))
+
+    def _check_balance(self, asset: str, needed: Decimal, coid: str, what: str) -> None:
+        """SPEC §4b, where the account holds balances: the free balance of the asset the order spends
+        covers it, or nothing fills — refused as the Binance adapter refuses it before sending (same
+        error, same message). An order already placed under `coid` is not judged again."""
+        free = self.free_balance(asset)
+        if free is None or free >= needed or coid in self._orders:
+            return
+        raise InsufficientBalance(
+            f"{what}: insufficient balance: it needs {plain(needed)} {asset}, the account's free balance is "
+            f"{plain(free)} {asset}.",
+            asset=asset,
+            needed=plain(needed),
+            free=plain(free),
+            client_order_id=coid,
+            before_sending=True,
+        )
 
     def filters(self, symbol: Symbol) -> SymbolFilters:
         """The symbol's stored filters, with those only exchangeInfo lists where they are known."""
@@ -172,11 +230,15 @@ class PaperExchange:
             assert quantity is not None
             qty = quantity
         self._check(symbol, qty, price, market=True)
+        # What Binance judges: the quote order quantity, or the quantity at the (average) price.
+        needed = quote_amount if quote_amount is not None else qty * price
+        self._check_balance(symbol.quote_asset, needed, client_order_id, f"Buy {client_order_id}")
         return self._fill(symbol, client_order_id, Side.BUY, qty, price, at)
 
     async def market_sell(self, symbol: Symbol, client_order_id: str, quantity: Decimal) -> Execution:
         price, at = await self._price(symbol)
         self._check(symbol, quantity, price, market=True)
+        self._check_balance(symbol.base_asset, quantity, client_order_id, f"Sell {client_order_id}")
         return self._fill(symbol, client_order_id, Side.SELL, quantity, price, at)
 
     async def limit_sell(
@@ -196,6 +258,7 @@ class PaperExchange:
             filters = self.filters(symbol)
             price = flt.raise_to_allowed_sell_price(price, market, filters)
             flt.check_percent_price(Side.SELL, price, market, filters, f"Sell {client_order_id}")
+        self._check_balance(symbol.base_asset, quantity, client_order_id, f"Sell {client_order_id}")
         if market < price:
             return self._fill(symbol, client_order_id, Side.SELL, Decimal(0), price, at)
         # Marketable (rule 6): it takes the bids at the market's price, which is at or above its limit.
@@ -211,7 +274,8 @@ class PaperExchange:
     ) -> Execution:
         """The resting LIMIT sell of a scheduled position, which the market has reached: it fills at
         its limit, even when the price jumped past it (rules 6, 10). Nothing fills while the market
-        is under the limit."""
+        is under the limit. Its balance is not judged again: on Binance the order has held its
+        quantity since it was placed."""
         market, at = await self._price(symbol)
         self._check(symbol, quantity, price)
         filled = quantity if market >= price else Decimal(0)

@@ -9,7 +9,9 @@ fetched over REST (`GET /api/v3/aggTrades?fromId=`, up to `max_gap_trades`) and 
 so no level crossing is skipped; the 1m klines closed during the gap are fetched too (stored, and
 judged for channel breaks). When the gap holds more trades than that, the closed klines' paths
 (O->L->H->C / O->H->L->C) are replayed as ticks instead. Aggregate trade ids are the ticks' `seq`:
-duplicated or replayed messages (same or older id) are dropped.
+duplicated or replayed messages (same or older id) are dropped. `stream_state(symbol)` says whether a
+stream is up or lost, since when: the worker records a loss that outlasts a grace, and the return,
+as events (`workers.stream_alerts`).
 
 `api_url` / `stream_url` point the unmodified library at another host (tests use a local
 Binance on 127.0.0.1): python-binance reads `API_URL` on the client and `STREAM_URL` on the socket
@@ -31,7 +33,7 @@ from binance import AsyncClient, BinanceSocketManager
 
 from domain import channel as ch
 from domain.adapters.ops import metrics
-from domain.market import ClosedCandle, MarketEvent, Tick
+from domain.market import ClosedCandle, MarketEvent, StreamState, Tick
 
 log = logging.getLogger("criptoren.market.binance")
 
@@ -77,6 +79,17 @@ class BinanceMarket:
         self.max_gap_trades = max_gap_trades
         self.reconnects = 0
         self._client: AsyncClient | None = None
+        self._states: dict[str, StreamState] = {}  # per symbol streamed (`stream_state`)
+
+    def stream_state(self, symbol: str) -> StreamState | None:
+        """`StreamStatus`: up since the first message after a (re)connection; lost since the first
+        failure after the last message (the reconnection attempts in between do not move it)."""
+        return self._states.get(symbol)
+
+    def _lost(self, symbol: str, reason: str) -> None:
+        state = self._states.get(symbol)
+        if state is None or state.up:
+            self._states[symbol] = StreamState(False, datetime.now(UTC), reason)
 
     @staticmethod
     async def ping(testnet: bool = False) -> bool:
@@ -131,6 +144,7 @@ class BinanceMarket:
         last_price: Decimal | None = None
         attempt = 0
         lower = symbol.lower()
+        self._states.pop(symbol, None)  # what an earlier stream of it said no longer holds
         while True:
             try:
                 manager = BinanceSocketManager(await self.client())
@@ -139,12 +153,13 @@ class BinanceMarket:
                 socket = manager.multiplex_socket([f"{lower}@aggTrade", f"{lower}@kline_1m"])
                 # The socket's own exit can hang on a dead connection: bounded here.
                 ws = await socket.__aenter__()
+                flowing = False  # up again once a message arrives (not merely connected)
                 try:
                     if attempt:
                         # The gap, before the live messages: the trades missed (or the paths of the
                         # candles closed meanwhile), and the closed candles.
                         trades = await self.trades_since(symbol, last_seq) if last_seq >= 0 else []
-                        gap = []
+                        gap: Sequence[ClosedCandle] = []
                         if last_close is not None:
                             gap = await self.closed_candles(symbol, "1m", last_close, await self.server_time())
                         log.info(
@@ -172,6 +187,9 @@ class BinanceMarket:
                         kind = data.get("e")
                         if kind == "error":
                             raise StreamDropped(str(data.get("m") or data.get("type")))
+                        if not flowing:
+                            flowing = True
+                            self._states[symbol] = StreamState(True, datetime.now(UTC))
                         if kind == "aggTrade":
                             seq = int(data["a"])
                             if seq <= last_seq:
@@ -193,6 +211,7 @@ class BinanceMarket:
             except Exception as e:  # any failure of the stream is a drop: reconnect (cancellation passes)
                 attempt += 1
                 self.reconnects += 1
+                self._lost(symbol, str(e) or type(e).__name__)
                 metrics.STREAM_RECONNECTS.labels(symbol).inc()
                 wait = self.backoff(attempt)
                 log.warning("%s stream dropped (%s); reconnecting in %.1f s", symbol, e, wait)

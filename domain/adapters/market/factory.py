@@ -21,8 +21,8 @@ def replay_files(spec: Path | str) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for part in str(spec).split(","):
         if "=" in part:
-            symbol, path = part.split("=", 1)
-            files[symbol.strip().upper()] = Path(path.strip())
+            symbol, name = part.split("=", 1)
+            files[symbol.strip().upper()] = Path(name.strip())
         elif part.strip():
             path = Path(part.strip())
             files[path.name.split("-")[0].split(".")[0].upper()] = path
@@ -60,6 +60,6 @@ async def make_market_source(settings: Settings, anchor: Anchor | None = None) -
         from domain.adapters.market.binance_stream import BinanceMarket
 
         log.info("Market data: Binance public streams")
-        return BinanceMarket()
+        return BinanceMarket(api_url=settings.binance_api_url, stream_url=settings.binance_stream_url)
     log.info("Market data: Binance is not reachable, using the synthetic random walk (offline demo)")
     return SyntheticMarket(seed=settings.synthetic_seed, anchor=anchor)

@@ -30,8 +30,10 @@ def read_candles(path: Path, symbol: str) -> list[ClosedCandle]:
         for row in csv.reader(f):
             if not row or not row[0].strip().isdigit():
                 continue  # header
-            t, o, h, low, c, v = row[:6]
-            rows.append((int(t), Decimal(o), Decimal(h), Decimal(low), Decimal(c), Decimal(v)))
+            time_s, open_s, high_s, low_s, close_s, volume_s = row[:6]
+            rows.append(
+                (int(time_s), Decimal(open_s), Decimal(high_s), Decimal(low_s), Decimal(close_s), Decimal(volume_s))
+            )
     if not rows:
         return []
     step_ms = rows[1][0] - rows[0][0] if len(rows) > 1 else 60_000

@@ -110,7 +110,7 @@ CHATTY_LOGGERS = (
 
 def debugging(settings: Settings) -> bool:
     """LOG_LEVEL=DEBUG: everything is shown, `quiet` or not."""
-    return logging.getLevelName(settings.log_level.upper()) == logging.DEBUG
+    return logging.getLevelNamesMapping().get(settings.log_level.upper()) == logging.DEBUG
 
 
 def configure_logging(settings: Settings, stream: Any = None, *, quiet: bool = False) -> logging.Handler:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters.persistence import orm
+from domain.adapters.persistence.orm import STREAM_EVENTS_PREDICATE
 from domain.model import AlertDelivery, AlertEndpoint, DeliveryStatus, StrategyEvent
 from domain.ports import Page
 
@@ -104,3 +105,16 @@ class SqlAlchemyAlertRepository:
         t = orm.alert_deliveries
         rows = await self.session.execute(select(t.c.status, func.count()).group_by(t.c.status))
         return {str(getattr(status, "value", status)): n for status, n in rows.all()}
+
+    async def last_stream_events(self, strategy_ids: Collection[int]) -> dict[int, StrategyEvent]:
+        if not strategy_ids:
+            return {}
+        t = orm.strategy_events
+        latest = (
+            select(func.max(t.c.id))
+            # Written out (not bound) so that the partial index ix_strategy_events_stream applies.
+            .where(t.c.strategy_id.in_(list(strategy_ids)), text(STREAM_EVENTS_PREDICATE))
+            .group_by(t.c.strategy_id)
+        )
+        stmt = select(StrategyEvent).where(t.c.id.in_(latest))
+        return {e.strategy_id: e for e in (await self.session.execute(stmt)).scalars().all()}

@@ -311,6 +311,8 @@ capital_allocations = Table(
     Index("ix_capital_allocations_strategy", "strategy_id", "is_profit"),
 )
 
+STREAM_EVENTS_PREDICATE = "type IN ('market_stream_down', 'market_stream_up')"
+
 strategy_events = Table(
     "strategy_events",
     metadata,
@@ -327,6 +329,9 @@ strategy_events = Table(
     # The alerts' outbox: events not yet dispatched to their endpoints (a handful at any time).
     Column("dispatched_at", DateTime(timezone=True)),
     Index("ix_strategy_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL")),
+    # Each strategy's latest market stream event (`domain.services.market_streams`), without reading
+    # its whole history.
+    Index("ix_strategy_events_stream", "strategy_id", text("id DESC"), postgresql_where=text(STREAM_EVENTS_PREDICATE)),
 )
 
 # Where a client's alerts go (SPEC §4b, `domain.services.alerts`).

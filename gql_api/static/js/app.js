@@ -486,6 +486,7 @@ function onEvent(event) {
       chart.mark("broken", chart.lastPrice, "channel broken");
     }
   }
+  if (event.type === "alert_endpoint_disabled") run(refreshAlerts); // the panel shows it disabled
   refreshSoon();
 }
 
