@@ -17,6 +17,7 @@ from domain.model import Ledger, Order, Position, PositionStatus, Strategy, Stra
 from domain.ports import BatchReader, ReadSnapshot
 
 K = TypeVar("K", bound=Hashable)
+Loader = DataLoader[Any, Any]
 V = TypeVar("V")
 
 NESTED_LIMIT = 100  # newest nested positions per strategy
@@ -27,12 +28,12 @@ def _loader(
     fetch: Callable[[BatchReader, list[Any]], Coroutine[Any, Any, Any]],
     arrange: Callable[[list[Any], Any], list[Any]],
     cache: bool = True,
-) -> DataLoader:
+) -> Loader:
     async def batch(keys: list[Any]) -> list[Any]:
         async with snapshot.unit() as uow:
             return arrange(keys, await fetch(uow.batch, keys))
 
-    return DataLoader(batch_load_fn=batch, cache=cache)
+    return Loader(batch_load_fn=batch, cache=cache)
 
 
 def _by_id(keys: list[int], rows: Sequence[Any]) -> list[Any]:
@@ -53,21 +54,21 @@ def _grouped(attr: str) -> Callable[[list[int], Sequence[Any]], list[list[Any]]]
 
 @dataclass
 class Loaders:
-    strategy: DataLoader  # id -> StrategyRow | None
-    symbol: DataLoader  # id -> SymbolRow | None
-    position: DataLoader  # id -> PositionRow | None
-    trades_by_position: DataLoader  # position id -> [TradeRow]
-    positions_by_strategy: dict[PositionStatus | None, DataLoader]  # strategy id -> [PositionRow]
-    ledger: DataLoader  # strategy id -> Ledger
+    strategy: Loader  # id -> StrategyRow | None
+    symbol: Loader  # id -> SymbolRow | None
+    position: Loader  # id -> PositionRow | None
+    trades_by_position: Loader  # position id -> [TradeRow]
+    positions_by_strategy: dict[PositionStatus | None, Loader]  # strategy id -> [PositionRow]
+    ledger: Loader  # strategy id -> Ledger
     # (page size + 1, before id, types) -> a loader: strategy id -> [StrategyEvent], one per page asked for
-    events_by_strategy: Callable[[int, int | None, tuple[str, ...] | None], DataLoader]
-    order: DataLoader  # id -> Order | None
-    orders_by_position: DataLoader  # position id -> [Order], oldest first
+    events_by_strategy: Callable[[int, int | None, tuple[str, ...] | None], Loader]
+    order: Loader  # id -> Order | None
+    orders_by_position: Loader  # position id -> [Order], oldest first
 
-    def positions_of(self, status: PositionStatus | None) -> DataLoader:
+    def positions_of(self, status: PositionStatus | None) -> Loader:
         return self.positions_by_strategy[status]
 
-    def events_of(self, limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
+    def events_of(self, limit: int, before_id: int | None, types: tuple[str, ...] | None) -> Loader:
         return self.events_by_strategy(limit, before_id, types)
 
 
@@ -78,14 +79,14 @@ def make_loaders(snapshot: ReadSnapshot, *, cache: bool = True) -> Loaders:
     def loader(
         fetch: Callable[[BatchReader, list[Any]], Coroutine[Any, Any, Any]],
         arrange: Callable[[list[Any], Any], list[Any]],
-    ) -> DataLoader:
+    ) -> Loader:
         return _loader(snapshot, fetch, arrange, cache)
 
-    def positions_loader(status: PositionStatus | None) -> DataLoader:
+    def positions_loader(status: PositionStatus | None) -> Loader:
         return loader(lambda b, keys: b.positions_by_strategy(keys, status, NESTED_LIMIT), _grouped("strategy_id"))
 
     @functools.cache  # this request's loaders, one per page of events asked for
-    def events_loader(limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
+    def events_loader(limit: int, before_id: int | None, types: tuple[str, ...] | None) -> Loader:
         return loader(
             lambda b, keys: b.events_by_strategy(keys, limit, before_id=before_id, types=types),
             _grouped("strategy_id"),

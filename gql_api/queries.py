@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
 
@@ -117,7 +117,7 @@ class Query(BacktestQueries, AlertQueries):
         async with info.context.read() as uow:
             rows = await views.positions(
                 uow, p, info.context.client_id,
-                status=model.PositionStatus(status.value) if status else None,
+                status=model.PositionStatus(cast(str, status.value)) if status else None,
                 strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
             )  # fmt: skip
         return connection(list(rows), first, Position.from_domain)
@@ -175,7 +175,7 @@ class Query(BacktestQueries, AlertQueries):
                 uow, p, info.context.client_id,
                 strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
                 position_id=parse_id(position_id, "Position") if position_id is not None else None,
-                status=model.OrderStatus(status.value) if status else None,
+                status=model.OrderStatus(cast(str, status.value)) if status else None,
             )  # fmt: skip
         return connection(list(rows), first, Order.from_domain)
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar, cast
 
 import strawberry
 
@@ -64,7 +64,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 def d(description: str) -> Decimal:
     """A Decimal field with a description (helper for readability)."""
-    return strawberry.field(description=description)  # type: ignore[return-value]
+    return cast(Decimal, strawberry.field(description=description))
 
 
 # ---------------------------------------------------------------- enums
@@ -355,7 +355,7 @@ class Strategy:
         info: Info,
         status: Annotated[PositionStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> list[Position]:
-        domain_status = model.PositionStatus(status.value) if status else None
+        domain_status = model.PositionStatus(cast(str, status.value)) if status else None
         rows = await info.context.loaders.positions_of(domain_status).load(self.strategy_id)
         return [Position.from_domain(p) for p in rows]
 

@@ -542,6 +542,7 @@ def operation_type(payload: dict[str, Any]) -> OperationType | GraphQLError | No
     name = payload.get("operationName")
     for definition in document.definitions:
         operation = getattr(definition, "operation", None)
-        if operation is not None and (name is None or getattr(definition.name, "value", None) == name):
+        defined = getattr(getattr(definition, "name", None), "value", None)
+        if operation is not None and (name is None or defined == name):
             return operation  # type: ignore[no-any-return]
     return None

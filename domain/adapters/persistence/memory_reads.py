@@ -153,7 +153,7 @@ class MemoryReadSnapshot:
 
     def unit(self) -> UnitOfWork:
         if self._isolated:
-            return self._factory()
+            return self._factory()  # type: ignore[return-value]  # no alerts nor reports in memory
         if self._unit is None:
             self._unit = _SnapshotUnit(self._factory.store.copy())
         return self._unit  # type: ignore[return-value]

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Integer, Select, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.adapters.persistence import orm
@@ -30,28 +30,28 @@ TABLES: dict[type, Any] = {
 }
 
 
-def _sum(column):  # type: ignore[no-untyped-def]
+def _sum(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), ZERO)
 
 
-def _columns_of(cls: type):  # type: ignore[no-untyped-def]
+def _columns_of(cls: type) -> Select[Any]:
     table = TABLES[cls]
     return select(*(table.c[name] for name in columns(cls)))
 
 
 @functools.cache
-def _by_ids(cls: type):  # type: ignore[no-untyped-def]
+def _by_ids(cls: type) -> Select[Any]:
     return _columns_of(cls).where(TABLES[cls].c.id.in_(bindparam("ids", expanding=True)))
 
 
 @functools.cache
-def _trades_by_position():  # type: ignore[no-untyped-def]
+def _trades_by_position() -> Select[Any]:
     t = orm.trades
     return _columns_of(TradeRow).where(t.c.position_id.in_(bindparam("ids", expanding=True))).order_by(t.c.id)
 
 
 @functools.cache
-def _positions_by_strategy(by_status: bool):  # type: ignore[no-untyped-def]
+def _positions_by_strategy(by_status: bool) -> Select[Any]:
     """The newest `per_strategy` positions of each strategy, in one statement (a window)."""
     p = orm.positions
     rank = func.row_number().over(partition_by=p.c.strategy_id, order_by=p.c.id.desc()).label("rank")
@@ -68,7 +68,7 @@ def _positions_by_strategy(by_status: bool):  # type: ignore[no-untyped-def]
 
 
 @functools.cache
-def _page(cls: type, filters: tuple[str, ...], before: bool, extra: str | None = None):  # type: ignore[no-untyped-def]
+def _page(cls: type, filters: tuple[str, ...], before: bool, extra: str | None = None) -> Select[Any]:
     """Newest first, at most `limit` rows, below `before_id` when given; `filters` are columns that
     must equal the parameters of the same names."""
     table = TABLES[cls]
@@ -79,7 +79,7 @@ def _page(cls: type, filters: tuple[str, ...], before: bool, extra: str | None =
         stmt = stmt.where(table.c.id < bindparam("before_id"))
     if extra == "since":  # positions live now, or opened or closed since then
         p = orm.positions
-        since = bindparam("since")
+        since: BindParameter[datetime] = bindparam("since")
         stmt = stmt.where(or_(p.c.created_at >= since, p.c.closed_at >= since, p.c.status != "closed"))
     elif extra == "active":  # strategies not archived
         stmt = stmt.where(orm.strategies.c.archived_at.is_(None))

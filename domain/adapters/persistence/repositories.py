@@ -7,9 +7,9 @@ import io
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -97,7 +97,7 @@ def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
     return stmt.order_by(table.c.id.desc()).limit(page.limit)
 
 
-def _watched_by_engine():  # type: ignore[no-untyped-def]
+def _watched_by_engine() -> ColumnElement[bool]:
     """Strategies the engine looks at: active ones, and paused ones still holding open or scheduled
     positions (their exits and scheduled sells keep working) — never archived ones."""
     t, held = orm.strategies, orm.positions.alias("held")
@@ -373,7 +373,7 @@ class SqlAlchemyTradeRepository(_Base):
         if strategy_id is not None:
             stmt = stmt.where(t.c.strategy_id == strategy_id)
         rows = (await self.session.execute(stmt)).all()
-        return [ExportedTrade(r[0], r[1], r[2], Side(r[3]), *r[4:]) for r in rows]
+        return [ExportedTrade(r[0], r[1], r[2], Side(r[3]), *r[4:]) for r in rows]  # type: ignore[call-arg]
 
 
 class SqlAlchemyAllocationRepository(_Base):
@@ -512,6 +512,7 @@ class SqlAlchemyCandleRepository(_Base):
         else:
             query += " ORDER BY open_time"
         connection = await (await self.session.connection()).get_raw_connection()
+        assert connection.driver_connection is not None
         out = io.BytesIO()
         await connection.driver_connection.copy_from_query(query, *args, output=out, format="csv")
         return out.getvalue()
@@ -541,7 +542,7 @@ class SqlAlchemyCandleRepository(_Base):
     async def last_close_time(self, symbol_id: int, interval: str) -> datetime | None:
         t = orm.historical_prices
         stmt = select(func.max(t.c.close_time)).where(t.c.symbol_id == symbol_id, t.c.interval == interval)
-        return (await self.session.execute(stmt)).scalar_one()
+        return cast("datetime | None", (await self.session.execute(stmt)).scalar_one())
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None:
         t = orm.historical_prices
@@ -552,7 +553,7 @@ class SqlAlchemyCandleRepository(_Base):
         return (row[0], row[1]) if row else None
 
 
-def _sum(column):  # type: ignore[no-untyped-def]
+def _sum(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), ZERO)
 
 
