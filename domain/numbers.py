@@ -37,6 +37,10 @@ SIGNIFICANT_DIGITS = DefaultContext.prec
 MAX_AMOUNT = Decimal("1e15")
 # A number written with more digits than this is shown in scientific notation (never stored).
 _PLAIN_DIGITS = 100
+# `plain`'s fast path: a result of at most this many characters has fewer than _PLAIN_DIGITS digits
+# and exponent together, so the general case would write it alike.
+_FAST_LENGTH = _PLAIN_DIGITS // 2
+_FAST_MAGNITUDE = _FAST_LENGTH
 
 
 def _trailing_zeros(digits: tuple[int, ...]) -> int:
@@ -70,6 +74,15 @@ def plain(value: Decimal) -> str:
         return str(value)
     if not value:
         return "0"
+    # The common case, fast (the API writes hundreds of these per page): `format(…, "f")` writes
+    # every digit exactly; only the trailing zeros of the fraction are to go. A short result is the
+    # one the general case below gives.
+    if -_FAST_MAGNITUDE < value.adjusted() < _FAST_MAGNITUDE:
+        text = format(value, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if len(text) <= _FAST_LENGTH:
+            return text
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     zeros = _trailing_zeros(digits)

@@ -28,6 +28,7 @@ from domain.model import (
     TimeInForce,
     Trade,
 )
+from domain.rows import PositionRow, StrategyRow, SymbolRow, TradeRow
 
 
 class Clock(Protocol):
@@ -368,15 +369,54 @@ class AlertTransport(Protocol):
 
 
 class BatchReader(Protocol):
-    """Batched reads for the API's DataLoaders: one statement per batch, whatever its size."""
+    """The API's reads: batched for its DataLoaders (one statement per batch, whatever its size)
+    and its list queries' pages. Strategies, symbols, positions and trades come as plain rows
+    (`domain.rows`): read and written out, never changed."""
 
-    async def strategies(self, ids: Sequence[int]) -> Sequence[Strategy]: ...
-    async def symbols(self, ids: Sequence[int]) -> Sequence[Symbol]: ...
-    async def positions(self, ids: Sequence[int]) -> Sequence[Position]: ...
-    async def trades_by_position(self, position_ids: Sequence[int]) -> Sequence[Trade]: ...
+    async def strategies(self, ids: Sequence[int]) -> Sequence[StrategyRow]: ...
+    async def symbols(self, ids: Sequence[int]) -> Sequence[SymbolRow]: ...
+    async def positions(self, ids: Sequence[int]) -> Sequence[PositionRow]: ...
+    async def trades_by_position(self, position_ids: Sequence[int]) -> Sequence[TradeRow]:
+        """The positions' trades, oldest first."""
+        ...
+
     async def positions_by_strategy(
         self, strategy_ids: Sequence[int], status: PositionStatus | None, per_strategy: int
-    ) -> Sequence[Position]: ...
+    ) -> Sequence[PositionRow]:
+        """The newest `per_strategy` positions of each strategy (of `status`), newest first."""
+        ...
+
+    async def strategies_page(
+        self, client_id: int, page: Page, *, include_archived: bool = False
+    ) -> Sequence[StrategyRow]:
+        """A client's strategies, newest first (keyset page); archived ones only when asked."""
+        ...
+
+    async def positions_page(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        status: PositionStatus | None = None,
+        strategy_id: int | None = None,
+        since: datetime | None = None,
+    ) -> Sequence[PositionRow]:
+        """Positions, newest first (keyset page); with `since`, those live now or opened or closed
+        since then."""
+        ...
+
+    async def trades_page(
+        self,
+        page: Page,
+        *,
+        client_id: int | None = None,
+        symbol_id: int | None = None,
+        strategy_id: int | None = None,
+        position_id: int | None = None,
+    ) -> Sequence[TradeRow]:
+        """Trades, newest first (keyset page)."""
+        ...
+
     async def ledgers(self, strategy_ids: Sequence[int]) -> dict[int, Ledger]: ...
     async def events_by_strategy(
         self,
@@ -442,6 +482,33 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+class ReadSnapshot(Protocol):
+    """The reads of one API request, in one read-only transaction (REPEATABLE READ): every read
+    sees the database as of the first one, so the nested fields of a response agree with each other
+    (a write committed between two of its reads is not half-visible). Opened at the first read,
+    ended by `close()` — when the response is sent, errors included. Reads may run concurrently
+    (the resolvers of a response do); they take turns on the snapshot's one connection."""
+
+    def unit(self) -> UnitOfWork:
+        """A unit of work reading in the snapshot: `async with` it as any unit of work (leaving it
+        ends nothing); it never commits (`commit()` raises). Once `isolate()`d, a unit of work of its
+        own instead, as `UnitOfWorkFactory` gives."""
+        ...
+
+    def isolate(self) -> None:
+        """Every later read in a transaction of its own: for mutations (their payloads are read after
+        their commits, each seeing its own) and subscriptions (nothing held open while they last)."""
+        ...
+
+    async def close(self) -> None:
+        """End the snapshot's transaction, if one was opened (a later read opens another)."""
+        ...
+
+
+class ReadSnapshotFactory(Protocol):
+    def snapshot(self) -> ReadSnapshot: ...
 
 
 # ---------------------------------------------------------------- exchange

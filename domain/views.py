@@ -22,9 +22,9 @@ from domain.model import (
     Strategy,
     StrategyEvent,
     Symbol,
-    Trade,
 )
 from domain.ports import ExportedTrade, Page, PriceSource, UnitOfWork, UnitOfWorkFactory
+from domain.rows import PositionRow, StrategyRow, TradeRow
 
 MAX_HISTORY = 1000
 EXPORT_PAGE = 500  # trades read per statement by the export: its memory does not grow with the file
@@ -107,7 +107,7 @@ class PositionsReport:
     opened: int  # opened within the period
     realized_profit: Decimal  # of positions closed within the period
     committed: Decimal  # cost of open and scheduled positions
-    positions: Sequence[Position]
+    positions: Sequence[PositionRow]
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ async def positions_report(uow: UnitOfWork, days: int, client_id: int | None, no
         raise ValidationError("days must be between 1 and 3650.", field="days")
     since = now - timedelta(days=days)
     summary = await uow.reports.positions_summary(client_id, since)
-    positions = await uow.positions.list(Page(MAX_HISTORY), client_id=client_id, since=since)
+    positions = await uow.batch.positions_page(Page(MAX_HISTORY), client_id=client_id, since=since)
     return PositionsReport(days=days, since=since, positions=positions, **summary)
 
 
@@ -177,7 +177,7 @@ async def trades(
     symbol_name: str | None = None,
     strategy_id: int | None = None,
     position_id: int | None = None,
-) -> Sequence[Trade]:
+) -> Sequence[TradeRow]:
     symbol_id = None
     if symbol_name is not None:
         symbol_id = (await symbol(uow, symbol_name)).id
@@ -185,7 +185,7 @@ async def trades(
         await strategy(uow, strategy_id, client_id)
     if position_id is not None:
         await position(uow, position_id, client_id)
-    return await uow.trades.list(
+    return await uow.batch.trades_page(
         page, client_id=client_id, symbol_id=symbol_id, strategy_id=strategy_id, position_id=position_id
     )
 
@@ -197,17 +197,17 @@ async def positions(
     *,
     status: PositionStatus | None = None,
     strategy_id: int | None = None,
-) -> Sequence[Position]:
+) -> Sequence[PositionRow]:
     if strategy_id is not None:
         await strategy(uow, strategy_id, client_id)
-    return await uow.positions.list(page, client_id=client_id, status=status, strategy_id=strategy_id)
+    return await uow.batch.positions_page(page, client_id=client_id, status=status, strategy_id=strategy_id)
 
 
 async def strategies(
     uow: UnitOfWork, page: Page, client_id: int, current: int | None, *, include_archived: bool = False
-) -> Sequence[Strategy]:
+) -> Sequence[StrategyRow]:
     await client_exists(uow, client_id, current)
-    return await uow.strategies.list_by_client(client_id, page, include_archived=include_archived)
+    return await uow.batch.strategies_page(client_id, page, include_archived=include_archived)
 
 
 async def orders(

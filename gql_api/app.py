@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -64,6 +65,16 @@ class CriptorenGraphQL(GraphQL[Context, None]):
                 context.auth_error = e.message  # private fields then answer UNAUTHENTICATED
         return context
 
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        # The request's reads end with it: its snapshot is closed once the result is complete,
+        # whatever the result (errors included).
+        try:
+            return await super().execute_operation(*args, **kwargs)
+        finally:
+            context = kwargs.get("context")
+            if isinstance(context, Context):
+                await context.snapshot.close()
+
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry answers 400 to a JSONDecodeError only: not UTF-8, or not an object or a list
         # (a batch), is a body it cannot read either.
@@ -91,6 +102,21 @@ class CriptorenGraphQL(GraphQL[Context, None]):
         return web.graphiql_page(cdn="cdn" in request.query_params) or await super().render_graphql_ide(request)
 
 
+# Young collections every this many new container objects (Python's default: 700). A page of
+# positions creates tens of thousands; collecting every 700 costs more than it frees.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_garbage_collector() -> None:
+    """Once a server process is up: what it built at start-up (modules, the schema, the mappers)
+    lives as long as the process, so it is moved out of the collector's way (`gc.freeze`) — each
+    full collection walked all of it again — and young collections run less often. Measured on the
+    positions page (bench/api_bench.py): about 15% less CPU, a p99 four to six times lower."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def create_app(settings: Settings | None = None, app: App | None = None) -> Starlette:
     """Build the ASGI app. `app` (already bootstrapped) is used as is, e.g. by the tests."""
     application = app or bootstrap(settings)
@@ -111,6 +137,8 @@ def create_app(settings: Settings | None = None, app: App | None = None) -> Star
         revocations = asyncio.create_task(
             hub.watch_revoked_sessions(graphql.broadcaster, application.bus.channel(REVOKED_CHANNEL))
         )
+        if app is None:  # a server process of its own (not a test's app)
+            settle_garbage_collector()
         yield
         revocations.cancel()
         with contextlib.suppress(asyncio.CancelledError):

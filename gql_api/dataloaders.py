@@ -1,6 +1,7 @@
 """Per-request DataLoaders (aiodataloader). Each batch runs one SQL statement, whatever its size,
-so a list query costs a fixed number of statements. Created per request in `get_context`: a
-loader shared across requests would cache one client's rows for another."""
+so a list query costs a fixed number of statements, all in the request's read snapshot
+(`domain.ports.ReadSnapshot`: one transaction, one connection). Created per request in
+`get_context`: a loader shared across requests would cache one client's rows for another."""
 
 from __future__ import annotations
 
@@ -13,24 +14,26 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 
 from domain.model import Ledger, Order, Position, PositionStatus, Strategy, StrategyEvent, Symbol, Trade
-from domain.ports import BatchReader, UnitOfWorkFactory
+from domain.ports import BatchReader, ReadSnapshot
 
 K = TypeVar("K", bound=Hashable)
+Loader = DataLoader[Any, Any]
 V = TypeVar("V")
 
 NESTED_LIMIT = 100  # newest nested positions per strategy
 
 
 def _loader(
-    uow_factory: UnitOfWorkFactory,
+    snapshot: ReadSnapshot,
     fetch: Callable[[BatchReader, list[Any]], Coroutine[Any, Any, Any]],
     arrange: Callable[[list[Any], Any], list[Any]],
-) -> DataLoader:
+    cache: bool = True,
+) -> Loader:
     async def batch(keys: list[Any]) -> list[Any]:
-        async with uow_factory() as uow:
+        async with snapshot.unit() as uow:
             return arrange(keys, await fetch(uow.batch, keys))
 
-    return DataLoader(batch_load_fn=batch)
+    return Loader(batch_load_fn=batch, cache=cache)
 
 
 def _by_id(keys: list[int], rows: Sequence[Any]) -> list[Any]:
@@ -51,54 +54,57 @@ def _grouped(attr: str) -> Callable[[list[int], Sequence[Any]], list[list[Any]]]
 
 @dataclass
 class Loaders:
-    strategy: DataLoader  # id -> Strategy | None
-    symbol: DataLoader  # id -> Symbol | None
-    position: DataLoader  # id -> Position | None
-    trades_by_position: DataLoader  # position id -> [Trade]
-    positions_by_strategy: dict[PositionStatus | None, DataLoader]  # strategy id -> [Position]
-    ledger: DataLoader  # strategy id -> Ledger
+    strategy: Loader  # id -> StrategyRow | None
+    symbol: Loader  # id -> SymbolRow | None
+    position: Loader  # id -> PositionRow | None
+    trades_by_position: Loader  # position id -> [TradeRow]
+    positions_by_strategy: dict[PositionStatus | None, Loader]  # strategy id -> [PositionRow]
+    ledger: Loader  # strategy id -> Ledger
     # (page size + 1, before id, types) -> a loader: strategy id -> [StrategyEvent], one per page asked for
-    events_by_strategy: Callable[[int, int | None, tuple[str, ...] | None], DataLoader]
-    order: DataLoader  # id -> Order | None
-    orders_by_position: DataLoader  # position id -> [Order], oldest first
+    events_by_strategy: Callable[[int, int | None, tuple[str, ...] | None], Loader]
+    order: Loader  # id -> Order | None
+    orders_by_position: Loader  # position id -> [Order], oldest first
 
-    def positions_of(self, status: PositionStatus | None) -> DataLoader:
+    def positions_of(self, status: PositionStatus | None) -> Loader:
         return self.positions_by_strategy[status]
 
-    def events_of(self, limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
+    def events_of(self, limit: int, before_id: int | None, types: tuple[str, ...] | None) -> Loader:
         return self.events_by_strategy(limit, before_id, types)
 
 
-def make_loaders(uow_factory: UnitOfWorkFactory) -> Loaders:
-    def positions_loader(status: PositionStatus | None) -> DataLoader:
-        return _loader(
-            uow_factory,
-            lambda b, keys: b.positions_by_strategy(keys, status, NESTED_LIMIT),
-            _grouped("strategy_id"),
-        )
+def make_loaders(snapshot: ReadSnapshot, *, cache: bool = True) -> Loaders:
+    """The loaders of one request, reading in `snapshot`. `cache=False`: each load reads afresh
+    (batched still), for a context that outlives one response (a subscription's)."""
+
+    def loader(
+        fetch: Callable[[BatchReader, list[Any]], Coroutine[Any, Any, Any]],
+        arrange: Callable[[list[Any], Any], list[Any]],
+    ) -> Loader:
+        return _loader(snapshot, fetch, arrange, cache)
+
+    def positions_loader(status: PositionStatus | None) -> Loader:
+        return loader(lambda b, keys: b.positions_by_strategy(keys, status, NESTED_LIMIT), _grouped("strategy_id"))
 
     @functools.cache  # this request's loaders, one per page of events asked for
-    def events_loader(limit: int, before_id: int | None, types: tuple[str, ...] | None) -> DataLoader:
-        return _loader(
-            uow_factory,
+    def events_loader(limit: int, before_id: int | None, types: tuple[str, ...] | None) -> Loader:
+        return loader(
             lambda b, keys: b.events_by_strategy(keys, limit, before_id=before_id, types=types),
             _grouped("strategy_id"),
         )
 
     return Loaders(
-        strategy=_loader(uow_factory, lambda b, keys: b.strategies(keys), _by_id),
-        symbol=_loader(uow_factory, lambda b, keys: b.symbols(keys), _by_id),
-        position=_loader(uow_factory, lambda b, keys: b.positions(keys), _by_id),
-        trades_by_position=_loader(uow_factory, lambda b, keys: b.trades_by_position(keys), _grouped("position_id")),
+        strategy=loader(lambda b, keys: b.strategies(keys), _by_id),
+        symbol=loader(lambda b, keys: b.symbols(keys), _by_id),
+        position=loader(lambda b, keys: b.positions(keys), _by_id),
+        trades_by_position=loader(lambda b, keys: b.trades_by_position(keys), _grouped("position_id")),
         positions_by_strategy={s: positions_loader(s) for s in (None, *PositionStatus)},
-        ledger=_loader(
-            uow_factory,
+        ledger=loader(
             lambda b, keys: b.ledgers(keys),
             lambda keys, found: [found.get(k, Ledger(0, 0, 0)) for k in keys],  # type: ignore[arg-type]
         ),
         events_by_strategy=events_loader,
-        order=_loader(uow_factory, lambda b, keys: b.orders(keys), _by_id),
-        orders_by_position=_loader(uow_factory, lambda b, keys: b.orders_by_position(keys), _grouped("position_id")),
+        order=loader(lambda b, keys: b.orders(keys), _by_id),
+        orders_by_position=loader(lambda b, keys: b.orders_by_position(keys), _grouped("position_id")),
     )
 
 

@@ -1,13 +1,15 @@
-"""Abuse limits around the GraphQL endpoint (the depth, alias and token limits live in `schema`):
+"""Abuse limits around the GraphQL endpoint:
 
 - `BodySizeLimit`: refuses a request body over `MAX_BODY_BYTES` with HTTP 413 before it is parsed;
 - `RateLimit`: at most `RATE_LIMIT_PER_MINUTE` requests a minute per client (per IP without a valid
   token), counted in Redis so that every API instance shares the count; over it, HTTP 429 with
   `Retry-After`;
-- `OperationGuards`: `__schema`/`__type` are refused when `CRIPTOREN_ENV=prod`; subscriptions are
+- `OperationGuards`: documents over `MAX_TOKENS` tokens, `MAX_DEPTH` levels or `MAX_ALIASES`
+  aliases are refused; `__schema`/`__type` are refused when `CRIPTOREN_ENV=prod`; subscriptions are
   refused over HTTP (they run over WebSocket); empty selection sets (`{}`, which graphql-core 3.3
   parses) are refused before the other rules see them; text arguments over `MAX_TEXT_LENGTH`, or
-  that PostgreSQL cannot store, are refused before anything runs.
+  that PostgreSQL cannot store, are refused before anything runs. Each distinct document is
+  parsed and checked once (gql_api/documents.py).
 
 `RateLimiter` is shared with the WebSocket endpoint (gql_api/ws.py), which counts each operation
 as a request.
@@ -26,24 +28,23 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
-    DocumentNode,
     ExecutionResult,
     GraphQLError,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    StringValueNode,
     ValidationRule,
-    Visitor,
-    visit,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from redis.exceptions import RedisError
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 
 from domain.adapters.bootstrap import App
 from domain.errors import Unauthenticated
 from gql_api.auth import access_tokens, bearer_token
+from gql_api.documents import Checked, DocumentCache
 
 log = logging.getLogger("criptoren.api")
 
@@ -58,6 +59,14 @@ RATE_WINDOW_SECONDS = 60
 # anything runs, so they reach neither a service nor the audit log.
 MAX_TEXT_LENGTH = 10_000
 UNSTORABLE_TEXT = "Text arguments cannot contain NUL characters or invalid Unicode."
+# The document limits: nesting depth, aliases, tokens (a document over one is refused before it runs).
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
+DEPTH_LIMIT = depth_limit(MAX_DEPTH, None, None)
+ALIAS_LIMIT = alias_limit(MAX_ALIASES)
+# Every distinct document of this process, parsed and checked once (gql_api/documents.py).
+DOCUMENTS = DocumentCache(MAX_TOKENS)
 
 
 async def send_error(
@@ -218,18 +227,6 @@ class NoEmptySelectionSets(ValidationRule):
             self.report_error(GraphQLError("Syntax Error: a selection set cannot be empty.", node))
 
 
-def _has_empty_selection_set(document: DocumentNode) -> bool:
-    found = False
-
-    class Finder(Visitor):
-        def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
-            nonlocal found
-            found = found or not node.selections
-
-    visit(document, Finder())
-    return found
-
-
 def _text_problem(text: str) -> str | None:
     """Why a text argument is refused: too long to be anything but abuse (it would also be written
     to the audit log), or text PostgreSQL cannot store (a NUL character, a lone surrogate)."""
@@ -260,48 +257,58 @@ def _variables_problem(value: Any) -> str | None:
     return None
 
 
-def _document_problem(document: DocumentNode) -> str | None:
-    found: list[str] = []
-
-    class Finder(Visitor):
-        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-            problem = _text_problem(node.value)
-            if problem:
-                found.append(problem)
-
-    visit(document, Finder())
-    return found[0] if found else None
-
-
 class OperationGuards(SchemaExtension):
-    """Checks that depend on the request, before anything runs."""
+    """The document's limits and the checks that depend on the request, before anything runs.
+
+    Each distinct document is parsed and checked once (`DOCUMENTS`, gql_api/documents.py): the
+    token limit at parsing, the depth and alias limits (and the schema's rules) at validation, the
+    string literals' check; later requests with the same text reuse what the full check answered.
+    """
+
+    checked: Checked | None = None
 
     def on_operation(self) -> Iterator[None]:
-        context = self.execution_context.context
-        rules: list[type[ASTValidationRule]] = []
-        app = getattr(context, "app", None)
+        context = self.execution_context
+        rules: list[type[ASTValidationRule]] = [DEPTH_LIMIT, ALIAS_LIMIT]
+        app = getattr(context.context, "app", None)
         if app is not None and app.settings.is_prod:
             rules.append(NoSchemaIntrospectionCustomRule)
-        request = getattr(context, "request", None)
+        request = getattr(context.context, "request", None)
         if request is not None and request.scope.get("type") == "http":
             rules.append(SubscriptionsOverWebSocketOnly)
-        self.execution_context.validation_rules = (*self.execution_context.validation_rules, *rules)
+        context.validation_rules = (*context.validation_rules, *rules)
+        # For Strawberry's own parse, when ours refused the text (it then answers the error).
+        context.parse_options["max_tokens"] = MAX_TOKENS
         yield
 
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            try:
+                self.checked = DOCUMENTS.check(context.query)
+            except GraphQLError:
+                pass  # over the token limit, or not GraphQL: Strawberry parses it and reports why
+            else:
+                context.graphql_document = self.checked.document
+        yield
+        if self.checked is None and context.graphql_document is not None:  # parsed by someone else
+            self.checked = Checked.of(context.graphql_document)
+
     def on_validate(self) -> Iterator[None]:
-        # graphql-core 3.3 parses `{}`; the depth limiter then crashes on it. Such a document is
-        # invalid whatever else it holds: report only that.
-        document = self.execution_context.graphql_document
-        if document is not None and _has_empty_selection_set(document):
-            self.execution_context.validation_rules = (NoEmptySelectionSets,)
+        context = self.execution_context
+        if self.checked is not None:
+            # graphql-core 3.3 parses `{}`; the depth limiter then crashes on it. Such a document is
+            # invalid whatever else it holds: report only that.
+            rules = (NoEmptySelectionSets,) if self.checked.has_empty_selection_set else context.validation_rules
+            context.pre_execution_errors = self.checked.validate(context.schema._schema, rules)
         yield
 
     def on_execute(self) -> Iterator[None]:
         # A result set here replaces the execution: nothing runs.
         context = self.execution_context
-        problem = _variables_problem(context.variables) or (
-            _document_problem(context.graphql_document) if context.graphql_document is not None else None
-        )
+        problem = _variables_problem(context.variables)
+        if problem is None and self.checked is not None:
+            problem = next((p for text in self.checked.strings if (p := _text_problem(text))), None)
         if problem:
             context.result = ExecutionResult(
                 data=None, errors=[GraphQLError(problem, extensions={"code": "VALIDATION"})]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
 
@@ -60,13 +60,13 @@ class Query(BacktestQueries, AlertQueries):
     @strawberry.field(permission_classes=[IsAuthenticated], description="The client the access token acts for.")
     async def me(self, info: Info) -> Client:
         assert info.context.client_id is not None
-        return Client.from_domain(await auth.current_client(info.context.app.uow(), info.context.client_id))
+        return Client.from_domain(await auth.current_client(info.context.read(), info.context.client_id))
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="One strategy by id.")
     async def strategy(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
     ) -> Strategy:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             found = await views.strategy(uow, parse_id(id, "Strategy"), info.context.client_id)
         return Strategy.from_domain(found)
 
@@ -85,7 +85,7 @@ class Query(BacktestQueries, AlertQueries):
         ] = False,
     ) -> Connection[Strategy]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.strategies(
                 uow, p, own_client(info, client_id), info.context.client_id, include_archived=include_archived
             )
@@ -95,7 +95,7 @@ class Query(BacktestQueries, AlertQueries):
     async def position(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Position id.")]
     ) -> Position:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             found = await views.position(uow, parse_id(id, "Position"), info.context.client_id)
         return Position.from_domain(found)
 
@@ -114,10 +114,10 @@ class Query(BacktestQueries, AlertQueries):
         after: After = None,
     ) -> Connection[Position]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.positions(
                 uow, p, info.context.client_id,
-                status=model.PositionStatus(status.value) if status else None,
+                status=model.PositionStatus(cast(str, status.value)) if status else None,
                 strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
             )  # fmt: skip
         return connection(list(rows), first, Position.from_domain)
@@ -129,7 +129,7 @@ class Query(BacktestQueries, AlertQueries):
         self, info: Info, first: First = DEFAULT_PAGE, after: After = None
     ) -> Connection[Position]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.positions(uow, p, info.context.client_id, status=model.PositionStatus.SCHEDULED)
         return connection(list(rows), first, Position.from_domain)
 
@@ -147,7 +147,7 @@ class Query(BacktestQueries, AlertQueries):
         after: After = None,
     ) -> Connection[Trade]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.trades(
                 uow, p, info.context.client_id, symbol_name=symbol,
                 strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
@@ -170,12 +170,12 @@ class Query(BacktestQueries, AlertQueries):
         after: After = None,
     ) -> Connection[Order]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.orders(
                 uow, p, info.context.client_id,
                 strategy_id=parse_id(strategy_id, "Strategy") if strategy_id is not None else None,
                 position_id=parse_id(position_id, "Position") if position_id is not None else None,
-                status=model.OrderStatus(status.value) if status else None,
+                status=model.OrderStatus(cast(str, status.value)) if status else None,
             )  # fmt: skip
         return connection(list(rows), first, Order.from_domain)
 
@@ -188,7 +188,7 @@ class Query(BacktestQueries, AlertQueries):
         self, info: Info, types: EventTypes = None, first: First = DEFAULT_PAGE, after: After = None
     ) -> Connection[StrategyEvent]:
         p = page(info, first, after)
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             rows = await views.events(uow, p, info.context.client_id, types=types)
         return connection(list(rows), first, StrategyEvent.from_domain)
 
@@ -206,7 +206,7 @@ class Query(BacktestQueries, AlertQueries):
             str | None, strawberry.argument(description="Quote asset, e.g. USDT or BTC (default: the only one).")
         ] = None,
     ) -> CapitalBalance:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             found, ledger = await views.capital_balance(uow, own_client(info, client_id), info.context.client_id, asset)
         return CapitalBalance.from_domain(ledger, found)
 
@@ -215,7 +215,7 @@ class Query(BacktestQueries, AlertQueries):
         description="A client's capital per quote asset (one entry per asset its strategies trade in).",
     )
     async def capital_balances(self, info: Info, client_id: OwnClient = None) -> list[CapitalBalance]:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             ledgers = await views.capital_balances(uow, own_client(info, client_id), info.context.client_id)
         return [CapitalBalance.from_domain(ledger, asset) for asset, ledger in sorted(ledgers.items())]
 
@@ -223,7 +223,7 @@ class Query(BacktestQueries, AlertQueries):
     async def profit_report(
         self, info: Info, strategy_id: Annotated[strawberry.ID, strawberry.argument(description="Strategy id.")]
     ) -> ProfitReport:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             report = await views.profit_report(uow, parse_id(strategy_id, "Strategy"), info.context.client_id)
         return ProfitReport.from_domain(report)
 
@@ -234,7 +234,7 @@ class Query(BacktestQueries, AlertQueries):
     async def positions_report(
         self, info: Info, days: Annotated[int, strawberry.argument(description="Period in days (1 to 3650).")] = 30
     ) -> PositionsReport:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             report = await views.positions_report(uow, days, info.context.client_id, datetime.now(UTC))
         return PositionsReport.from_domain(report)
 
@@ -245,7 +245,7 @@ class Query(BacktestQueries, AlertQueries):
     async def trades_report(
         self, info: Info, symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")]
     ) -> TradesReport:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             report = await views.trades_report(uow, symbol, info.context.client_id)
         return TradesReport.from_domain(report)
 
@@ -257,7 +257,7 @@ class Query(BacktestQueries, AlertQueries):
         interval: Annotated[str, strawberry.argument(description="Candle interval: 1m, 5m, 15m, 1h, 4h, 1d…")] = "4h",
         limit: Annotated[int, strawberry.argument(description="Number of candles (1 to 1000).")] = 100,
     ) -> list[Candle]:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             candles = await views.price_history(uow, symbol, interval, limit)
         return [Candle.from_domain(c) for c in candles]
 
@@ -265,11 +265,11 @@ class Query(BacktestQueries, AlertQueries):
     async def current_price(
         self, info: Info, symbol: Annotated[str, strawberry.argument(description="Symbol, e.g. BTCUSDT.")]
     ) -> PriceQuote:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             found, quote = await views.current_price(uow, info.context.app.prices, symbol)
         return PriceQuote(symbol=found.symbol, price=quote[0] if quote else None, at=quote[1] if quote else None)
 
     @strawberry.field(description="The symbols Criptoren can trade, with their exchange filters.")
     async def symbols(self, info: Info) -> list[Symbol]:
-        async with info.context.app.uow() as uow:
+        async with info.context.read() as uow:
             return [Symbol.from_domain(s) for s in await uow.symbols.list()]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import decimal
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 
+from gql_api.context import ReadSnapshots
 from gql_api.errors import ErrorCodes, classify
-from gql_api.hardening import OperationGuards
+from gql_api.hardening import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, OperationGuards
 from gql_api.mutations.alerts import AlertMutations
 from gql_api.mutations.auth import AuthMutations
 from gql_api.mutations.capital import CapitalMutations
@@ -21,9 +21,7 @@ from gql_api.queries import Query
 from gql_api.scalars import DecimalScalar
 from gql_api.subscriptions import Subscription
 
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 2000
+__all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "schema", "sdl"]
 
 
 @strawberry.type(
@@ -55,13 +53,8 @@ schema = CriptorenSchema(
     mutation=Mutation,
     subscription=Subscription,
     config=StrawberryConfig(scalar_map={decimal.Decimal: DecimalScalar}),
-    extensions=[
-        ErrorCodes,
-        OperationGuards,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-    ],
+    # The depth, alias and token limits are OperationGuards' (gql_api/hardening.py).
+    extensions=[ErrorCodes, OperationGuards, ReadSnapshots],
 )
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar, cast
 
 import strawberry
 
@@ -19,6 +19,7 @@ from domain.channel import Channel
 from domain.errors import NotFound, ValidationError
 from domain.model import Ledger
 from domain.ports import Page
+from domain.rows import PositionRow, StrategyRow, SymbolRow, TradeRow
 from gql_api.context import Info
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 def d(description: str) -> Decimal:
     """A Decimal field with a description (helper for readability)."""
-    return strawberry.field(description=description)  # type: ignore[return-value]
+    return cast(Decimal, strawberry.field(description=description))
 
 
 # ---------------------------------------------------------------- enums
@@ -217,7 +218,7 @@ class Symbol:
     min_notional: Decimal = d("Smallest order value in the quote asset (MIN_NOTIONAL).")
 
     @classmethod
-    def from_domain(cls, s: model.Symbol) -> Symbol:
+    def from_domain(cls, s: model.Symbol | SymbolRow) -> Symbol:
         return cls(
             id=strawberry.ID(str(s.id)), symbol=s.symbol, base_asset=s.base_asset, quote_asset=s.quote_asset,
             step_size=s.step_size, min_qty=s.min_qty, tick_size=s.tick_size, min_notional=s.min_notional,
@@ -309,7 +310,7 @@ class Strategy:
     channel: strawberry.Private[Channel]
 
     @classmethod
-    def from_domain(cls, s: model.Strategy) -> Strategy:
+    def from_domain(cls, s: model.Strategy | StrategyRow) -> Strategy:
         assert s.id is not None
         return cls(
             id=strawberry.ID(str(s.id)), client_id=strawberry.ID(str(s.client_id)), name=s.name,
@@ -354,7 +355,7 @@ class Strategy:
         info: Info,
         status: Annotated[PositionStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> list[Position]:
-        domain_status = model.PositionStatus(status.value) if status else None
+        domain_status = model.PositionStatus(cast(str, status.value)) if status else None
         rows = await info.context.loaders.positions_of(domain_status).load(self.strategy_id)
         return [Position.from_domain(p) for p in rows]
 
@@ -388,7 +389,7 @@ class Trade:
     raw_order_id: strawberry.Private[int | None] = None
 
     @classmethod
-    def from_domain(cls, t: model.Trade) -> Trade:
+    def from_domain(cls, t: model.Trade | TradeRow) -> Trade:
         return cls(
             id=strawberry.ID(str(t.id)), side=Side(t.side.value), price=t.price, quantity=t.quantity,
             quote_amount=t.quote_amount, fees=t.fees, fee_asset=t.fee_asset, profit=t.profit, notes=t.notes,
@@ -443,7 +444,7 @@ class Position:
     position_id: strawberry.Private[int]
 
     @classmethod
-    def from_domain(cls, p: model.Position) -> Position:
+    def from_domain(cls, p: model.Position | PositionRow) -> Position:
         assert p.id is not None
         return cls(
             id=strawberry.ID(str(p.id)), status=PositionStatus(p.status.value), entry_price=p.entry_price,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationType, parse
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from domain.adapters.bootstrap import App, metrics
@@ -49,8 +49,7 @@ from domain.errors import Unauthenticated
 from gql_api.auth import SESSION_ENDED, TokenClaims, session_revoked
 from gql_api.context import Context
 from gql_api.errors import classify
-from gql_api.hardening import RateLimiter
-from gql_api.schema import MAX_TOKENS
+from gql_api.hardening import DOCUMENTS, RateLimiter
 
 log = logging.getLogger("criptoren.ws")
 
@@ -511,18 +510,24 @@ class Connection:
         elif kind is OperationType.SUBSCRIPTION:
             member = Member(self, op_id)
             self.operations[op_id] = member
-            await self.hub.join(member, payload, self.context)
+            # Its reads each in a transaction of their own, nothing cached: it may last for hours.
+            await self.hub.join(member, payload, self.context.for_operation(isolated=True))
         else:
             self.operations[op_id] = asyncio.create_task(self._execute(op_id, payload))
 
     async def _execute(self, op_id: str, payload: dict[str, Any]) -> None:
         assert self.context is not None
-        result = await self.hub.schema.execute(
-            payload["query"],
-            variable_values=payload.get("variables"),
-            context_value=self.context,
-            operation_name=payload.get("operationName"),
-        )
+        # A read snapshot and loaders of its own, as an HTTP request has, closed with it.
+        context = self.context.for_operation()
+        try:
+            result = await self.hub.schema.execute(
+                payload["query"],
+                variable_values=payload.get("variables"),
+                context_value=context,
+                operation_name=payload.get("operationName"),
+            )
+        finally:
+            await context.snapshot.close()
         self.send_next(op_id, result_json(result))
         self.send_complete(op_id)
 
@@ -531,12 +536,13 @@ def operation_type(payload: dict[str, Any]) -> OperationType | GraphQLError | No
     """The kind of the operation a `subscribe` asks for, read with the schema's token limit: a
     document over it (or unreadable) is the error to answer, after at most MAX_TOKENS tokens."""
     try:
-        document = parse(payload["query"], max_tokens=MAX_TOKENS)
+        document = DOCUMENTS.check(payload["query"]).document
     except GraphQLError as e:
         return e
     name = payload.get("operationName")
     for definition in document.definitions:
         operation = getattr(definition, "operation", None)
-        if operation is not None and (name is None or getattr(definition.name, "value", None) == name):
+        defined = getattr(getattr(definition, "name", None), "value", None)
+        if operation is not None and (name is None or defined == name):
             return operation  # type: ignore[no-any-return]
     return None

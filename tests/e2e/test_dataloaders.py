@@ -88,8 +88,10 @@ async def test_loaders_return_results_in_key_order_with_none_for_misses(db: App)
     from gql_api.dataloaders import make_loaders
 
     await seed_demo(db.uow, db.exchange)
-    loaders = make_loaders(db.uow)
+    snapshot = db.uow.snapshot()
+    loaders = make_loaders(snapshot)
     symbols = await loaders.symbol.load_many([2, 999, 1])
+    await snapshot.close()
     assert [s.symbol if s else None for s in symbols] == ["ETHUSDT", None, "BTCUSDT"]
 
 

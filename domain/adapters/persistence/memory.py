@@ -28,7 +28,7 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from domain.adapters.exchanges.paper import SEED_SYMBOLS
 from domain.adapters.persistence.memory_schema import CHECKS, INDEXES, LIVE, UNIQUE, unique_key
@@ -51,7 +51,7 @@ from domain.model import (
     Symbol,
     Trade,
 )
-from domain.ports import Page, TickRow
+from domain.ports import BatchReader, Page, ReadSnapshot, TickRow
 
 ZERO = Decimal(0)
 
@@ -231,6 +231,16 @@ class MemoryStore:
     def unique_owner(self, table: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> int | None:
         return self._unique[table][columns].get(key)
 
+    def copy(self) -> MemoryStore:
+        """The committed state as it is now, apart (committed rows are replaced, never changed)."""
+        other = MemoryStore()
+        other.rows = {table: dict(rows) for table, rows in self.rows.items()}
+        other._sequences = dict(self._sequences)
+        other._index = {t: {n: {k: set(v) for k, v in i.items()} for n, i in x.items()} for t, x in self._index.items()}
+        other._unique = {t: {c: dict(o) for c, o in x.items()} for t, x in self._unique.items()}
+        other._filed = {table: dict(filed) for table, filed in self._filed.items()}
+        return other
+
     def snapshot(self) -> dict[str, dict[int, dict[str, Any]]]:
         """Every committed row's values: compare two snapshots to assert that nothing changed."""
         return {table: {i: row_values(o) for i, o in rows.items()} for table, rows in self.rows.items()}
@@ -286,7 +296,14 @@ class MemoryUnitOfWork:
         self.candles = MemoryCandleRepository(self, "candles")
         self.refresh_tokens = MemoryRefreshTokenRepository(self, "refresh_tokens")
         self.audit = MemoryAuditRepository(self, "audit")
-        # Not here: `reports` and `batch` (SQL aggregates and DataLoader batches, used by the API only).
+        # Not here: `reports` (SQL aggregates, used by the API only).
+
+    @property
+    def batch(self) -> BatchReader:
+        """The API's batched reads (domain.adapters.persistence.memory_reads)."""
+        from domain.adapters.persistence.memory_reads import MemoryBatchReader
+
+        return MemoryBatchReader(self)
 
     async def __aenter__(self) -> Self:
         self._begin()
@@ -467,13 +484,13 @@ class _Repository:
 
 class MemoryClientRepository(_Repository):
     async def get(self, client_id: int) -> Client | None:
-        return self._get(client_id)
+        return cast("Client | None", self._get(client_id))
 
     async def get_by_name(self, name: str) -> Client | None:
-        return self._first(lambda c: c.name == name)
+        return cast("Client | None", self._first(lambda c: c.name == name))
 
     async def get_by_api_key(self, api_key: str) -> Client | None:
-        return self.uow._unique(self.table, ("api_key",), (api_key,))
+        return cast("Client | None", self.uow._unique(self.table, ("api_key",), (api_key,)))
 
     async def exists(self) -> bool:
         self.uow._autoflush()
@@ -495,10 +512,10 @@ class MemoryClientRepository(_Repository):
 
 class MemorySymbolRepository(_Repository):
     async def get(self, symbol_id: int) -> Symbol | None:
-        return self._get(symbol_id)
+        return cast("Symbol | None", self._get(symbol_id))
 
     async def get_by_name(self, symbol: str) -> Symbol | None:
-        return self.uow._unique(self.table, ("symbol",), (symbol,))
+        return cast("Symbol | None", self.uow._unique(self.table, ("symbol",), (symbol,)))
 
     async def list(self) -> Sequence[Symbol]:
         return sorted(self.uow._select(self.table, lambda s: True), key=lambda s: s.symbol)
@@ -514,7 +531,7 @@ class MemorySymbolRepository(_Repository):
 
 class MemoryStrategyRepository(_Repository):
     async def get(self, strategy_id: int, *, for_update: bool = False) -> Strategy | None:
-        return self._get(strategy_id)
+        return cast("Strategy | None", self._get(strategy_id))
 
     async def list_by_client(self, client_id: int, page: Page, *, include_archived: bool = False) -> Sequence[Strategy]:
         return self.uow._page(
@@ -547,6 +564,7 @@ class MemoryStrategyRepository(_Repository):
         out = []
         pauses: dict[int, dict[int, bool]] = {}
         for strategy in await self.list_active_by_symbol(symbol_id, strategy_ids):
+            assert strategy.id is not None
             principal = await self.uow.allocations.principal(strategy.id)
             live = list(await self.uow.positions.list_live_by_strategy(strategy.id))
             if strategy.client_id not in pauses:
@@ -563,12 +581,12 @@ class MemoryStrategyRepository(_Repository):
         )
 
     async def find(self, client_id: int, name: str) -> Strategy | None:
-        return self.uow._unique(self.table, ("client_id", "name"), (client_id, name))
+        return cast("Strategy | None", self.uow._unique(self.table, ("client_id", "name"), (client_id, name)))
 
 
 class MemoryPositionRepository(_Repository):
     async def get(self, position_id: int, *, for_update: bool = False) -> Position | None:
-        return self._get(position_id)
+        return cast("Position | None", self._get(position_id))
 
     async def list_live_by_strategy(self, strategy_id: int) -> Sequence[Position]:
         """Open and scheduled positions of a strategy, oldest first."""
@@ -614,7 +632,7 @@ class MemoryPositionRepository(_Repository):
 
 class MemoryOrderRepository(_Repository):
     async def get_by_client_order_id(self, client_order_id: str, *, for_update: bool = False) -> Order | None:
-        return self.uow._unique(self.table, ("client_order_id",), (client_order_id,))
+        return cast("Order | None", self.uow._unique(self.table, ("client_order_id",), (client_order_id,)))
 
     async def list_by_status(self, statuses: Sequence[OrderStatus]) -> Sequence[Order]:
         wanted = set(statuses)
@@ -827,7 +845,7 @@ class MemoryCandleRepository(_Repository):
 
 class MemoryRefreshTokenRepository(_Repository):
     async def get_by_hash(self, token_hash: str, *, for_update: bool = False) -> RefreshToken | None:
-        return self.uow._unique(self.table, ("token_hash",), (token_hash,))
+        return cast("RefreshToken | None", self.uow._unique(self.table, ("token_hash",), (token_hash,)))
 
     def _revoke(self, where: Callable[[RefreshToken], bool], at: datetime) -> int:
         tokens = self.uow._select(self.table, lambda t: where(t) and t.revoked_at is None)
@@ -856,3 +874,8 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
+
+    def snapshot(self) -> ReadSnapshot:
+        from domain.adapters.persistence.memory_reads import MemoryReadSnapshot
+
+        return MemoryReadSnapshot(self)

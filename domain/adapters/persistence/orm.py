@@ -9,6 +9,8 @@ would round.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -48,11 +50,11 @@ metadata = MetaData(
 mapper_registry = registry(metadata=metadata)
 
 
-def money() -> Numeric:
+def money() -> Numeric[Decimal]:
     return Numeric(MONEY.digits, MONEY.places, asdecimal=True)
 
 
-def percent() -> Numeric:
+def percent() -> Numeric[Decimal]:
     return Numeric(PERCENT.digits, PERCENT.places, asdecimal=True)
 
 
@@ -69,11 +71,11 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
-def _created() -> Column:
+def _created() -> Column[datetime]:
     return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-def _updated() -> Column:
+def _updated() -> Column[datetime]:
     # Kept current by the `set_updated_at` trigger; fetched back after each UPDATE.
     return Column(
         "updated_at",

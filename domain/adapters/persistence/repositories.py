@@ -7,9 +7,9 @@ import io
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -97,7 +97,7 @@ def _keyset(stmt, table, page: Page):  # type: ignore[no-untyped-def]
     return stmt.order_by(table.c.id.desc()).limit(page.limit)
 
 
-def _watched_by_engine():  # type: ignore[no-untyped-def]
+def _watched_by_engine() -> ColumnElement[bool]:
     """Strategies the engine looks at: active ones, and paused ones still holding open or scheduled
     positions (their exits and scheduled sells keep working) — never archived ones."""
     t, held = orm.strategies, orm.positions.alias("held")
@@ -373,7 +373,7 @@ class SqlAlchemyTradeRepository(_Base):
         if strategy_id is not None:
             stmt = stmt.where(t.c.strategy_id == strategy_id)
         rows = (await self.session.execute(stmt)).all()
-        return [ExportedTrade(r[0], r[1], r[2], Side(r[3]), *r[4:]) for r in rows]
+        return [ExportedTrade(r[0], r[1], r[2], Side(r[3]), *r[4:]) for r in rows]  # type: ignore[call-arg]
 
 
 class SqlAlchemyAllocationRepository(_Base):
@@ -512,6 +512,7 @@ class SqlAlchemyCandleRepository(_Base):
         else:
             query += " ORDER BY open_time"
         connection = await (await self.session.connection()).get_raw_connection()
+        assert connection.driver_connection is not None
         out = io.BytesIO()
         await connection.driver_connection.copy_from_query(query, *args, output=out, format="csv")
         return out.getvalue()
@@ -541,7 +542,7 @@ class SqlAlchemyCandleRepository(_Base):
     async def last_close_time(self, symbol_id: int, interval: str) -> datetime | None:
         t = orm.historical_prices
         stmt = select(func.max(t.c.close_time)).where(t.c.symbol_id == symbol_id, t.c.interval == interval)
-        return (await self.session.execute(stmt)).scalar_one()
+        return cast("datetime | None", (await self.session.execute(stmt)).scalar_one())
 
     async def latest_close(self, symbol_id: int) -> tuple[Decimal, datetime] | None:
         t = orm.historical_prices
@@ -552,7 +553,7 @@ class SqlAlchemyCandleRepository(_Base):
         return (row[0], row[1]) if row else None
 
 
-def _sum(column):  # type: ignore[no-untyped-def]
+def _sum(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), ZERO)
 
 
@@ -632,107 +633,6 @@ class SqlAlchemyReportRepository(_Base):
             "quote_received", "realized_profit", "first_trade_at", "last_trade_at",
         )  # fmt: skip
         return dict(zip(keys, row, strict=True))
-
-
-class SqlAlchemyBatchReader(_Base):
-    async def _by_ids(self, entity, table, ids: Sequence[int]):  # type: ignore[no-untyped-def]
-        if not ids:
-            return []
-        return (await self.session.execute(select(entity).where(table.c.id.in_(ids)))).scalars().all()
-
-    async def strategies(self, ids: Sequence[int]) -> Sequence[Strategy]:
-        return await self._by_ids(Strategy, orm.strategies, ids)
-
-    async def symbols(self, ids: Sequence[int]) -> Sequence[Symbol]:
-        return await self._by_ids(Symbol, orm.symbols, ids)
-
-    async def positions(self, ids: Sequence[int]) -> Sequence[Position]:
-        return await self._by_ids(Position, orm.positions, ids)
-
-    async def trades_by_position(self, position_ids: Sequence[int]) -> Sequence[Trade]:
-        t = orm.trades
-        stmt = select(Trade).where(t.c.position_id.in_(position_ids)).order_by(t.c.id)
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def positions_by_strategy(
-        self, strategy_ids: Sequence[int], status: PositionStatus | None, per_strategy: int
-    ) -> Sequence[Position]:
-        """The newest `per_strategy` positions of each strategy, in one statement (a window)."""
-        p = orm.positions
-        rank = func.row_number().over(partition_by=p.c.strategy_id, order_by=p.c.id.desc()).label("rank")
-        inner = select(p.c.id, rank).where(p.c.strategy_id.in_(strategy_ids))
-        if status is not None:
-            inner = inner.where(p.c.status == status.value)
-        ranked = inner.subquery()
-        stmt = (
-            select(Position)
-            .join(ranked, ranked.c.id == p.c.id)
-            .where(ranked.c.rank <= per_strategy)
-            .order_by(p.c.id.desc())
-        )
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def ledgers(self, strategy_ids: Sequence[int]) -> dict[int, Ledger]:
-        a, p = orm.capital_allocations, orm.positions
-        alloc = (
-            select(
-                a.c.strategy_id.label("sid"),
-                _sum(case((a.c.is_profit.is_(False), a.c.amount))).label("principal"),
-                _sum(case((a.c.is_profit.is_(True), a.c.amount))).label("profit"),
-            )
-            .where(a.c.strategy_id.in_(strategy_ids))
-            .group_by(a.c.strategy_id)
-            .subquery()
-        )
-        cost = (
-            select(p.c.strategy_id.label("sid"), _sum(p.c.cost).label("committed"))
-            .where(p.c.strategy_id.in_(strategy_ids), p.c.status.in_([s.value for s in LIVE]))
-            .group_by(p.c.strategy_id)
-            .subquery()
-        )
-        s = orm.strategies
-        stmt = (
-            select(s.c.id, alloc.c.principal, alloc.c.profit, cost.c.committed)
-            .outerjoin(alloc, alloc.c.sid == s.c.id)
-            .outerjoin(cost, cost.c.sid == s.c.id)
-            .where(s.c.id.in_(strategy_ids))
-        )
-        return {
-            sid: Ledger(principal=principal or ZERO, committed=committed or ZERO, profit=profit or ZERO)
-            for sid, principal, profit, committed in (await self.session.execute(stmt)).all()
-        }
-
-    async def events_by_strategy(
-        self,
-        strategy_ids: Sequence[int],
-        per_strategy: int,
-        *,
-        before_id: int | None = None,
-        types: Sequence[str] | None = None,
-    ) -> Sequence[StrategyEvent]:
-        e = orm.strategy_events
-        rank = func.row_number().over(partition_by=e.c.strategy_id, order_by=e.c.id.desc()).label("rank")
-        inner = select(e.c.id, rank).where(e.c.strategy_id.in_(strategy_ids))
-        if before_id is not None:
-            inner = inner.where(e.c.id < before_id)
-        if types is not None:
-            inner = inner.where(e.c.type.in_(list(types)))
-        ranked = inner.subquery()
-        stmt = (
-            select(StrategyEvent)
-            .join(ranked, ranked.c.id == e.c.id)
-            .where(ranked.c.rank <= per_strategy)
-            .order_by(e.c.id.desc())
-        )
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def orders(self, ids: Sequence[int]) -> Sequence[Order]:
-        return await self._by_ids(Order, orm.orders, ids)
-
-    async def orders_by_position(self, position_ids: Sequence[int]) -> Sequence[Order]:
-        o = orm.orders
-        stmt = select(Order).where(o.c.position_id.in_(position_ids)).order_by(o.c.id)
-        return (await self.session.execute(stmt)).scalars().all()
 
 
 class SqlAlchemyRefreshTokenRepository(_Base):

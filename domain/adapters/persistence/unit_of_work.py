@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from domain.adapters.persistence import orm
 from domain.adapters.persistence.alerts import SqlAlchemyAlertRepository
+from domain.adapters.persistence.reads import SqlAlchemyBatchReader
 from domain.adapters.persistence.repositories import (
     SqlAlchemyAllocationRepository,
     SqlAlchemyAuditRepository,
-    SqlAlchemyBatchReader,
     SqlAlchemyCandleRepository,
     SqlAlchemyClientRepository,
     SqlAlchemyEventRepository,
@@ -33,6 +33,9 @@ from domain.adapters.persistence.repositories import (
     SqlAlchemyTradeRepository,
 )
 from domain.model import Order, StrategyEvent, Trade
+
+if TYPE_CHECKING:
+    from domain.adapters.persistence.snapshot import SqlAlchemyReadSnapshot
 
 
 def make_engine(url: str, **kw: object) -> AsyncEngine:
@@ -88,7 +91,12 @@ class SqlAlchemyUnitOfWork:
         self.new_trades: list[Trade] = []
 
     async def __aenter__(self) -> Self:
-        self.session = self.session_factory()
+        self._bind(self.session_factory())
+        return self
+
+    def _bind(self, session: Any) -> None:
+        """The repositories, on `session`."""
+        self.session = session
         self.clients = SqlAlchemyClientRepository(self.session)
         self.symbols = SqlAlchemySymbolRepository(self.session)
         self.strategies = SqlAlchemyStrategyRepository(self.session)
@@ -103,7 +111,6 @@ class SqlAlchemyUnitOfWork:
         self.refresh_tokens = SqlAlchemyRefreshTokenRepository(self.session)
         self.audit = SqlAlchemyAuditRepository(self.session)
         self.alerts = SqlAlchemyAlertRepository(self.session)
-        return self
 
     async def __aexit__(self, *args: object) -> None:
         # close() rolls back whatever was not committed, and (unlike rollback()) leaves loaded
@@ -136,3 +143,9 @@ class SqlAlchemyUnitOfWorkFactory:
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self.session_factory, self.publisher)
+
+    def snapshot(self) -> SqlAlchemyReadSnapshot:
+        """The read snapshot of one API request (`domain.ports.ReadSnapshot`)."""
+        from domain.adapters.persistence.snapshot import SqlAlchemyReadSnapshot
+
+        return SqlAlchemyReadSnapshot(self)
