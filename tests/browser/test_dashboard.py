@@ -268,6 +268,16 @@ async def test_the_dashboard_exports_trades_withdraws_principal_and_archives(db:
         await page.fill("#fund-form input[name=amount]", "5000")
         await page.click("#fund-form button[data-action=withdraw]")
         await expect(page.locator("#fund-form .form-error")).to_contain_text("free principal")
+        # Rule 11: a withdrawal that leaves entries too small to work stands, and says so.
+        await page.fill("#fund-form input[name=amount]", "1400")
+        await page.click("#fund-form button[data-action=withdraw]")
+        await expect(page.locator("#capital dd[data-k=principal]")).to_have_text("100.00")
+        await expect(page.locator("#fund-form .form-warning")).to_contain_text("every exit would become")
+        await expect(page.locator("#fund-form .form-error")).to_have_text("")
+        await page.fill("#fund-form input[name=amount]", "2000")
+        await page.click("#fund-form button[type=submit]")
+        await expect(page.locator("#capital dd[data-k=principal]")).to_have_text("2,100.00")
+        await expect(page.locator("#fund-form .form-warning")).to_have_text("")
 
         # Archive a paused strategy (confirmed by a second click): it leaves the list.
         spare = page.locator("#strategies tbody tr", has_text="Spare ETH")

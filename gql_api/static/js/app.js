@@ -661,19 +661,26 @@ async function onAction(event) {
   }
 }
 
-const FUND = "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount } }";
-const WITHDRAW = "mutation Withdraw($id: ID!, $amount: Decimal!) { withdrawCapital(strategyId: $id, amount: $amount) { id amount } }";
+const FUND =
+  "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount warnings } }";
+const WITHDRAW =
+  "mutation Withdraw($id: ID!, $amount: Decimal!) { withdrawCapital(strategyId: $id, amount: $amount) { id amount warnings } }";
 
-/** Add principal to the selected strategy, or (`withdraw`) take free principal back. */
+/** Add principal to the selected strategy, or (`withdraw`) take free principal back. A change that
+ * stands but leaves entries too small to work (SPEC §4 rule 11) says so under the form. */
 async function submitFund(event, kind = "allocate") {
   event.preventDefault();
   const form = $("#fund-form");
   const error = $(".form-error", form);
+  const warning = $(".form-warning", form);
   error.textContent = "";
+  warning.textContent = "";
   const amount = form.elements.amount.value.trim();
   if (!state.selectedId || !amount) return;
   await run(async () => {
-    await session.request(kind === "withdraw" ? WITHDRAW : FUND, { id: state.selectedId, amount });
+    const data = await session.request(kind === "withdraw" ? WITHDRAW : FUND, { id: state.selectedId, amount });
+    const result = kind === "withdraw" ? data.withdrawCapital : data.allocateCapital;
+    warning.textContent = (result.warnings || []).join(" ");
     form.reset();
     await refresh();
   }, error);
