@@ -69,6 +69,13 @@ class RedisServer:
             self.process.wait(10)
         self.process = None
 
+    def forget(self) -> None:
+        """Lose everything it kept, as a Redis without persistence does on a restart (the machine's
+        shared Redis keeps nothing on disk; an append-only file synced every second loses the last
+        second): call between `kill` and `start`."""
+        assert self.process is None, "forget() a stopped server"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

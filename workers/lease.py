@@ -12,6 +12,12 @@ still may — so that two workers never consume a symbol at the same time, whate
 Every command is bounded by `timeout`: a Redis that does not answer (a network partition rather
 than a refused connection) counts as a failure in time to stop.
 
+A restarted Redis may have lost the key (no persistence, or an append-only file that loses its
+last second): the holder, whose last renewal ran on the old server, may then still consume for up
+to `ttl` after the new server started. So `acquire` takes a free key only once the server has been
+up for `ttl` (its `uptime_in_seconds`, rounded down, checked in the same script): a free key is
+then certainly not another worker's any more. A holder's own surviving key is renewed at once.
+
 `acquire` is re-entrant: a worker that still holds the key (its consumer restarted, or a release
 that failed during an outage) gets it back at once instead of waiting for it to expire.
 
@@ -31,6 +37,10 @@ from redis.asyncio import Redis
 _ACQUIRE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+local uptime = tonumber(string.match(redis.call('info', 'server'), 'uptime_in_seconds:(%d+)'))
+if uptime ~= nil and uptime * 1000 < tonumber(ARGV[2]) then
+  return 0
 end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
