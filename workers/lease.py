@@ -15,7 +15,8 @@ than a refused connection) counts as a failure in time to stop.
 A restarted Redis may have lost the key (no persistence, or an append-only file that loses its
 last second): the holder, whose last renewal ran on the old server, may then still consume for up
 to `ttl` after the new server started. So `acquire` takes a free key only once the server has been
-up for `ttl` (its `uptime_in_seconds`, rounded down, checked in the same script): a free key is
+up for `ttl` (its `uptime_in_seconds`, checked in the same script, less one second: Redis counts
+it between two whole-second clock readings, so it may run up to a second ahead): a free key is
 then certainly not another worker's any more. A holder's own surviving key is renewed at once.
 
 `acquire` is re-entrant: a worker that still holds the key (its consumer restarted, or a release
@@ -39,7 +40,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 local uptime = tonumber(string.match(redis.call('info', 'server'), 'uptime_in_seconds:(%d+)'))
-if uptime ~= nil and uptime * 1000 < tonumber(ARGV[2]) then
+if uptime ~= nil and (uptime - 1) * 1000 < tonumber(ARGV[2]) then
   return 0
 end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

@@ -115,9 +115,15 @@ class SymbolConsumer:
         lease: RedisLease | None = None,
         fence: float = 1.0,
         reload_seconds: float = 30.0,
+        applied: dict[str, tuple[int, Decimal]] | None = None,
     ) -> None:
         assert symbol.id is not None
         self.app = app
+        # The last tick this worker applied, per cursor, kept by the worker across its consumers: the
+        # floor of a resume, since the checkpoint in Redis is not saved while Redis is down (or is
+        # lost with a Redis that keeps nothing) and ticks applied meanwhile must not be applied again
+        # — a replayed dip to B and rise through E would re-arm and buy twice in one bounce (rule 1).
+        self.applied = applied if applied is not None else {}
         self.source = source
         self.symbol = symbol
         self.symbol_id: int = symbol.id
@@ -170,6 +176,9 @@ class SymbolConsumer:
         if raw:
             data = json.loads(raw)
             self.seq, self.prev = data["seq"], Decimal(data["price"])
+        mine = self.applied.get(self._cursor_key)
+        if mine is not None and (self.seq is None or mine[0] > self.seq):
+            self.seq, self.prev = mine
 
     def _checkpoint(self) -> str:
         return json.dumps({"seq": self.seq, "price": str(self.prev)})
@@ -261,6 +270,7 @@ class SymbolConsumer:
         self._m_last_tick.set(self.last_tick_wall)
         self.app.price_book.set(self.symbol.symbol, cur, tick.at)
         self.prev, self.seq = cur, tick.seq
+        self.applied[self._cursor_key] = (tick.seq, cur)
         await self._publish(cur, tick.at)
 
     async def _publish(self, price: Decimal, at: datetime) -> None:
@@ -372,6 +382,7 @@ class MarketWorker:
         # On stop, a decision in flight gets this long to finish before it is abandoned (rolled back).
         self.shutdown_grace = shutdown_grace
         self.held: dict[str, HeldSymbol] = {}
+        self._applied: dict[str, tuple[int, Decimal]] = {}  # SymbolConsumer.applied, shared by its consumers
         self.finished: dict[str, SymbolConsumer] = {}
         self._retry_at: dict[str, float] = {}
         self._backoffs: dict[str, Backoff] = {}
@@ -512,8 +523,9 @@ class MarketWorker:
 
     def _hold(self, symbol: Symbol, lease: RedisLease) -> None:
         consumer = SymbolConsumer(
-            self.app, self.source, symbol, lease=lease, fence=self.fence, reload_seconds=self.reload_seconds
-        )
+            self.app, self.source, symbol, lease=lease, fence=self.fence, reload_seconds=self.reload_seconds,
+            applied=self._applied,
+        )  # fmt: skip
         held = HeldSymbol(consumer, lease)
         with log_fields(symbol=symbol.symbol):  # on every log line of the keeper and consumer
             held.keeper = asyncio.create_task(self._keep(held), name=f"keep-{symbol.symbol}")
