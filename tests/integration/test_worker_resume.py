@@ -57,7 +57,7 @@ async def _run_with_stale_checkpoint(
     await during.run()
     held = await sides_by_strategy(db)
     await db.redis.set(first._cursor_key, saved)
-    again = SymbolConsumer(db, UpTo(replay, 21), symbol, applied=None if applied is None else applied)
+    again = SymbolConsumer(db, UpTo(replay, 21), symbol, applied=applied)
     await again.run()
     return held, await sides_by_strategy(db)
 
