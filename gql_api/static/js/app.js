@@ -694,10 +694,7 @@ async function submitRowFund(event) {
   const amount = form.elements.amount.value.trim();
   if (!amount) return;
   await run(async () => {
-    await session.request(
-      "mutation Fund($id: ID!, $amount: Decimal!) { allocateCapital(strategyId: $id, amount: $amount) { id amount } }",
-      { id: form.dataset.id, amount },
-    );
+    await session.request(FUND, { id: form.dataset.id, amount });
     await refresh();
   });
 }
