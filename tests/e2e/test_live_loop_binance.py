@@ -151,12 +151,7 @@ async def play(db: App, binance: LocalBinance | None) -> dict[str, Any]:
             received_events = await subs.wait_for(events, 7)
             received_prices = await subs.wait_for(prices, 10)
         finally:
-            market.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if isinstance(db.exchange, ExchangeRouter):
-                await db.exchange.close()
+            await stop_workers(db, market, tasks)
     async with db.uow() as uow:
         trades = list(reversed(await uow.trades.list(Page(100))))
         positions = list(reversed(await uow.positions.list(Page(100))))
@@ -193,6 +188,16 @@ def position_row(p: Position) -> tuple[Any, ...]:
         p.status, p.entry_price, p.quantity, p.cost, p.fees, p.dust, p.min_profit, p.min_sell_price,
         p.scheduled_exit_price, p.channel_exit_date, p.exit_price,
     )  # fmt: skip
+
+
+async def stop_workers(db: App, market: MarketWorker, tasks: list[asyncio.Task[Any]]) -> None:
+    """Stop the market worker and the tasks beside it, then close the exchange's clients."""
+    market.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if isinstance(db.exchange, ExchangeRouter):
+        await db.exchange.close()
 
 
 async def test_the_live_loop_on_binance_trades_exactly_as_on_paper(db: App, local_binance: LocalBinance) -> None:

@@ -48,7 +48,14 @@ from tests.binance_local import LocalBinance, local_config
 from tests.conftest import reset
 from tests.e2e import servers
 from tests.e2e.test_live_loop import E, X
-from tests.e2e.test_live_loop_binance import SET_KEYS, FollowedReplay, FollowingBook, position_row, trade_row
+from tests.e2e.test_live_loop_binance import (
+    SET_KEYS,
+    FollowedReplay,
+    FollowingBook,
+    position_row,
+    stop_workers,
+    trade_row,
+)
 from workers.market import MarketWorker
 from workers.orders import OrderUpdatesWorker
 
@@ -158,12 +165,7 @@ async def play(db: App, binance: LocalBinance | None) -> dict[str, Any]:
             await wait_for(replay.ended, "the end of the replay", tasks[0])
             await wait_for_positions(db, [PositionStatus.CLOSED, PositionStatus.CLOSED])
         finally:
-            market.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if isinstance(db.exchange, ExchangeRouter):
-                await db.exchange.close()
+            await stop_workers(db, market, tasks)
     async with db.uow() as uow:
         trades = list(reversed(await uow.trades.list(Page(100))))
         positions = list(reversed(await uow.positions.list(Page(100))))
